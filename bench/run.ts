@@ -1,0 +1,141 @@
+/**
+ * Breakwater's benchmark against Mosquitto and Aedes (issue 2, "Benchmark"). Not a test; nothing
+ * here runs in CI.
+ *
+ *   npm run bench -- throughput   [--brokers breakwater,mosquitto,aedes] [--scenarios fan-in,fan-out,qos1-pairs]
+ *                                 [--warmup 2] [--window 6] [--latency-load 0.5]
+ *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000]
+ *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
+ *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
+ *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
+ *
+ * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
+ */
+import { parseArgs } from 'node:util';
+import { authStormCommand } from './auth-storm/command.js';
+import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
+import { liveChildren } from './loadgen/pool.js';
+import { machineInfo, writeResults } from './report.js';
+import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
+import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
+import { runTopics } from './scenarios/topics.js';
+
+function killAll(): void {
+  for (const child of liveChildren) child.kill('SIGKILL');
+}
+// Whatever ends this process, no broker or load generator outlives it.
+process.on('exit', killAll);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    process.stderr.write(`bench: ${signal}, stopping children\n`);
+    killAll();
+    process.exit(130);
+  });
+}
+
+function list<T extends string>(value: string | undefined, allowed: readonly T[], flag: string): T[] {
+  if (value === undefined) return [...allowed];
+  const items = value.split(',').map((s) => s.trim());
+  for (const item of items) {
+    if (!allowed.includes(item as T))
+      throw new Error(`--${flag}: unknown '${item}' (allowed: ${allowed.join(', ')})`);
+  }
+  return items as T[];
+}
+
+function log(line: string): void {
+  process.stdout.write(`[${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+async function main(): Promise<number> {
+  if (process.argv[2] === 'auth-storm') return authStormCommand(process.argv.slice(3), log);
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      brokers: { type: 'string' },
+      scenarios: { type: 'string' },
+      breakwater: { type: 'string', default: 'auto' },
+      name: { type: 'string' },
+      warmup: { type: 'string', default: '2' },
+      window: { type: 'string', default: '6' },
+      'latency-load': { type: 'string', default: '0.5' },
+      connections: { type: 'string', default: '10000' },
+    },
+  });
+  const kind = positionals[0];
+  const brokers = list<BrokerName>(values.brokers, BrokerNames, 'brokers');
+  const breakwater = values.breakwater as BreakwaterLaunch;
+  if (!['auto', 'cli', 'script'].includes(breakwater))
+    throw new Error('--breakwater must be auto, cli or script');
+  const machine = machineInfo();
+  const started = Date.now();
+
+  if (kind === 'throughput') {
+    const opts = {
+      brokers,
+      scenarios: list<ScenarioId>(values.scenarios, ScenarioIds, 'scenarios'),
+      breakwater,
+      warmupMs: Number(values.warmup) * 1000,
+      windowMs: Number(values.window) * 1000,
+      latencyLoad: Number(values['latency-load']),
+      payloadSize: 64,
+      qos1Window: 64,
+      runTimeoutMs: 90_000,
+    };
+    const { scenarios, brokers: infos } = await runThroughput(opts, log);
+    const name = values.name ?? 'throughput';
+    const files = writeResults(
+      name,
+      {
+        benchmark: 'throughput',
+        machine,
+        brokers: infos,
+        options: opts,
+        scenarios,
+        durationS: (Date.now() - started) / 1000,
+      },
+      throughputMarkdown(machine, infos, scenarios, opts),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
+  if (kind === 'idle-memory') {
+    const opts = { brokers, breakwater, connections: Number(values.connections), perWorker: 2500 };
+    const { results, brokers: infos } = await runIdleMemory(opts, log);
+    const name = values.name ?? 'idle-memory';
+    const files = writeResults(
+      name,
+      {
+        benchmark: 'idle-memory',
+        machine,
+        brokers: infos,
+        options: opts,
+        results,
+        durationS: (Date.now() - started) / 1000,
+      },
+      idleMemoryMarkdown(machine, infos, results, opts),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
+  if (kind === 'topics') {
+    runTopics(log);
+    return 0;
+  }
+  process.stderr.write(
+    'usage: npm run bench -- throughput|idle-memory|topics|auth-storm [options] (see bench/run.ts)\n',
+  );
+  return 2;
+}
+
+main().then(
+  (code) => {
+    killAll();
+    process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${(err as Error)?.stack ?? err}\n`);
+    killAll();
+    process.exit(1);
+  },
+);

@@ -1,0 +1,214 @@
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { admissionConfigSchema } from '../guard/admission/config.js';
+import { guardConfigSchema } from '../guard/config.js';
+import { type BrokerLimits, defaultLimits } from '../options.js';
+
+/**
+ * The configuration schema (breakwater.yaml). The TypeScript type is derived from it, so the two
+ * cannot drift; `loadConfig()` validates against it once at start, applies defaults, rejects
+ * unknown keys everywhere and freezes the result (the fastify `initial-config-validation` model).
+ *
+ * Every object sets `additionalProperties: false`; every optional section has `default: {}` so
+ * ajv's `useDefaults` fills the nested defaults in too.
+ */
+
+/** A string enum as a plain JSON-schema `enum` (one ajv error instead of one per `anyOf` branch). */
+function stringEnum<const T extends readonly string[]>(
+  values: T,
+  options: { default?: T[number]; description?: string } = {},
+) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+const strict = { additionalProperties: false } as const;
+
+export const listenerTypes = ['tcp', 'tls', 'ws', 'wss'] as const;
+export type ListenerType = (typeof listenerTypes)[number];
+
+export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof logLevels)[number];
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free port.' });
+
+export const TlsFilesSchema = Type.Object(
+  {
+    cert: Type.String({ minLength: 1, description: 'PEM certificate chain file.' }),
+    key: Type.String({ minLength: 1, description: 'PEM private key file.' }),
+    ca: Type.Optional(
+      Type.String({ minLength: 1, description: 'PEM CA bundle used to verify client certificates.' }),
+    ),
+    requestCert: Type.Boolean({
+      default: false,
+      description: 'Ask clients for a certificate (mTLS); clients without a valid one are refused.',
+    }),
+  },
+  strict,
+);
+
+export const ListenerSchema = Type.Object(
+  {
+    name: Type.String({
+      minLength: 1,
+      maxLength: 64,
+      pattern: '^[A-Za-z0-9_.-]+$',
+      description: 'Unique name; the `listener` label of the metrics.',
+    }),
+    type: stringEnum(listenerTypes, {
+      description: 'tcp = MQTT, tls = MQTT over TLS, ws/wss = MQTT over (secure) WebSocket.',
+    }),
+    host: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address to bind.' }),
+    port: Port,
+    path: Type.Optional(
+      Type.String({ pattern: '^/', description: 'WebSocket path (ws/wss only). Default `/mqtt`.' }),
+    ),
+    tls: Type.Optional(TlsFilesSchema),
+    maxConnections: Type.Optional(
+      Type.Integer({ minimum: 1, description: 'Sockets beyond this many are refused at accept.' }),
+    ),
+  },
+  strict,
+);
+
+// `satisfies` makes a BrokerLimits field without a config key (or a key without a field) a
+// compile error, so `mqtt.*` always covers every limit.
+const limitSchemas = {
+  connectTimeoutMs: Type.Integer({
+    minimum: 1,
+    default: defaultLimits.connectTimeoutMs,
+    description: 'A socket that sends no CONNECT within this time is destroyed.',
+  }),
+  keepaliveFactor: Type.Number({
+    minimum: 1,
+    default: defaultLimits.keepaliveFactor,
+    description: "Keepalive is enforced at this multiple of the client's keepalive.",
+  }),
+  maxKeepaliveSec: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: defaultLimits.maxKeepaliveSec,
+    description: 'MQTT 5 Server Keep Alive cap, seconds (0 = no cap).',
+  }),
+  maxPacketSize: Type.Integer({
+    minimum: 1,
+    maximum: 268_435_455,
+    default: defaultLimits.maxPacketSize,
+    description: 'Largest packet accepted, bytes.',
+  }),
+  receiveMaximum: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: defaultLimits.receiveMaximum,
+    description: 'Inbound QoS 1/2 publishes in flight per client.',
+  }),
+  maxInflight: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: defaultLimits.maxInflight,
+    description: 'Outbound QoS 1/2 publishes in flight per session.',
+  }),
+  offlineQueueLimit: Type.Integer({
+    minimum: 0,
+    default: defaultLimits.offlineQueueLimit,
+    description: 'Queued QoS 1/2 messages per session; overflow is dropped and counted.',
+  }),
+  maxSessionExpirySec: Type.Integer({
+    minimum: 0,
+    maximum: 0xffff_ffff,
+    default: defaultLimits.maxSessionExpirySec,
+    description: "Upper bound on a client's Session Expiry Interval, seconds.",
+  }),
+  topicAliasMaximum: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: defaultLimits.topicAliasMaximum,
+    description: 'Topic Alias Maximum announced to clients.',
+  }),
+  drainTimeoutMs: Type.Integer({
+    minimum: 1,
+    default: defaultLimits.drainTimeoutMs,
+    description: 'A connection that stays unwritable this long is cut as a slow consumer.',
+  }),
+  maxClientIdLength: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: defaultLimits.maxClientIdLength,
+    description: 'Longest client id accepted.',
+  }),
+} satisfies Record<keyof BrokerLimits, TSchema>;
+
+export const MqttLimitsSchema = Type.Object(limitSchemas, { ...strict, default: {} });
+
+export const StorageSchema = Type.Object(
+  {
+    driver: stringEnum(['sqlite', 'memory'] as const, {
+      default: 'sqlite',
+      description: 'sqlite persists sessions, QoS 1/2 state and retained messages; memory does not.',
+    }),
+    file: Type.Optional(
+      Type.String({ minLength: 1, description: 'SQLite database file. Default `<dataDir>/breakwater.db`.' }),
+    ),
+  },
+  { ...strict, default: {} },
+);
+
+export const HttpSchema = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'Serve /metrics, /healthz and /readyz.' }),
+    host: Type.String({ minLength: 1, default: '0.0.0.0', description: 'Address the HTTP server binds.' }),
+    port: Type.Integer({
+      minimum: 0,
+      maximum: 65535,
+      default: 8080,
+      description: 'HTTP port (flag --http-port).',
+    }),
+  },
+  { ...strict, default: {} },
+);
+
+export const LogSchema = Type.Object(
+  {
+    level: stringEnum(logLevels, { default: 'info', description: 'Log level (pino JSON lines on stdout).' }),
+  },
+  { ...strict, default: {} },
+);
+
+export const defaultListeners = [
+  { name: 'mqtt', type: 'tcp', host: '0.0.0.0', port: 1883 },
+  { name: 'ws', type: 'ws', host: '0.0.0.0', port: 8083, path: '/mqtt' },
+] as const;
+
+export const ConfigSchema = Type.Object(
+  {
+    listeners: Type.Array(ListenerSchema, {
+      default: defaultListeners,
+      description: 'MQTT listeners. Default: tcp on 1883 and ws on 8083 (/mqtt).',
+    }),
+    mqtt: MqttLimitsSchema,
+    storage: StorageSchema,
+    dataDir: Type.String({ minLength: 1, default: './data', description: 'Directory for persistent state.' }),
+    http: HttpSchema,
+    log: LogSchema,
+    /**
+     * Authentication and authorization per listener (issue 3). No `guard.listeners` at all means
+     * no guard: every listener admits anonymous clients with full access (the out-of-the-box
+     * quick tour), and `breakwater up` warns loudly. Once any listener is configured, a listener
+     * without an entry (and without `*`) refuses every CONNECT.
+     */
+    guard: Type.Object(guardConfigSchema.properties, {
+      ...strict,
+      default: {},
+      description: 'Authentication (authenticators, per-listener authn chains, authz rules, revocations).',
+    }),
+    admission: Type.Object(admissionConfigSchema.properties, {
+      ...strict,
+      default: {},
+      description: 'Admission control: connection-rate buckets, caps, flapping, tarpit, slow start.',
+    }),
+  },
+  strict,
+);
+
+export type BreakwaterConfig = Static<typeof ConfigSchema>;
+export type ListenerConfig = Static<typeof ListenerSchema>;
+export type TlsFilesConfig = Static<typeof TlsFilesSchema>;
+export type MqttLimitsConfig = Static<typeof MqttLimitsSchema>;

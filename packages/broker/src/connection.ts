@@ -1,0 +1,504 @@
+/**
+ * One client connection over any duplex stream: framing, dispatch to the packet handlers (one
+ * module per packet type, one switch below), batched writes, backpressure and closing.
+ *
+ * Memory discipline (≤ 3 KiB per idle client is a product target): no Parser, no timer and no
+ * closure per connection. Stream events go to module-level functions that find the connection
+ * through a symbol on the stream; timeouts are deadlines checked by the broker's shared sweep.
+ */
+import type { Duplex } from 'node:stream';
+import type { Broker } from './broker.js';
+import type { AdmissionRefusal } from './guard/admission/verdict.js';
+import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handlers/acks.js';
+import { handleConnect } from './handlers/connect.js';
+import { handleDisconnect } from './handlers/disconnect.js';
+import { handlePingreq } from './handlers/pingreq.js';
+import { handlePublish } from './handlers/publish.js';
+import { handleSubscribe } from './handlers/subscribe.js';
+import { handleUnsubscribe } from './handlers/unsubscribe.js';
+import type { ConnectionInfo } from './options.js';
+import {
+  type DecodeFailure,
+  decodePublish,
+  encode,
+  type Packet,
+  PacketType,
+  parseWithMqttPacket,
+} from './protocol/codec.js';
+import { type FrameSink, feedFrames } from './protocol/framer.js';
+import { ReasonCode, reasonCodeName } from './reason-codes.js';
+import type { Session } from './session.js';
+
+export const ConnState = {
+  /** Accepted, waiting for CONNECT (connect timeout running). */
+  AwaitConnect: 0,
+  /** CONNECT received, authentication hook pending; reading is suspended. */
+  Authenticating: 1,
+  Connected: 2,
+  Closed: 3,
+} as const;
+export type ConnStateValue = (typeof ConnState)[keyof typeof ConnState];
+
+const kConn = Symbol('breakwater.connection');
+type StreamWithConn = Duplex & { [kConn]?: Connection };
+
+/** QoS 0 messages are dropped (counted as slow_consumer) while more than this is buffered unsent. */
+const QOS0_BUFFER_LIMIT = 4 * 1024 * 1024;
+/** How long an ended stream may linger before it is destroyed by the sweep. */
+export const CLOSE_LINGER_MS = 2000;
+
+function onStreamData(this: StreamWithConn, chunk: Buffer): void {
+  this[kConn]?.onData(chunk);
+}
+function onStreamEnd(this: StreamWithConn): void {
+  // No half-open MQTT connections: the peer ending its side ends the connection.
+  this[kConn]?.shutdown('peer_closed', true);
+  this.destroy();
+}
+function onStreamError(this: StreamWithConn, err: Error): void {
+  const conn = this[kConn];
+  if (conn !== undefined) {
+    conn.broker.logger.debug({ clientId: conn.clientId, err: err.message }, 'stream error');
+    conn.shutdown('stream_error', true);
+  }
+  this.destroy();
+}
+function onStreamClose(this: StreamWithConn): void {
+  const conn = this[kConn];
+  if (conn === undefined) return;
+  conn.shutdown('peer_closed', true);
+  conn.broker.onStreamClosed(conn);
+  delete this[kConn];
+}
+function onStreamDrain(this: StreamWithConn): void {
+  this[kConn]?.onDrain();
+}
+function destroyStream(this: Duplex): void {
+  this.destroy();
+}
+function uncorkConnection(conn: Connection): void {
+  conn.corked = false;
+  conn.stream.uncork();
+}
+
+/**
+ * Deadlines are stored relative to this (module load time) so that they stay small integers: V8
+ * keeps those unboxed in the object, while an epoch-ms double costs a 16-byte heap number per
+ * connection. After ~24 days of uptime they outgrow that range and are simply boxed again.
+ */
+const DEADLINE_BASE = Date.now();
+
+const F_SUSPENDED = 1;
+const F_READ_PAUSED = 2;
+const F_CORKED = 4;
+const F_PROBLEM_INFORMATION = 8;
+const F_WILL_ON_CLOSE = 16;
+const F_HOOK_ADMITTED = 32;
+const F_HANDSHAKE_PENDING = 64;
+
+export class Connection implements FrameSink {
+  readonly broker: Broker;
+  readonly stream: StreamWithConn;
+  readonly info: ConnectionInfo;
+  state: ConnStateValue = ConnState.AwaitConnect;
+  /** Protocol level: 3 (3.1), 4 (3.1.1) or 5. 4 until CONNECT says otherwise. */
+  version = 4;
+  clientId = '';
+  session: Session | null = null;
+  /** Keepalive enforcement window in ms (1.5 × keepalive), 0 = none. */
+  keepaliveMs = 0;
+  /** Connect timeout, then keepalive deadline, relative to DEADLINE_BASE; see `deadline`. */
+  #deadline = 0;
+  /** Booleans, one bit each (F_*): seven boolean fields would cost 56 bytes per connection. */
+  #flags = F_PROBLEM_INFORMATION | F_WILL_ON_CLOSE;
+  /** Epoch ms when shutdown() ended the stream; the sweep destroys it after CLOSE_LINGER_MS. */
+  closedAt = 0;
+  /** Epoch ms since the socket refused writes (write() === false); 0 while writable. */
+  blockedSince = 0;
+
+  // FrameSink state.
+  headerPart: Buffer | null = null;
+  bodyPart: Buffer | null = null;
+  bodyFill = 0;
+  /** Input received while suspended (authentication pending). */
+  backlog: Buffer | null = null;
+
+  /** What the client announced in CONNECT (v5); defaults per spec. */
+  clientReceiveMaximum = 65535;
+  clientMaxPacketSize = 0;
+  /** Client → broker topic aliases (v5), allocated on first use. */
+  inboundAliases: Map<number, string> | null = null;
+  /** Acks waiting for a storage flush, in order, with the flush generation each one needs. */
+  acks: Buffer[] | null = null;
+  ackGens: number[] | null = null;
+  /** QoS 1 PUBACKs not sent yet (Receive Maximum accounting). */
+  pendingQos1 = 0;
+
+  // Guard state (issue 3). Plain fields, no closures: they cost a few bytes per connection.
+  /** Epoch ms when the credentials expire (JWT `exp`); the sweep disconnects then. 0 = never. */
+  expiresAt = 0;
+  /**
+   * An admission refusal waiting to be answered: at accept (answered when the CONNECT arrives,
+   * destroyed at `deadline` otherwise) or a tarpit (answered by the sweep at `deadline`). When its
+   * `tarpitMs` > 0 the connection holds a tarpit slot, released once at shutdown.
+   */
+  refusal: AdmissionRefusal | null = null;
+
+  constructor(broker: Broker, stream: Duplex, info: ConnectionInfo, now: number) {
+    this.broker = broker;
+    this.stream = stream as StreamWithConn;
+    this.info = info;
+    this.deadline = now + broker.limits.connectTimeoutMs;
+    const s = this.stream;
+    s[kConn] = this;
+    s.on('data', onStreamData);
+    s.on('end', onStreamEnd);
+    s.on('error', onStreamError);
+    s.on('close', onStreamClose);
+    s.on('drain', onStreamDrain);
+  }
+
+  get connected(): boolean {
+    return this.state === ConnState.Connected;
+  }
+
+  /** Connect timeout, then keepalive deadline (epoch ms); 0 = none. */
+  get deadline(): number {
+    const d = this.#deadline;
+    return d === 0 ? 0 : d + DEADLINE_BASE;
+  }
+  set deadline(ms: number) {
+    const d = ms === 0 ? 0 : ms - DEADLINE_BASE;
+    // `| 0` makes V8 store a small integer (the difference of two doubles stays a double).
+    this.#deadline = d === (d | 0) ? d | 0 : d;
+  }
+
+  #flag(bit: number): boolean {
+    return (this.#flags & bit) !== 0;
+  }
+  #setFlag(bit: number, on: boolean): void {
+    this.#flags = on ? this.#flags | bit : this.#flags & ~bit;
+  }
+
+  /** Framing suspended (authentication pending); input goes to the backlog. */
+  get suspended(): boolean {
+    return this.#flag(F_SUSPENDED);
+  }
+  set suspended(on: boolean) {
+    this.#setFlag(F_SUSPENDED, on);
+  }
+  /** stream.pause() in effect (suspended, or too many acks waiting for storage). */
+  get readPaused(): boolean {
+    return this.#flag(F_READ_PAUSED);
+  }
+  set readPaused(on: boolean) {
+    this.#setFlag(F_READ_PAUSED, on);
+  }
+  /** The stream is corked until the next tick. */
+  get corked(): boolean {
+    return this.#flag(F_CORKED);
+  }
+  set corked(on: boolean) {
+    this.#setFlag(F_CORKED, on);
+  }
+  /** v5 Request Problem Information (default true) [MQTT-3.1.2-29]. */
+  get problemInformation(): boolean {
+    return this.#flag(F_PROBLEM_INFORMATION);
+  }
+  set problemInformation(on: boolean) {
+    this.#setFlag(F_PROBLEM_INFORMATION, on);
+  }
+  /** Publish the will when the connection closes (cleared by a normal DISCONNECT). */
+  get willOnClose(): boolean {
+    return this.#flag(F_WILL_ON_CLOSE);
+  }
+  set willOnClose(on: boolean) {
+    this.#setFlag(F_WILL_ON_CLOSE, on);
+  }
+  /** The authenticate hook admitted this connection: `onClientDisconnected` is owed at close. */
+  get hookAdmitted(): boolean {
+    return this.#flag(F_HOOK_ADMITTED);
+  }
+  set hookAdmitted(on: boolean) {
+    this.#setFlag(F_HOOK_ADMITTED, on);
+  }
+  /** Admission counted a handshake in progress for this CONNECT: `onHandshakeDone` is owed. */
+  get handshakePending(): boolean {
+    return this.#flag(F_HANDSHAKE_PENDING);
+  }
+  set handshakePending(on: boolean) {
+    this.#setFlag(F_HANDSHAKE_PENDING, on);
+  }
+
+  onData(chunk: Buffer): void {
+    if (this.state === ConnState.Closed) return;
+    const b = this.broker;
+    b.counters.bytesIn += chunk.length;
+    if (this.keepaliveMs > 0) this.deadline = b.clock.now() + this.keepaliveMs; // [MQTT-3.1.2-22]
+    if (this.suspended) {
+      this.onBacklog(chunk);
+      return;
+    }
+    feedFrames(this, chunk);
+  }
+
+  maxInboundPacketSize(): number {
+    return this.broker.limits.maxPacketSize;
+  }
+
+  onBacklog(rest: Buffer): void {
+    this.backlog = this.backlog === null ? Buffer.from(rest) : Buffer.concat([this.backlog, rest]);
+    if (!this.readPaused) {
+      this.readPaused = true;
+      this.stream.pause();
+    }
+  }
+
+  onFrameError(kind: 'malformed' | 'too_large', size: number): void {
+    if (kind === 'too_large') {
+      // [MQTT-3.2.2-?] v5: the broker announced its Maximum Packet Size in CONNACK; exceeding it is 0x95.
+      this.protocolError(
+        ReasonCode.PacketTooLarge,
+        `packet of ${size} bytes exceeds the maximum packet size`,
+      );
+    } else {
+      this.protocolError(ReasonCode.MalformedPacket, 'invalid Remaining Length');
+    }
+  }
+
+  /** Suspend framing (authentication pending); input is kept in the backlog. */
+  suspend(): void {
+    this.suspended = true;
+  }
+
+  resume(): void {
+    this.suspended = false;
+    if (this.state === ConnState.Closed) return;
+    const backlog = this.backlog;
+    this.backlog = null;
+    if (backlog !== null) feedFrames(this, backlog);
+    if (
+      !this.suspended &&
+      this.readPaused &&
+      (this.state as number) !== ConnState.Closed &&
+      this.acksBelowLimit()
+    ) {
+      this.readPaused = false;
+      this.stream.resume();
+    }
+  }
+
+  acksBelowLimit(): boolean {
+    return this.acks === null || this.acks.length < this.broker.limits.receiveMaximum;
+  }
+
+  /** One complete packet from the framer. The one dispatch switch. */
+  onFrame(frame: Buffer): boolean {
+    const type = frame[0]! >> 4;
+    if (this.state === ConnState.AwaitConnect) {
+      if (type !== PacketType.CONNECT) {
+        // [MQTT-3.1.0-1] The first packet from the client MUST be CONNECT.
+        this.protocolError(ReasonCode.ProtocolError, 'first packet is not CONNECT');
+        return false;
+      }
+      handleConnect(this.broker, this, frame);
+      return !this.suspended && (this.state as number) !== ConnState.Closed;
+    }
+    const v = this.version;
+    switch (type) {
+      case PacketType.PUBLISH: {
+        const p = decodePublish(frame, v);
+        if ('error' in p) this.decodeFailed(p);
+        else handlePublish(this.broker, this, p);
+        break;
+      }
+      case PacketType.PUBACK:
+      case PacketType.PUBREC:
+      case PacketType.PUBREL:
+      case PacketType.PUBCOMP:
+        this.onAck(type, frame);
+        break;
+      case PacketType.SUBSCRIBE: {
+        const p = parseWithMqttPacket(frame, v);
+        if ('error' in p) this.decodeFailed(p);
+        else handleSubscribe(this.broker, this, p as Packet & { cmd: 'subscribe' });
+        break;
+      }
+      case PacketType.UNSUBSCRIBE: {
+        const p = parseWithMqttPacket(frame, v);
+        if ('error' in p) this.decodeFailed(p);
+        else handleUnsubscribe(this.broker, this, p as Packet & { cmd: 'unsubscribe' });
+        break;
+      }
+      case PacketType.PINGREQ:
+        if (frame[0] !== 0xc0 || frame.length !== 2)
+          this.protocolError(ReasonCode.MalformedPacket, 'invalid PINGREQ');
+        else handlePingreq(this);
+        break;
+      case PacketType.DISCONNECT: {
+        const p = parseWithMqttPacket(frame, v);
+        if ('error' in p) this.decodeFailed(p);
+        else handleDisconnect(this.broker, this, p as Packet & { cmd: 'disconnect' });
+        break;
+      }
+      case PacketType.CONNECT:
+        // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
+        this.protocolError(ReasonCode.ProtocolError, 'second CONNECT');
+        break;
+      case PacketType.AUTH:
+        // No enhanced authentication is offered (CONNACK refuses any Authentication Method), so an
+        // AUTH packet can only be a protocol error [MQTT-4.12.0-1].
+        this.protocolError(
+          v === 5 ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket,
+          'unexpected AUTH',
+        );
+        break;
+      default:
+        // Server-to-client packet types (CONNACK, SUBACK, UNSUBACK, PINGRESP) and reserved type 0.
+        this.protocolError(ReasonCode.MalformedPacket, `unexpected packet type ${type}`);
+    }
+    return this.state !== ConnState.Closed && !this.suspended;
+  }
+
+  /** PUBACK/PUBREC/PUBREL/PUBCOMP decoded by hand: they are frequent and tiny. */
+  onAck(type: number, frame: Buffer): void {
+    // [MQTT-3.6.1-1] PUBREL flags are 0010; the others 0000 [MQTT-2.2.2-2].
+    const flags = frame[0]! & 0x0f;
+    if (flags !== (type === PacketType.PUBREL ? 2 : 0)) {
+      this.protocolError(ReasonCode.MalformedPacket, 'invalid fixed header flags');
+      return;
+    }
+    const remaining = frame[1]!;
+    if (frame.length < 4 || (this.version < 5 && remaining !== 2)) {
+      this.protocolError(ReasonCode.MalformedPacket, 'invalid acknowledgement length');
+      return;
+    }
+    const id = frame.readUInt16BE(frame.length - remaining);
+    const rc = this.version === 5 && remaining > 2 ? frame[4]! : 0;
+    if (id === 0) {
+      this.protocolError(ReasonCode.ProtocolError, 'packet identifier 0');
+      return;
+    }
+    const b = this.broker;
+    if (type === PacketType.PUBACK) handlePuback(b, this, id);
+    else if (type === PacketType.PUBREC) handlePubrec(b, this, id, rc);
+    else if (type === PacketType.PUBREL) handlePubrel(b, this, id);
+    else handlePubcomp(b, this, id);
+  }
+
+  decodeFailed(f: DecodeFailure): void {
+    this.protocolError(
+      f.error === 'protocol' ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket,
+      f.message,
+    );
+  }
+
+  /** Write one encoded packet; writes are corked and flushed together on the next tick. */
+  send(buf: Buffer): void {
+    if (this.state === ConnState.Closed) return;
+    const s = this.stream;
+    if (!this.corked) {
+      this.corked = true;
+      s.cork();
+      process.nextTick(uncorkConnection, this);
+    }
+    this.broker.counters.bytesOut += buf.length;
+    if (!s.write(buf) && this.blockedSince === 0) this.blockedSince = this.broker.clock.now();
+  }
+
+  sendPacket(packet: Packet): void {
+    const buf = encode(packet, this.version);
+    if (buf === null) {
+      this.broker.logger.error({ clientId: this.clientId, cmd: packet.cmd }, 'failed to encode packet');
+      return;
+    }
+    this.send(buf);
+  }
+
+  /** Too much unsent data buffered: QoS 0 deliveries are dropped instead of growing the buffer. */
+  get congested(): boolean {
+    return this.stream.writableLength > QOS0_BUFFER_LIMIT;
+  }
+
+  onDrain(): void {
+    this.blockedSince = 0;
+    this.broker.onConnectionDrained(this);
+  }
+
+  /** Reason string only where the client allows it [MQTT-3.1.2-29]. */
+  reasonProps(reasonString: string | undefined): { reasonString: string } | undefined {
+    return reasonString !== undefined && this.problemInformation ? { reasonString } : undefined;
+  }
+
+  /**
+   * Close because the client broke the protocol: a log line, a metric, v5 DISCONNECT with the
+   * reason code and a reason string (once connected) [MQTT-4.13.1-1], then close. The will is sent.
+   */
+  protocolError(reasonCode: number, message: string): void {
+    if (this.state === ConnState.Closed) return;
+    const b = this.broker;
+    const name = reasonCodeName(reasonCode);
+    b.logger.warn(
+      { clientId: this.clientId || undefined, remoteAddress: this.info.remoteAddress, reason: name },
+      `closing connection: ${message}`,
+    );
+    b.metrics.protocolErrors.inc({ reason: name });
+    this.disconnect(reasonCode, message, name);
+  }
+
+  /**
+   * Server-initiated close with a v5 DISCONNECT (when connected and v5). `serverReference` goes
+   * with 0x9C/0x9D (MQTT 5.0 §4.11, node drain and redirect).
+   */
+  disconnect(
+    reasonCode: number,
+    reasonString: string | undefined,
+    reason: string,
+    serverReference?: string,
+  ): void {
+    if (this.state === ConnState.Closed) return;
+    if (this.state === ConnState.Connected && this.version === 5) {
+      const properties: { reasonString?: string; serverReference?: string } = {};
+      // DISCONNECT may carry a Reason String whatever Request Problem Information says [MQTT-3.1.2-29].
+      if (reasonString !== undefined) properties.reasonString = reasonString;
+      if (serverReference !== undefined) properties.serverReference = serverReference;
+      this.sendPacket({
+        cmd: 'disconnect',
+        reasonCode,
+        ...(properties.reasonString !== undefined || serverReference !== undefined ? { properties } : {}),
+      } as Packet);
+    }
+    this.shutdown(reason, true);
+  }
+
+  /**
+   * End the connection: detach it from its session at once (no socket is ever left in the
+   * session map after its close), end the stream and let the sweep destroy it if it lingers.
+   */
+  shutdown(reason: string, publishWill: boolean): void {
+    if (this.state === ConnState.Closed) return;
+    const wasState = this.state;
+    this.state = ConnState.Closed;
+    const b = this.broker;
+    this.closedAt = b.clock.now();
+    this.backlog = null;
+    this.bodyPart = null;
+    this.headerPart = null;
+    b.onConnectionShutdown(this, wasState, reason, publishWill && this.willOnClose);
+    const s = this.stream;
+    if (this.corked) {
+      this.corked = false;
+      s.uncork();
+    }
+    if (!s.destroyed) {
+      s.once('finish', destroyStream);
+      s.end();
+    }
+  }
+
+  /** Destroy the stream now (takeover, timeouts, slow consumers, broker close). */
+  destroy(reason: string): void {
+    this.shutdown(reason, true);
+    if (!this.stream.destroyed) this.stream.destroy();
+  }
+}

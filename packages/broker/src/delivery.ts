@@ -1,0 +1,237 @@
+/**
+ * Outbound delivery (MQTT 5.0 §4.3, §4.4, §4.9): QoS 0 sent or dropped, QoS 1/2 through an
+ * in-flight window of min(client Receive Maximum, limits.maxInflight) with the rest queued (up to
+ * limits.offlineQueueLimit), redelivery with DUP on session resume, and the outbox in storage for
+ * persistent sessions. Top-level functions with explicit arguments: no closure per message.
+ */
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { encode, encodePlainPublish, plainPublishSize } from './protocol/codec.js';
+import type { Message, Session } from './session.js';
+import type { OutboxRecord, QoS, StoredPublishProperties } from './storage/types.js';
+
+/** Fields shared by a live Message and a stored OutboxRecord. */
+interface Deliverable {
+  topic: string;
+  payload: Buffer;
+  properties: StoredPublishProperties | null;
+  expiresAt: number | null;
+}
+
+function window(b: Broker, conn: Connection): number {
+  const r = conn.clientReceiveMaximum;
+  const m = b.limits.maxInflight;
+  return Math.min(r, m);
+}
+
+/** Deliver one message to one session with the subscription's QoS and flags. */
+export function deliver(
+  b: Broker,
+  s: Session,
+  msg: Message,
+  subQos: number,
+  retain: boolean,
+  subIds: number[] | null,
+): void {
+  const qos = Math.min(msg.qos, subQos) as QoS; // [MQTT-3.8.4-8] min(publish, granted)
+  const conn = s.conn;
+  if (qos === 0) {
+    // QoS 0 is not queued for offline sessions (MQTT 5.0 §3.1.2.4 allows it; we do not).
+    if (conn === null || !conn.connected) return;
+    if (conn.congested) {
+      b.counters.drop('slow_consumer');
+      return;
+    }
+    if (subIds === null && msg.expiresAt === null && (conn.version !== 5 || msg.properties === null)) {
+      sendSharedQos0(b, conn, msg, retain);
+    } else {
+      sendPublish(b, conn, msg, 0, retain, subIds, 0, false);
+    }
+    return;
+  }
+  const rec: OutboxRecord = {
+    seq: s.nextSeq++,
+    qos: qos as 1 | 2,
+    packetId: null,
+    state: 'queued',
+    topic: msg.topic,
+    payload: msg.payload,
+    retain,
+    properties: msg.properties,
+    subscriptionIds: subIds,
+    expiresAt: msg.expiresAt,
+  };
+  if (conn?.connected && s.queuedCount === 0 && s.inflightCount < window(b, conn)) {
+    const id = s.allocatePacketId();
+    if (id !== 0) {
+      rec.packetId = id;
+      rec.state = 'sent';
+      if (s.stored) {
+        b.storage.appendOutbox(s.clientId, rec);
+        b.storageDirty = true;
+      }
+      s.inflightMap().set(id, rec);
+      b.metrics.inflight.inc();
+      if (!sendPublish(b, conn, rec, qos, retain, subIds, id, false)) completeOutbound(b, s, id, rec);
+      return;
+    }
+  }
+  if (s.queuedCount >= b.limits.offlineQueueLimit) {
+    b.counters.drop('queue_full');
+    return;
+  }
+  if (s.stored) {
+    b.storage.appendOutbox(s.clientId, rec);
+    b.storageDirty = true;
+  }
+  s.queueList().push(rec);
+}
+
+/** QoS 0 without per-subscriber fields: encoded once per (v5, retain) for all subscribers. */
+function sendSharedQos0(b: Broker, conn: Connection, msg: Message, retain: boolean): void {
+  const v5 = conn.version === 5;
+  const idx = (v5 ? 2 : 0) | (retain ? 1 : 0);
+  let cache = msg.encoded;
+  if (cache === null) {
+    cache = [undefined, undefined, undefined, undefined];
+    msg.encoded = cache;
+  }
+  let buf = cache[idx];
+  if (buf === undefined) {
+    buf = encodePlainPublish(v5 ? 5 : 4, msg.topic, msg.payload, 0, retain, false, 0);
+    cache[idx] = buf;
+  }
+  if (conn.clientMaxPacketSize > 0 && buf.length > conn.clientMaxPacketSize) {
+    b.counters.drop('packet_too_large'); // [MQTT-3.1.2-24]
+    return;
+  }
+  conn.send(buf);
+  b.counters.msgOut[0]!++;
+}
+
+/**
+ * Encode and send one PUBLISH. Returns false when it was not sent (expired, or larger than the
+ * client's Maximum Packet Size — dropped and counted).
+ */
+export function sendPublish(
+  b: Broker,
+  conn: Connection,
+  m: Deliverable,
+  qos: number,
+  retain: boolean,
+  subIds: number[] | null,
+  packetId: number,
+  dup: boolean,
+): boolean {
+  const v = conn.version;
+  let buf: Buffer | null;
+  let remainingSec = 0;
+  if (m.expiresAt !== null) {
+    const left = m.expiresAt - b.clock.now();
+    if (left <= 0) {
+      b.counters.drop('expired'); // [MQTT-3.3.2-5]
+      return false;
+    }
+    remainingSec = Math.ceil(left / 1000);
+  }
+  if (v === 5 && (m.properties !== null || subIds !== null || m.expiresAt !== null)) {
+    const properties: Record<string, unknown> = m.properties === null ? {} : { ...m.properties };
+    // [MQTT-3.3.2-6] The remaining lifetime is sent, not the original interval.
+    if (m.expiresAt !== null) properties.messageExpiryInterval = remainingSec;
+    // [MQTT-3.3.4-3] all matching Subscription Identifiers.
+    if (subIds !== null) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0] : subIds;
+    const packet = {
+      cmd: 'publish',
+      topic: m.topic,
+      payload: m.payload,
+      qos,
+      retain,
+      dup,
+      properties,
+    } as Record<string, unknown>;
+    if (qos > 0) packet.messageId = packetId;
+    buf = encode(packet as never, 5);
+    if (buf === null) {
+      b.logger.error({ clientId: conn.clientId, topic: m.topic }, 'failed to encode PUBLISH');
+      return false;
+    }
+  } else {
+    if (
+      conn.clientMaxPacketSize > 0 &&
+      plainPublishSize(v, m.topic, m.payload.length, qos) > conn.clientMaxPacketSize
+    ) {
+      b.counters.drop('packet_too_large');
+      return false;
+    }
+    buf = encodePlainPublish(v, m.topic, m.payload, qos, retain, dup, packetId);
+  }
+  if (conn.clientMaxPacketSize > 0 && buf.length > conn.clientMaxPacketSize) {
+    // [MQTT-3.1.2-24] Never send a packet larger than the client's Maximum Packet Size.
+    b.counters.drop('packet_too_large');
+    return false;
+  }
+  conn.send(buf);
+  b.counters.msgOut[qos]!++;
+  return true;
+}
+
+/** An outbound QoS 1/2 flow ended (PUBACK, PUBCOMP, failed PUBREC, or dropped). */
+export function completeOutbound(b: Broker, s: Session, id: number, rec: OutboxRecord): void {
+  s.inflight!.delete(id);
+  b.metrics.inflight.dec();
+  if (s.stored) {
+    b.storage.deleteOutbox(s.clientId, rec.seq);
+    b.storageDirty = true;
+  }
+}
+
+/** Move queued messages into the in-flight window while there is room. */
+export function pump(b: Broker, s: Session): void {
+  const conn = s.conn;
+  const q = s.queue;
+  if (conn === null || !conn.connected || q === null || q.length === 0) return;
+  const w = window(b, conn);
+  let i = 0;
+  while (i < q.length && s.inflightCount < w) {
+    const rec = q[i++]!;
+    if (rec.expiresAt !== null && rec.expiresAt <= b.clock.now()) {
+      b.counters.drop('expired');
+      if (s.stored) b.storage.deleteOutbox(s.clientId, rec.seq);
+      continue;
+    }
+    const id = s.allocatePacketId();
+    if (id === 0) {
+      i--;
+      break;
+    }
+    rec.packetId = id;
+    rec.state = 'sent';
+    s.inflightMap().set(id, rec);
+    b.metrics.inflight.inc();
+    if (s.stored) b.storage.updateOutbox(s.clientId, rec.seq, id, 'sent');
+    if (!sendPublish(b, conn, rec, rec.qos, rec.retain, rec.subscriptionIds, id, false))
+      completeOutbound(b, s, id, rec);
+  }
+  if (i > 0) q.splice(0, i);
+  if (q.length === 0) s.queue = null;
+}
+
+/**
+ * Session resumed: resend every unacknowledged PUBLISH with DUP=1 and PUBREL for released ones,
+ * in the original order [MQTT-4.4.0-1], then fill the window from the queue.
+ */
+export function resumeDeliveries(b: Broker, s: Session): void {
+  const conn = s.conn;
+  if (conn === null) return;
+  const inflight = s.inflight;
+  if (inflight !== null) {
+    for (const [id, rec] of inflight) {
+      if (rec.state === 'released') {
+        conn.sendPacket({ cmd: 'pubrel', messageId: id }); // [MQTT-4.4.0-1]
+      } else if (!sendPublish(b, conn, rec, rec.qos, rec.retain, rec.subscriptionIds, id, true)) {
+        completeOutbound(b, s, id, rec);
+      }
+    }
+  }
+  pump(b, s);
+}

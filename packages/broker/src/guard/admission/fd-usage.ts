@@ -1,0 +1,91 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
+
+/**
+ * File-descriptor usage of this process, for the FD-pressure refusal (DESIGN.md §1 "reboot storm":
+ * sockets piled up until the process hit its FD limit and the whole fleet went dark).
+ *
+ * Linux only (/proc). Elsewhere `procFdUsage()` returns undefined and the check is skipped.
+ */
+export interface FdUsage {
+  open: number;
+  max: number;
+}
+
+const PROC_LIMITS = '/proc/self/limits';
+const PROC_FD = '/proc/self/fd';
+
+/**
+ * The soft "Max open files" limit from /proc/self/limits (Node raises the soft limit to the hard
+ * one at start, so this is what the process really has). `Infinity` for "unlimited", undefined
+ * when unknown. `text` is injectable for tests.
+ */
+export function readFdLimit(text?: string): number | undefined {
+  let limits = text;
+  if (limits === undefined) {
+    try {
+      limits = readFileSync(PROC_LIMITS, 'utf8');
+    } catch {
+      return undefined;
+    }
+  }
+  const line = limits.split('\n').find((l) => l.startsWith('Max open files'));
+  const soft = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+  if (soft === undefined) return undefined;
+  if (soft === 'unlimited') return Number.POSITIVE_INFINITY;
+  const n = Number(soft);
+  return Number.isFinite(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * A cheap FD-usage reader for the gate's `fdUsage` dependency. Counting /proc/self/fd is O(open
+ * FDs) — tens of milliseconds at 100k sockets — so it never runs synchronously on the connect
+ * path after the first call: each call returns the last count and, when the gate asks again
+ * (the gate asks at most every `fd.sampleIntervalMs` and tracks accepts/closes in between),
+ * starts one asynchronous re-count in the background. Returns undefined off Linux.
+ */
+export function procFdUsage(): (() => FdUsage) | undefined {
+  const max = readFdLimit();
+  if (max === undefined) return undefined;
+  let open: number;
+  try {
+    open = readdirSync(PROC_FD).length;
+  } catch {
+    return undefined;
+  }
+  let counting = false;
+  return () => {
+    if (!counting) {
+      counting = true;
+      readdir(PROC_FD).then(
+        (names) => {
+          open = names.length;
+          counting = false;
+        },
+        () => {
+          counting = false;
+        },
+      );
+    }
+    return { open, max };
+  };
+}
+
+/**
+ * For `breakwater up`: a warning when the FD limit is below the configured connection capacity
+ * plus 10 % headroom (storage, logs, admin API and refusal answers need FDs too). Undefined when
+ * all is well, when max connections is unlimited (0), or when the limit cannot be read.
+ */
+export function fdHeadroomWarning(
+  maxConnections: number,
+  fdLimit: number | undefined = readFdLimit(),
+): string | undefined {
+  if (maxConnections <= 0 || fdLimit === undefined) return undefined;
+  // Integer arithmetic: 100000 × 1.1 is 110000.00000000001 in floating point.
+  const needed = maxConnections + Math.ceil(maxConnections / 10);
+  if (fdLimit >= needed) return undefined;
+  return (
+    `the open-file limit (ulimit -n) is ${fdLimit}, below the ${maxConnections} configured max connections plus 10 % headroom (${needed}); ` +
+    `raise it (e.g. LimitNOFILE=${needed} in the systemd unit, or ulimit -n ${needed}) or lower admission.global.maxConnections`
+  );
+}

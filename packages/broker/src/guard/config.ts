@@ -1,0 +1,314 @@
+import { type Static, Type } from '@sinclair/typebox';
+import { Ajv } from 'ajv';
+import { GuardError } from './errors.js';
+
+/**
+ * The guard's configuration (the `guard` section of breakwater.yaml), as a TypeBox fragment that
+ * the config module includes. Authenticators are grouped by type and named; a listener's `authn`
+ * is an ordered list of those names. Grouping by type (instead of a `oneOf` on a `type` field)
+ * keeps ajv's `useDefaults` working everywhere: ajv ignores defaults inside oneOf/anyOf.
+ *
+ * Every object rejects unknown keys and every optional section defaults to `{}` so nested defaults
+ * apply, as in ../config/schema.ts.
+ */
+
+const strict = { additionalProperties: false } as const;
+
+function stringEnum<const T extends readonly string[]>(
+  values: T,
+  options: { default?: T[number]; description?: string } = {},
+) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+const Name = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_.-]+$' });
+
+export const BreakerSchema = Type.Object(
+  {
+    windowMs: Type.Integer({
+      minimum: 100,
+      default: 10_000,
+      description: 'Sliding window for the error ratio.',
+    }),
+    minRequests: Type.Integer({
+      minimum: 1,
+      default: 20,
+      description: 'Calls in the window before it may trip.',
+    }),
+    errorRatio: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.5 }),
+    openMs: Type.Integer({
+      minimum: 1,
+      default: 5_000,
+      description: 'First open period (doubles per failed probe).',
+    }),
+    maxOpenMs: Type.Integer({ minimum: 1, default: 60_000 }),
+    halfOpenProbes: Type.Integer({ minimum: 1, default: 1 }),
+  },
+  { ...strict, default: {} },
+);
+
+/** Protections in front of a backend that can fail (postgres, http). */
+export const BackendLimitsSchema = Type.Object(
+  {
+    maxInFlight: Type.Integer({ minimum: 1, default: 16, description: 'Bulkhead: backend calls in flight.' }),
+    ratePerSec: Type.Number({
+      exclusiveMinimum: 0,
+      default: 50,
+      description: 'Query-rate cap: the backend never sees more than burst + ratePerSec × seconds queries.',
+    }),
+    burst: Type.Integer({ minimum: 1, default: 50 }),
+    timeoutMs: Type.Integer({
+      minimum: 1,
+      default: 2_000,
+      description: 'A slower answer counts as an error.',
+    }),
+    breaker: BreakerSchema,
+  },
+  { ...strict, default: {} },
+);
+
+export const jwtAlgorithms = [
+  'EdDSA',
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+] as const;
+
+export const JwtAuthSchema = Type.Object(
+  {
+    jwksUrl: Type.Optional(
+      Type.String({ pattern: '^https?://', description: 'JWKS endpoint (fetched at start).' }),
+    ),
+    publicKeyFile: Type.Optional(Type.String({ minLength: 1, description: 'PEM public key (SPKI).' })),
+    // `none` and HMAC algorithms are not in the enum: a broker must verify with public keys only.
+    algorithms: Type.Array(stringEnum(jwtAlgorithms), {
+      minItems: 1,
+      uniqueItems: true,
+      default: ['EdDSA', 'ES256', 'RS256'],
+    }),
+    issuer: Type.Optional(Type.String({ minLength: 1 })),
+    audience: Type.Optional(Type.String({ minLength: 1 })),
+    clockSkewSec: Type.Integer({ minimum: 0, maximum: 3600, default: 30 }),
+    subjectClaim: Type.Union([Type.String({ minLength: 1 }), Type.Literal(false)], {
+      default: 'sub',
+      description: 'Claim that must equal the client id; false disables the check.',
+    }),
+    tokenField: stringEnum(['password', 'username'] as const, { default: 'password' }),
+    refreshIntervalSec: Type.Integer({ minimum: 10, default: 900, description: 'Background JWKS refresh.' }),
+    maxKeyAgeSec: Type.Integer({
+      minimum: 60,
+      default: 6 * 3600,
+      description: 'Keys older than this (refreshes kept failing) are still used; logged as stale.',
+    }),
+    fetchTimeoutMs: Type.Integer({ minimum: 1, default: 5_000 }),
+    unknownKidRefreshSec: Type.Integer({
+      minimum: 1,
+      default: 60,
+      description: 'Min gap between kid-miss refreshes.',
+    }),
+    disconnectOnExpiry: Type.Boolean({ default: true }),
+  },
+  strict,
+);
+
+export const PasswordFileAuthSchema = Type.Object(
+  {
+    path: Type.String({ minLength: 1 }),
+    pollIntervalMs: Type.Integer({ minimum: 50, default: 2_000, description: 'stat() poll for changes.' }),
+  },
+  strict,
+);
+
+export const hashAlgorithms = ['sha256', 'sha512'] as const;
+
+export const PostgresAuthSchema = Type.Object(
+  {
+    connectionString: Type.Optional(Type.String({ minLength: 1 })),
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 1, maximum: 65535, default: 5432 }),
+    user: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    database: Type.Optional(Type.String()),
+    query: Type.String({
+      default: 'SELECT password_hash, salt, is_superuser FROM mqtt_user WHERE username = $1 LIMIT 1',
+      description: 'Parameterised; columns password_hash, optional salt and is_superuser.',
+    }),
+    params: Type.Array(stringEnum(['username', 'clientId'] as const), { default: ['username'] }),
+    poolSize: Type.Integer({ minimum: 1, default: 4 }),
+    statementTimeoutMs: Type.Integer({ minimum: 1, default: 1_500 }),
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),
+    /** For rows whose password_hash is a bare hex digest (EMQX-style), how it was salted. */
+    hash: Type.Object(
+      {
+        algorithm: stringEnum(hashAlgorithms, { default: 'sha256' }),
+        saltPosition: stringEnum(['prefix', 'suffix', 'disable'] as const, { default: 'prefix' }),
+      },
+      { ...strict, default: {} },
+    ),
+    limits: BackendLimitsSchema,
+  },
+  strict,
+);
+
+export const HttpAuthSchema = Type.Object(
+  {
+    url: Type.String({ pattern: '^https?://' }),
+    headers: Type.Record(Type.String(), Type.String(), { default: {} }),
+    limits: BackendLimitsSchema,
+  },
+  strict,
+);
+
+export const MtlsAuthSchema = Type.Object(
+  {
+    identityFrom: stringEnum(['cn', 'san-dns', 'san-uri', 'san-email'] as const, { default: 'cn' }),
+    requireClientIdMatch: Type.Boolean({ default: true }),
+    revokedSerials: Type.Array(Type.String({ pattern: '^[0-9A-Fa-f:]+$' }), { default: [] }),
+  },
+  strict,
+);
+
+export const AnonymousAuthSchema = Type.Object({}, strict);
+
+export const CacheSchema = Type.Object(
+  {
+    positiveTtlSec: Type.Integer({ minimum: 0, default: 3600 }),
+    staleIfErrorSec: Type.Integer({ minimum: 0, default: 24 * 3600 }),
+    negativeTtlSec: Type.Integer({ minimum: 0, default: 60 }),
+    maxEntries: Type.Integer({ minimum: 1, default: 100_000 }),
+    persist: Type.Boolean({ default: true, description: 'Keep known-good entries in the data dir.' }),
+  },
+  { ...strict, default: {} },
+);
+
+export const AuthzRuleSchema = Type.Object(
+  {
+    action: stringEnum(['publish', 'subscribe', 'all'] as const, { default: 'all' }),
+    topic: Type.String({ minLength: 1, description: 'Filter; {clientId} and {username} are substituted.' }),
+  },
+  strict,
+);
+
+export const defaultAuthzRules = [
+  { action: 'all', topic: 'devices/{clientId}/#' },
+  { action: 'all', topic: '$fleet/{clientId}/#' },
+] as const;
+
+export const AuthzSchema = Type.Object(
+  {
+    rules: Type.Array(AuthzRuleSchema, { default: defaultAuthzRules }),
+    superuserBypass: Type.Boolean({ default: true }),
+  },
+  { ...strict, default: {} },
+);
+
+export const ListenerGuardSchema = Type.Object(
+  {
+    authn: Type.Array(Name, { default: [], description: 'Ordered authenticator names. Empty: refuse all.' }),
+    authz: AuthzSchema,
+    cache: CacheSchema,
+    maxCredentialBytes: Type.Integer({
+      minimum: 1,
+      default: 4096,
+      description: 'Longer usernames/passwords are refused before any hashing or backend call.',
+    }),
+  },
+  strict,
+);
+
+export const guardConfigSchema = Type.Object(
+  {
+    authenticators: Type.Object(
+      {
+        jwt: Type.Record(Name, JwtAuthSchema, { default: {} }),
+        passwordFile: Type.Record(Name, PasswordFileAuthSchema, { default: {} }),
+        postgres: Type.Record(Name, PostgresAuthSchema, { default: {} }),
+        http: Type.Record(Name, HttpAuthSchema, { default: {} }),
+        mtls: Type.Record(Name, MtlsAuthSchema, { default: {} }),
+        anonymous: Type.Record(Name, AnonymousAuthSchema, { default: {} }),
+      },
+      { ...strict, default: {} },
+    ),
+    /** Per listener (by listener name); `*` applies to listeners not named. */
+    listeners: Type.Record(Type.String({ minLength: 1 }), ListenerGuardSchema, { default: {} }),
+    revoked: Type.Object(
+      {
+        clientIds: Type.Array(Type.String(), { default: [] }),
+        tokenIds: Type.Array(Type.String(), { default: [] }),
+        certSerials: Type.Array(Type.String(), { default: [] }),
+      },
+      { ...strict, default: {} },
+    ),
+  },
+  { ...strict, default: {} },
+);
+
+export type GuardConfig = Static<typeof guardConfigSchema>;
+export type JwtAuthConfig = Static<typeof JwtAuthSchema>;
+export type PasswordFileAuthConfig = Static<typeof PasswordFileAuthSchema>;
+export type PostgresAuthConfig = Static<typeof PostgresAuthSchema>;
+export type HttpAuthConfig = Static<typeof HttpAuthSchema>;
+export type MtlsAuthConfig = Static<typeof MtlsAuthSchema>;
+export type BackendLimits = Static<typeof BackendLimitsSchema>;
+export type CacheConfig = Static<typeof CacheSchema>;
+export type AuthzConfig = Static<typeof AuthzSchema>;
+export type ListenerGuardConfig = Static<typeof ListenerGuardSchema>;
+export type AuthenticatorType = keyof GuardConfig['authenticators'];
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true });
+// The fragment carries `default: {}` for when it is embedded as a property; ajv's strict mode
+// rejects a default at the root, so validate against a copy without it.
+const { default: _rootDefault, ...rootSchema } = guardConfigSchema;
+const validate = ajv.compile<GuardConfig>(rootSchema);
+
+/**
+ * Validates a guard config (a deep copy: the input is not mutated), fills defaults and checks what
+ * the schema cannot: authenticator names unique across types, every `authn` name defined, a JWT
+ * authenticator with exactly one key source. Throws GuardError BW_ERR_GUARD_CONFIG naming the key.
+ */
+export function resolveGuardConfig(input: unknown = {}): GuardConfig {
+  const config = structuredClone(input ?? {}) as GuardConfig;
+  if (!validate(config)) {
+    const problems = (validate.errors ?? []).map(
+      (e) => `guard${e.instancePath.replaceAll('/', '.')} ${e.message}`,
+    );
+    throw new GuardError('BW_ERR_GUARD_CONFIG', problems.join('; '));
+  }
+  const seen = new Map<string, string>();
+  for (const [type, group] of Object.entries(config.authenticators)) {
+    for (const name of Object.keys(group)) {
+      const other = seen.get(name);
+      if (other)
+        throw new GuardError(
+          'BW_ERR_GUARD_CONFIG',
+          `authenticator name "${name}" used by ${other} and ${type}`,
+        );
+      seen.set(name, type);
+    }
+  }
+  for (const [name, jwt] of Object.entries(config.authenticators.jwt)) {
+    if (!jwt.jwksUrl === !jwt.publicKeyFile) {
+      throw new GuardError(
+        'BW_ERR_GUARD_CONFIG',
+        `guard.authenticators.jwt.${name}: set exactly one of jwksUrl, publicKeyFile`,
+      );
+    }
+  }
+  for (const [listener, l] of Object.entries(config.listeners)) {
+    for (const name of l.authn) {
+      if (!seen.has(name)) {
+        throw new GuardError(
+          'BW_ERR_GUARD_CONFIG',
+          `guard.listeners.${listener}.authn: unknown authenticator "${name}"`,
+        );
+      }
+    }
+  }
+  return config;
+}

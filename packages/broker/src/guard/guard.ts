@@ -1,0 +1,374 @@
+import type { Logger } from 'pino';
+import pino from 'pino';
+import type { Registry } from 'prom-client';
+import { type Clock, systemClock, type TimerHandle } from '../clock.js';
+import type { BrokerControl, BrokerHooks, ConnectDecision, ConnectRequest } from '../options.js';
+import { ReasonCode } from '../reason-codes.js';
+import { type AuthDecision, AuthEngine } from './auth-engine.js';
+import { AnonymousAuthenticator } from './authenticators/anonymous.js';
+import { HttpAuthenticator } from './authenticators/http.js';
+import { JwtAuthenticator } from './authenticators/jwt.js';
+import { MtlsAuthenticator, readCertificate } from './authenticators/mtls.js';
+import { PasswordFileAuthenticator } from './authenticators/password-file.js';
+import { PostgresAuthenticator } from './authenticators/postgres.js';
+import type { Authenticator, AuthenticatorContext, AuthRequest } from './authenticators/types.js';
+import { type Principal, TopicAuthorizer } from './authz.js';
+import { BackendGate } from './backend-gate.js';
+import {
+  defaultAuthzRules,
+  type GuardConfig,
+  type ListenerGuardConfig,
+  resolveGuardConfig,
+} from './config.js';
+import { KeyedHasher } from './keyed-hash.js';
+import { KnownGoodStore } from './known-good-store.js';
+import { GuardMetrics } from './metrics.js';
+import { normalizeSerial, type RevocationEntry, RevocationList } from './revocation.js';
+
+export interface GuardDeps {
+  /** Holds the per-install secret and the known-good store. */
+  dataDir: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** A GuardMetrics, or anything with a prom-client `registry` (BrokerMetrics) to register into. */
+  metrics?: GuardMetrics | { registry: Registry };
+}
+
+/**
+ * What `authenticate` resolves to: a ConnectDecision (so a Guard is a BrokerHooks) plus what the
+ * engine may use — `expiresAt` (epoch ms, JWT `exp`): end the session then; `superuser`.
+ */
+export type GuardDecision =
+  | (Extract<ConnectDecision, { ok: true }> & {
+      identity: string;
+      superuser: boolean;
+      expiresAt?: number;
+      tokenId?: string;
+    })
+  | Extract<ConnectDecision, { ok: false }>;
+
+export interface BypassState {
+  until: number;
+  reason: string;
+  actor: string;
+}
+
+interface Session {
+  principal: Principal;
+  authz: TopicAuthorizer;
+  refs: number;
+  /** What a revocation may name, so `revoke` can find the live sessions it must end. */
+  tokenId: string | undefined;
+  certSerial: string | undefined;
+}
+
+const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
+
+/**
+ * The guard's authentication and authorization entry point (issue 3): pass it as `hooks` to the
+ * Broker. One AuthEngine per listener (an ordered authn chain with caches and backend gates);
+ * gates are per backend and shared by the listeners that use it, so the query cap holds for the
+ * backend as a whole.
+ *
+ * Lifecycle: `await guard.start()` loads keys and files (it never throws because a backend is
+ * down; `authenticate` also starts it lazily); `clientDisconnected(id)` when a session's
+ * connection ends; `close()` at shutdown.
+ */
+export class Guard implements BrokerHooks {
+  readonly config: GuardConfig;
+  readonly metrics: GuardMetrics | undefined;
+  readonly #clock: Clock;
+  readonly #logger: Logger;
+  readonly #hasher: KeyedHasher;
+  readonly #store: KnownGoodStore | null;
+  readonly #authenticators = new Map<string, Authenticator>();
+  readonly #gates = new Map<string, BackendGate>();
+  readonly #engines = new Map<string, AuthEngine | null>();
+  readonly #authorizers = new Map<string, TopicAuthorizer>();
+  readonly #defaultAuthz = new TopicAuthorizer({ rules: [...defaultAuthzRules], superuserBypass: false });
+  readonly #sessions = new Map<string, Session>();
+  readonly #bypass = new Map<string, BypassState>();
+  readonly revocations: RevocationList;
+  #started: Promise<void> | null = null;
+  #pruneTimer: TimerHandle | null = null;
+  #closed = false;
+  /** The broker, once it has attached this guard (BrokerHooks.attach): revocation ends sessions. */
+  #broker: BrokerControl | null = null;
+
+  constructor(config: unknown, deps: GuardDeps) {
+    // The engine reads hooks once and calls them detached (no `this`): bind the hook methods.
+    this.authenticate = this.authenticate.bind(this);
+    this.authorizePublish = this.authorizePublish.bind(this);
+    this.authorizeSubscribe = this.authorizeSubscribe.bind(this);
+    this.config = resolveGuardConfig(config);
+    this.#clock = deps.clock ?? systemClock;
+    this.#logger = (deps.logger ?? pino({ level: 'silent' })).child({ component: 'guard' });
+    const m = deps.metrics;
+    this.metrics = m ? (m instanceof GuardMetrics ? m : new GuardMetrics(m.registry)) : undefined;
+    this.#hasher = KeyedHasher.fromDataDir(deps.dataDir);
+    this.revocations = new RevocationList(this.config.revoked);
+    let store: KnownGoodStore | null = null;
+    try {
+      store = new KnownGoodStore(deps.dataDir);
+    } catch (err) {
+      // Without the store the guard still works; it just forgets known-good devices on restart.
+      this.#logger.error(
+        { err, dataDir: deps.dataDir },
+        'known-good store unavailable; stale-if-error is memory-only',
+      );
+    }
+    this.#store = store;
+
+    const ctx: AuthenticatorContext = { clock: this.#clock, logger: this.#logger, hasher: this.#hasher };
+    const a = this.config.authenticators;
+    for (const [name, c] of Object.entries(a.jwt))
+      this.#authenticators.set(name, new JwtAuthenticator(name, c, ctx));
+    for (const [name, c] of Object.entries(a.passwordFile)) {
+      this.#authenticators.set(name, new PasswordFileAuthenticator(name, c, ctx));
+    }
+    for (const [name, c] of Object.entries(a.postgres)) {
+      this.#authenticators.set(name, new PostgresAuthenticator(name, c, ctx));
+      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics));
+    }
+    for (const [name, c] of Object.entries(a.http)) {
+      this.#authenticators.set(name, new HttpAuthenticator(name, c, ctx));
+      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics));
+    }
+    for (const [name, c] of Object.entries(a.mtls))
+      this.#authenticators.set(name, new MtlsAuthenticator(name, c));
+    for (const name of Object.keys(a.anonymous))
+      this.#authenticators.set(name, new AnonymousAuthenticator(name));
+  }
+
+  /** Loads keys and password files, and starts background refreshes. Idempotent. */
+  start(): Promise<void> {
+    this.#started ??= (async () => {
+      await Promise.all([...this.#authenticators.values()].map((a) => a.start()));
+      this.#prune();
+      this.#pruneTimer = this.#clock.setInterval(() => this.#prune(), PRUNE_INTERVAL_MS);
+    })();
+    return this.#started;
+  }
+
+  /** An authenticator by configured name (tests, admin API). */
+  authenticator(name: string): Authenticator | undefined {
+    return this.#authenticators.get(name);
+  }
+
+  /** A backend's gate by authenticator name (admin API: breaker state, in-flight). */
+  gate(name: string): BackendGate | undefined {
+    return this.#gates.get(name);
+  }
+
+  /** The engine for a listener, or null when the guard has no config for it (refuse all). */
+  engine(listener: string): AuthEngine | null {
+    let e = this.#engines.get(listener);
+    if (e !== undefined) return e;
+    const lc = this.config.listeners[listener] ?? this.config.listeners['*'];
+    e = lc ? this.#createEngine(listener, lc) : null;
+    this.#engines.set(listener, e);
+    return e;
+  }
+
+  #createEngine(listener: string, lc: ListenerGuardConfig): AuthEngine {
+    this.#authorizers.set(listener, new TopicAuthorizer(lc.authz));
+    return new AuthEngine({
+      listener,
+      chain: lc.authn.map((n) => this.#authenticators.get(n)!),
+      gates: this.#gates,
+      cache: lc.cache,
+      maxCredentialBytes: lc.maxCredentialBytes,
+      clock: this.#clock,
+      hasher: this.#hasher,
+      logger: this.#logger,
+      metrics: this.metrics,
+      store: this.#store,
+      revocations: this.revocations,
+      bypass: () => this.#bypassReason(listener),
+    });
+  }
+
+  async authenticate(request: ConnectRequest): Promise<GuardDecision> {
+    await this.start();
+    const listener = request.info.listener;
+    const engine = this.engine(listener);
+    let d: AuthDecision;
+    if (!engine) {
+      this.metrics?.authTotal.inc({ listener, method: 'none', outcome: 'failure' });
+      this.#logger.warn({ listener }, 'no guard configuration for listener; refusing');
+      d = { ok: false, reasonCode: 0x87, reasonString: 'not authorized', method: 'none', outcome: 'failure' };
+    } else {
+      const req: AuthRequest = {
+        listener,
+        clientId: request.clientId,
+        username: request.username,
+        password: request.password,
+        peerAddress: request.info.remoteAddress,
+        peerCertificate: request.info.peerCertificate,
+      };
+      d = await engine.authenticate(req);
+    }
+    if (!d.ok) {
+      return {
+        ok: false,
+        reasonCode: d.reasonCode,
+        reasonString: d.reasonString,
+        ...(d.userProperties ? { userProperties: d.userProperties } : {}),
+      };
+    }
+    const existing = this.#sessions.get(request.clientId);
+    const serial = readCertificate(request.info.peerCertificate)?.serial;
+    this.#sessions.set(request.clientId, {
+      principal: { clientId: request.clientId, username: request.username, superuser: d.superuser },
+      authz: this.#authorizers.get(listener)!,
+      refs: (existing?.refs ?? 0) + 1,
+      tokenId: d.tokenId,
+      certSerial: serial !== undefined ? normalizeSerial(serial) : undefined,
+    });
+    return {
+      ok: true,
+      identity: d.identity,
+      superuser: d.superuser,
+      ...(d.expiresAt !== undefined ? { expiresAt: d.expiresAt } : {}),
+      ...(d.tokenId !== undefined ? { tokenId: d.tokenId } : {}),
+    };
+  }
+
+  authorizePublish(clientId: string, topic: string): boolean {
+    const s = this.#sessions.get(clientId);
+    if (!s)
+      return this.#defaultAuthz.allowsPublish({ clientId, username: undefined, superuser: false }, topic);
+    return s.authz.allowsPublish(s.principal, topic);
+  }
+
+  authorizeSubscribe(clientId: string, filter: string): boolean {
+    const s = this.#sessions.get(clientId);
+    if (!s)
+      return this.#defaultAuthz.allowsSubscribe({ clientId, username: undefined, superuser: false }, filter);
+    return s.authz.allowsSubscribe(s.principal, filter);
+  }
+
+  /**
+   * A connection admitted by `authenticate` has closed. Reference-counted because during a session
+   * takeover the new connection authenticates before the old one is gone.
+   */
+  clientDisconnected(clientId: string): void {
+    const s = this.#sessions.get(clientId);
+    if (s && --s.refs <= 0) this.#sessions.delete(clientId);
+  }
+
+  /** BrokerHooks: the engine reports the end of every connection `authenticate` admitted. */
+  onClientDisconnected(clientId: string): void {
+    this.clientDisconnected(clientId);
+  }
+
+  /** BrokerHooks: the broker hands itself over so `revoke` can end live sessions. */
+  attach(broker: BrokerControl): void {
+    this.#broker = broker;
+  }
+
+  /**
+   * BrokerHooks, for admission: whether this CONNECT can be decided without a backend call (see
+   * AuthEngine.verifiesLocally). A listener without guard config refuses locally.
+   */
+  verifiesLocally(request: ConnectRequest): boolean {
+    const engine = this.engine(request.info.listener);
+    return engine === null || engine.verifiesLocally(request);
+  }
+
+  /**
+   * Adds to the denylist, forgets cached decisions of a revoked client, and ends the live
+   * sessions it names at once: MQTT 5 DISCONNECT 0x87 Not Authorized (0x8A Banned is not a valid
+   * DISCONNECT reason code, MQTT 5.0 §3.14.2.1; a reconnect then gets CONNACK 0x8A).
+   */
+  revoke(entry: RevocationEntry): void {
+    this.revocations.revoke(entry);
+    if (entry.clientId !== undefined) {
+      for (const e of this.#engines.values()) e?.cache.purgeSubject(e.subjectOf(entry.clientId));
+      if (!this.#engines.size) this.#store?.deleteSubject(this.#hasher.hash('subject', entry.clientId));
+    }
+    this.#logger.warn({ revoked: entry }, 'credential revoked');
+    this.#kickRevoked(entry);
+  }
+
+  #kickRevoked(entry: RevocationEntry): void {
+    const broker = this.#broker;
+    if (broker === null) return;
+    const serial = entry.certSerial !== undefined ? normalizeSerial(entry.certSerial) : undefined;
+    const victims = new Set<string>();
+    if (entry.clientId !== undefined) victims.add(entry.clientId);
+    if (entry.tokenId !== undefined || serial !== undefined) {
+      for (const [clientId, s] of this.#sessions) {
+        if (
+          (entry.tokenId !== undefined && s.tokenId === entry.tokenId) ||
+          (serial !== undefined && s.certSerial === serial)
+        ) {
+          victims.add(clientId);
+        }
+      }
+    }
+    for (const clientId of victims) {
+      if (broker.disconnectClient(clientId, ReasonCode.NotAuthorized, 'credentials revoked'))
+        this.#logger.warn({ clientId }, 'revoked client disconnected');
+    }
+  }
+
+  unrevoke(entry: RevocationEntry): void {
+    this.revocations.unrevoke(entry);
+  }
+
+  /**
+   * Break-glass: admits clients on `listener` without their backends until `ttlMs` passes (each
+   * confined to its own topics by the listener's rules; superuser is never granted). The denylist
+   * still applies. Ends by itself; each change is logged as an audit line.
+   */
+  bypassAuthn(listener: string, o: { ttlMs: number; reason: string; actor: string }): BypassState {
+    const state = { until: this.#clock.now() + o.ttlMs, reason: o.reason, actor: o.actor };
+    this.#bypass.set(listener, state);
+    this.metrics?.bypassActive.set({ listener }, 1);
+    this.#logger.warn({ audit: true, listener, ...state }, 'authn bypass enabled');
+    return state;
+  }
+
+  restoreAuthn(listener: string, actor = 'unknown'): void {
+    if (!this.#bypass.delete(listener)) return;
+    this.metrics?.bypassActive.set({ listener }, 0);
+    this.#logger.warn({ audit: true, listener, actor }, 'authn bypass ended');
+  }
+
+  bypassStatus(listener: string): BypassState | null {
+    this.#bypassReason(listener);
+    return this.#bypass.get(listener) ?? null;
+  }
+
+  #bypassReason(listener: string): string | null {
+    const b = this.#bypass.get(listener);
+    if (!b) return null;
+    if (this.#clock.now() >= b.until) {
+      this.#bypass.delete(listener);
+      this.metrics?.bypassActive.set({ listener }, 0);
+      this.#logger.warn({ audit: true, listener, actor: 'ttl' }, 'authn bypass expired');
+      return null;
+    }
+    return b.reason;
+  }
+
+  #prune(): void {
+    if (!this.#store || this.#closed) return;
+    const maxStale = Math.max(0, ...Object.values(this.config.listeners).map((l) => l.cache.staleIfErrorSec));
+    try {
+      this.#store.prune(this.#clock.now() - maxStale * 1000);
+    } catch (err) {
+      this.#logger.error({ err }, 'known-good store prune failed');
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#pruneTimer) this.#clock.clearInterval(this.#pruneTimer);
+    await this.#started?.catch(() => {});
+    await Promise.allSettled([...this.#authenticators.values()].map((a) => a.close()));
+    this.#store?.close();
+  }
+}

@@ -1,0 +1,13 @@
+export { type AuthDecision, AuthEngine } from './auth-engine.js';
+export { looksLikeJwt } from './authenticators/jwt.js';
+export { parsePasswordFile, upsertPasswordEntry } from './authenticators/password-file.js';
+export type { Authenticator, AuthRequest, AuthResult } from './authenticators/types.js';
+export { isSubset, type Principal, TopicAuthorizer } from './authz.js';
+export { BackendGate } from './backend-gate.js';
+export { BreakerState, CircuitBreaker } from './circuit-breaker.js';
+export { type GuardConfig, guardConfigSchema, resolveGuardConfig } from './config.js';
+export { GuardError, type GuardErrorCode } from './errors.js';
+export { type BypassState, Guard, type GuardDecision, type GuardDeps } from './guard.js';
+export { AuthOutcome, GuardMetrics } from './metrics.js';
+export { hashPasswordScrypt, verifyPassword } from './password-hash.js';
+export { type RevocationEntry, RevocationList } from './revocation.js';

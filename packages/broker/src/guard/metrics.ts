@@ -1,0 +1,75 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+/** Values of the `outcome` label of `breakwater_auth_total` (issue 3). */
+export const AuthOutcome = {
+  Success: 'success',
+  Failure: 'failure',
+  Error: 'error',
+  CacheHit: 'cache_hit',
+  NegativeCacheHit: 'negative_cache_hit',
+  StaleAdmit: 'stale_admit',
+  Bypass: 'bypass',
+} as const;
+export type AuthOutcomeValue = (typeof AuthOutcome)[keyof typeof AuthOutcome];
+
+/**
+ * The guard's authentication metrics. Registered into the broker's registry (BrokerMetrics
+ * .registry) so one `/metrics` shows everything; a separate class so the guard does not edit the
+ * broker's metric file.
+ */
+export class GuardMetrics {
+  readonly authTotal: Counter<'listener' | 'method' | 'outcome'>;
+  readonly backendDuration: Histogram<'backend'>;
+  readonly breakerState: Gauge<'backend'>;
+  readonly backendInflight: Gauge<'backend'>;
+  readonly backendQueries: Counter<'backend'>;
+  readonly backendRejected: Counter<'backend' | 'reason'>;
+  readonly bypassActive: Gauge<'listener'>;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.authTotal = new Counter({
+      name: 'breakwater_auth_total',
+      help: 'Authentication decisions by listener, method and outcome',
+      labelNames: ['listener', 'method', 'outcome'],
+      registers,
+    });
+    this.backendDuration = new Histogram({
+      name: 'breakwater_auth_backend_duration_seconds',
+      help: 'Latency of auth backend calls (postgres, http), including errors and timeouts',
+      labelNames: ['backend'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+    this.breakerState = new Gauge({
+      name: 'breakwater_auth_backend_breaker_state',
+      help: 'Auth backend circuit breaker: 0 closed, 1 half-open, 2 open',
+      labelNames: ['backend'],
+      registers,
+    });
+    this.backendInflight = new Gauge({
+      name: 'breakwater_auth_backend_inflight',
+      help: 'Auth backend calls in flight',
+      labelNames: ['backend'],
+      registers,
+    });
+    this.backendQueries = new Counter({
+      name: 'breakwater_auth_backend_queries_total',
+      help: 'Calls actually sent to an auth backend',
+      labelNames: ['backend'],
+      registers,
+    });
+    this.backendRejected = new Counter({
+      name: 'breakwater_auth_backend_rejected_total',
+      help: 'Backend calls not made, by reason (breaker_open, rate_limited, bulkhead_full)',
+      labelNames: ['backend', 'reason'],
+      registers,
+    });
+    this.bypassActive = new Gauge({
+      name: 'breakwater_auth_bypass_active',
+      help: 'Break-glass authentication bypass in force on a listener (1) or not (0)',
+      labelNames: ['listener'],
+      registers,
+    });
+  }
+}

@@ -1,0 +1,37 @@
+import { appendFileSync } from 'node:fs';
+import { BreakwaterError } from '../errors.js';
+
+/** One break-glass change: who, when, why, until (issue 3). */
+export interface AuditEntry {
+  /** ISO 8601. */
+  at: string;
+  actor: string;
+  action: 'bypass-authn' | 'restore-authn';
+  listener: string;
+  reason?: string;
+  /** ISO 8601: when a bypass ends by itself. */
+  until?: string;
+}
+
+/**
+ * The broker's minimal audit trail: JSON lines in `<dataDir>/audit.log` (mode 0600). Appended
+ * synchronously before the change takes effect, so there is never an unaudited bypass: if the
+ * line cannot be written the change is refused (BW_ERR_AUDIT_LOG). Changes are rare (operator
+ * actions), so a synchronous append costs nothing that matters. The control plane keeps a fuller
+ * audit log (packages/control); this one exists so a broker without it still has a record.
+ */
+export class AuditLog {
+  readonly path: string;
+
+  constructor(path: string) {
+    this.path = path;
+  }
+
+  append(entry: AuditEntry): void {
+    try {
+      appendFileSync(this.path, `${JSON.stringify(entry)}\n`, { mode: 0o600 });
+    } catch (err) {
+      throw new BreakwaterError('BW_ERR_AUDIT_LOG', this.path, { cause: err });
+    }
+  }
+}

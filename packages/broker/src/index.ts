@@ -1,0 +1,68 @@
+export { Broker, type ServerPublish } from './broker.js';
+export { type Clock, systemClock, type TimerHandle } from './clock.js';
+export { ConfigError } from './config/errors.js';
+export {
+  FLAGS_SOURCE,
+  loadConfigFile,
+  readConfigFile,
+  type ValidateConfigOptions,
+  validateConfig,
+} from './config/load.js';
+export {
+  type BreakwaterConfig,
+  ConfigSchema,
+  type ListenerConfig,
+  type ListenerType,
+  type LogLevel,
+  listenerTypes,
+  logLevels,
+  type MqttLimitsConfig,
+  type TlsFilesConfig,
+} from './config/schema.js';
+export { BreakwaterError, ErrorCatalog, type ErrorCode, type ErrorSpec } from './errors.js';
+export * from './guard/admission/index.js';
+export * from './guard/index.js';
+export {
+  type BrokerAdminRoutesOptions,
+  brokerAdminRoutes,
+  MAX_BYPASS_TTL_MS,
+  parseBypassTtl,
+} from './http/admin.js';
+export { ADMIN_TOKEN_FILE, ensureAdminToken, readAdminToken } from './http/admin-token.js';
+export { type AuditEntry, AuditLog } from './http/audit-log.js';
+export { type BrokerHttpRoutesOptions, brokerHttpRoutes, type ReadinessState } from './http/routes.js';
+export { BrokerMetrics } from './metrics.js';
+export {
+  type BrokerControl,
+  type BrokerHooks,
+  type BrokerLimits,
+  type BrokerOptions,
+  type ConnectDecision,
+  type ConnectionInfo,
+  type ConnectRequest,
+  defaultLimits,
+} from './options.js';
+export {
+  ConnackReturnCode,
+  type ConnackReturnCodeValue,
+  ReasonCode,
+  type ReasonCodeName,
+  type ReasonCodeValue,
+  reasonCodeName,
+  toV3ConnackCode,
+} from './reason-codes.js';
+export { MemoryStorage } from './storage/memory.js';
+export { SqliteStorage } from './storage/sqlite.js';
+export type * from './storage/types.js';
+export { RetainedIndex } from './topics/retained-index.js';
+export { type MatchVisitor, type SharedGroup, SubscriptionTree } from './topics/subscription-tree.js';
+export { isValidTopicName, type ParsedFilter, parseTopicFilter } from './topics/validate.js';
+export {
+  Listeners,
+  type ListenersOptions,
+  listenError,
+  PortInUseError,
+  urlHost,
+} from './transports/listeners.js';
+export type { ListenerAddress, ListenerSpec, StreamHandler } from './transports/types.js';
+export { WebSocketDuplex } from './transports/ws.js';

@@ -1,0 +1,132 @@
+import { readFileSync } from 'node:fs';
+import { type LogLevel, logLevels } from '@breakwater/broker';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import {
+  type AdminFlags,
+  authnStatus,
+  bypassAuthn,
+  type CommandIo,
+  DEFAULT_ADMIN_URL,
+  DEFAULT_TOKEN_FILE,
+  passwd,
+  restoreAuthn,
+} from './admin-commands.js';
+import { runUp, type UpIo } from './up.js';
+import type { UpFlags } from './up-config.js';
+
+export { fdLimitWarning, readFdLimit } from './fd-limit.js';
+export { runUp, type UpIo } from './up.js';
+export { portFlags, resolveUpConfig, type UpConfig, type UpFlags } from './up-config.js';
+
+/** Commander argument parser for a TCP port: an integer 0–65535 (0 = any free port). */
+function parsePort(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) > 65535) {
+    throw new InvalidArgumentError('must be an integer between 0 and 65535 (0 picks a free port).');
+  }
+  return Number(value);
+}
+
+function packageVersion(): string {
+  // src/ and dist/ are both one level below the package root.
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+/**
+ * The `breakwater` command. Returns the exit code (bin/breakwater.js sets it) instead of calling
+ * `process.exit`, so it can run in-process in tests.
+ */
+export async function main(
+  argv: readonly string[] = process.argv,
+  io?: Partial<UpIo> & Partial<Pick<CommandIo, 'stdin' | 'env'>>,
+): Promise<number> {
+  const stdout = io?.stdout ?? process.stdout;
+  const stderr = io?.stderr ?? process.stderr;
+  const commandIo: CommandIo = {
+    stdout,
+    stderr,
+    stdin: io?.stdin ?? process.stdin,
+    env: io?.env ?? process.env,
+  };
+  let exitCode = 0;
+
+  const program = new Command('breakwater')
+    .description('Breakwater: an MQTT broker and fleet control plane that keeps fleet incidents bounded.')
+    .version(packageVersion())
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => stdout.write(s), writeErr: (s) => stderr.write(s) })
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('up')
+    .description('run the broker: MQTT (TCP, WebSocket, TLS), /metrics, /healthz, /readyz')
+    .option('--config <file>', 'YAML configuration file (flags override its values)')
+    .option('--host <address>', 'bind address for every listener and HTTP (default: 0.0.0.0)')
+    .option('--mqtt-port <n>', 'MQTT over TCP port (default: 1883; 0 = any free port)', parsePort)
+    .option('--ws-port <n>', 'MQTT over WebSocket port, path /mqtt (default: 8083)', parsePort)
+    .option('--mqtts-port <n>', 'MQTT over TLS port (needs a tls listener in --config)', parsePort)
+    .option('--wss-port <n>', 'MQTT over secure WebSocket port (needs a wss listener in --config)', parsePort)
+    .option('--http-port <n>', 'HTTP port for /metrics, /healthz, /readyz (default: 8080)', parsePort)
+    .option('--data-dir <dir>', 'directory for persistent state (default: ./data)')
+    .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(logLevels))
+    .action(async (options: UpFlags & { logLevel?: LogLevel }) => {
+      exitCode = await runUp(options, {
+        stdout,
+        stderr,
+        ...(io?.shutdownSignal ? { shutdownSignal: io.shutdownSignal } : {}),
+      });
+    });
+
+  const listener = program
+    .command('listener')
+    .description('break-glass on a running broker (admin API on its HTTP port)');
+  const adminOptions = (cmd: Command) =>
+    cmd
+      .option('--url <url>', 'broker HTTP base URL', DEFAULT_ADMIN_URL)
+      .option(
+        '--token-file <file>',
+        `admin token file (default: $BREAKWATER_ADMIN_TOKEN, else ${DEFAULT_TOKEN_FILE})`,
+      );
+  adminOptions(
+    listener
+      .command('bypass-authn <listener>')
+      .description(
+        'admit clients on <listener> without their auth backend, each confined to its own topics, until --ttl ends it',
+      )
+      .requiredOption('--ttl <duration>', 'how long, e.g. 30m, 2h (at most 24h)')
+      .requiredOption('--reason <text>', 'why (written to the audit log)'),
+  ).action(async (name: string, options: AdminFlags & { ttl: string; reason: string }) => {
+    exitCode = await bypassAuthn(name, options, commandIo);
+  });
+  adminOptions(
+    listener.command('restore-authn <listener>').description('end a bypass now: authentication is back on'),
+  ).action(async (name: string, options: AdminFlags) => {
+    exitCode = await restoreAuthn(name, options, commandIo);
+  });
+  adminOptions(
+    listener.command('authn <listener>').description('show the authn chain and any bypass in force'),
+  ).action(async (name: string, options: AdminFlags) => {
+    exitCode = await authnStatus(name, options, commandIo);
+  });
+
+  program
+    .command('passwd <file> <user>')
+    .description(
+      'add or update <user> in a password file (scrypt); the password comes from stdin or a prompt',
+    )
+    .action(async (file: string, user: string) => {
+      exitCode = await passwd(file, user, commandIo);
+    });
+
+  try {
+    await program.parseAsync(argv as string[]);
+  } catch (err) {
+    // exitOverride turns commander's process.exit into this throw; it has already printed the
+    // message (e.g. "option '--mqtt-port <n>' argument 'abc' is invalid").
+    if (err instanceof CommanderError) return err.exitCode;
+    throw err;
+  }
+  return exitCode;
+}

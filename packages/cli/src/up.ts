@@ -1,0 +1,245 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AdmissionGate,
+  AdmissionMetrics,
+  AuditLog,
+  type BreakwaterConfig,
+  BreakwaterError,
+  Broker,
+  BrokerMetrics,
+  type BrokerStorage,
+  brokerAdminRoutes,
+  brokerHttpRoutes,
+  ensureAdminToken,
+  fdHeadroomWarning,
+  Guard,
+  Listeners,
+  listenError,
+  MemoryStorage,
+  procFdUsage,
+  type ReadinessState,
+  resolveAdmissionConfig,
+  SqliteStorage,
+  systemClock,
+  urlHost,
+} from '@breakwater/broker';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { type Logger, pino } from 'pino';
+import { resolveUpConfig, type UpConfig, type UpFlags } from './up-config.js';
+
+export interface UpIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+  /**
+   * Resolves when the process should shut down. Defaults to the first SIGTERM or SIGINT; tests
+   * running in-process pass their own.
+   */
+  shutdownSignal?: Promise<string>;
+}
+
+/**
+ * `breakwater up`: broker + MQTT listeners + HTTP endpoints in one process, until SIGTERM/SIGINT.
+ * Returns the exit code: 0 after a clean shutdown, 1 when start-up fails (one line on stderr).
+ *
+ * Shutdown order (issue 2): /readyz → 503, stop accepting, broker.close() (MQTT 5 clients get
+ * DISCONNECT 0x8B, storage is flushed and closed), close leftover sockets, close HTTP.
+ */
+export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
+  let resolved: UpConfig;
+  try {
+    resolved = resolveUpConfig(flags);
+  } catch (err) {
+    return fail(io, err);
+  }
+  const { config } = resolved;
+  const logger = pino({ level: config.log.level, base: { pid: process.pid } });
+
+  let state: ReadinessState = 'starting';
+  const signals = io.shutdownSignal ?? shutdownSignals(logger);
+
+  const admissionConfig = resolveAdmissionConfig(config.admission);
+  const capacity = connectionCapacity(config, admissionConfig.global.maxConnections);
+  // issue 3: warn at start when `ulimit -n` is below the configured max connections plus 10 %.
+  const fdWarning = fdHeadroomWarning(capacity);
+  if (fdWarning) logger.warn({ capacity }, fdWarning);
+
+  const guardOn = Object.keys(config.guard.listeners).length > 0;
+  let storage: BrokerStorage;
+  try {
+    if (config.storage.driver === 'sqlite' || guardOn || config.http.enabled) {
+      mkdirSync(config.dataDir, { recursive: true });
+    }
+    storage =
+      config.storage.driver === 'sqlite'
+        ? new SqliteStorage({ file: config.storage.file! })
+        : new MemoryStorage();
+  } catch (err) {
+    return fail(
+      io,
+      new BreakwaterError('BW_ERR_STORAGE', `cannot open ${config.storage.file}`, { cause: err }),
+    );
+  }
+
+  const metrics = new BrokerMetrics();
+  let guard: Guard | null = null;
+  let adminToken: ReturnType<typeof ensureAdminToken> | null = null;
+  try {
+    if (guardOn) guard = new Guard(config.guard, { dataDir: config.dataDir, logger, metrics });
+    if (config.http.enabled) adminToken = ensureAdminToken(config.dataDir);
+  } catch (err) {
+    return fail(io, err);
+  }
+  warnAboutAuthentication(config, logger);
+  const admission = new AdmissionGate(admissionConfig, {
+    clock: systemClock,
+    metrics: new AdmissionMetrics(metrics.registry),
+    ...fdUsageDep(),
+  });
+  const broker = new Broker({
+    storage,
+    limits: config.mqtt,
+    logger,
+    metrics,
+    admission,
+    ...(guard ? { hooks: guard } : {}),
+  });
+  const listeners = new Listeners(broker, resolved.listeners, { logger, limits: config.mqtt, admission });
+  let http: FastifyInstance | undefined;
+  let brokerStarted = false;
+
+  const teardown = async () => {
+    state = 'draining';
+    listeners.stopAccepting();
+    if (brokerStarted) await broker.close();
+    await listeners.close();
+    await guard?.close();
+    await http?.close();
+  };
+
+  const lines: string[] = [];
+  try {
+    if (config.http.enabled) {
+      http = Fastify({ logger: false });
+      await http.register(brokerHttpRoutes, { registry: metrics.registry, readiness: () => state });
+      await http.register(brokerAdminRoutes, {
+        token: adminToken!.token,
+        guard,
+        listeners: config.listeners.map((l) => l.name),
+        audit: new AuditLog(join(config.dataDir, 'audit.log')),
+        registry: metrics.registry,
+      });
+      try {
+        await http.listen({ port: config.http.port, host: config.http.host });
+      } catch (err) {
+        throw listenError(err, 'HTTP', config.http.host, config.http.port, resolved.httpPortSource);
+      }
+    }
+    // Loads keys and password files; never fails because a backend is down (it retries).
+    await guard?.start();
+    await broker.start();
+    brokerStarted = true;
+    for (const address of await listeners.start()) {
+      lines.push(`  ${address.name.padEnd(8)} ${address.url}`);
+    }
+    if (http) {
+      const port = (http.server.address() as { port: number }).port;
+      lines.push(
+        `  ${'http'.padEnd(8)} http://${urlHost(config.http.host)}:${port}/metrics  (/healthz, /readyz)`,
+      );
+    }
+  } catch (err) {
+    await teardown().catch((closeErr: unknown) =>
+      logger.error({ err: closeErr }, 'error during start-up cleanup'),
+    );
+    return fail(io, err);
+  }
+
+  state = 'ready';
+  const storageLine =
+    config.storage.driver === 'sqlite' ? `sqlite ${config.storage.file}` : 'memory (not persistent)';
+  io.stdout.write(`breakwater is up (storage: ${storageLine})\n${lines.join('\n')}\n`);
+  if (adminToken?.created) {
+    // Printed once, when created: the file keeps it (mode 0600) for `breakwater listener …`.
+    io.stdout.write(
+      `admin token (created ${adminToken.path}, mode 0600; shown only now): ${adminToken.token}\n`,
+    );
+  }
+
+  const signal = await signals;
+  logger.info({ signal }, 'shutting down: no new connections, disconnecting clients, flushing storage');
+  try {
+    await teardown();
+  } catch (err) {
+    logger.error({ err }, 'shutdown failed');
+    return fail(io, err);
+  }
+  logger.info('shutdown complete');
+  return 0;
+}
+
+/**
+ * Connection capacity for the FD-headroom warning: the admission cap, or when that is unlimited
+ * (0) the sum of `listeners[].maxConnections` if every listener has one; 0 = unknown (no warning).
+ */
+function connectionCapacity(config: Readonly<BreakwaterConfig>, admissionMax: number): number {
+  if (admissionMax > 0) return admissionMax;
+  if (config.listeners.every((l) => l.maxConnections !== undefined))
+    return config.listeners.reduce((sum, l) => sum + (l.maxConnections ?? 0), 0);
+  return 0;
+}
+
+/**
+ * Without `guard.listeners` there is no guard: every listener admits anonymous clients with full
+ * access, which is what the quick tour needs and never what production wants — say so loudly,
+ * once per listener. With a guard, a listener without an entry refuses every CONNECT: say that too.
+ */
+function warnAboutAuthentication(config: Readonly<BreakwaterConfig>, logger: Logger): void {
+  const configured = config.guard.listeners;
+  for (const l of config.listeners) {
+    if (Object.keys(configured).length === 0) {
+      logger.warn(
+        { listener: l.name },
+        `authentication is off on listener ${l.name}: any client may connect and use any topic; configure guard.listeners`,
+      );
+    } else if (!configured[l.name] && !configured['*']) {
+      logger.warn(
+        { listener: l.name },
+        `listener ${l.name} has no guard.listeners entry: every CONNECT on it is refused`,
+      );
+    }
+  }
+}
+
+function fdUsageDep(): { fdUsage?: NonNullable<ReturnType<typeof procFdUsage>> } {
+  const fdUsage = procFdUsage();
+  return fdUsage ? { fdUsage } : {};
+}
+
+/** One line on stderr: the message (with its BW_ERR_* code), never a stack trace. */
+function fail(io: UpIo, err: unknown): number {
+  const code = err instanceof BreakwaterError ? ` [${err.code}]` : '';
+  const message = err instanceof Error ? err.message : String(err);
+  io.stderr.write(`breakwater: ${message}${code}\n`);
+  return 1;
+}
+
+/**
+ * The first SIGTERM/SIGINT starts a graceful shutdown; a second one while it runs means "now":
+ * exit at once, as an operator pressing Ctrl-C twice expects.
+ */
+function shutdownSignals(logger: Logger): Promise<string> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) {
+        logger.warn({ signal }, 'second signal during shutdown: exiting now');
+        process.exit(1);
+      }
+      received = true;
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

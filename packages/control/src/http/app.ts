@@ -1,0 +1,224 @@
+/**
+ * `createControlPlane()`: prepares storage-backed state (first admin key, signing key) and returns
+ * a fastify plugin serving the control-plane API. `breakwater up` registers the plugin on its
+ * HTTP instance next to `brokerHttpRoutes`; tests register it on their own instance.
+ *
+ * Routes: `/api/...` (JSON, API key required unless marked public), `/api/openapi.json`,
+ * `/.well-known/jwks.json`. The plugin is encapsulated (not fastify-plugin wrapped): its
+ * validator, error handler, auth hook and CSV parser apply to its own routes only.
+ */
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Broker, type Clock, systemClock } from '@breakwater/broker';
+import swagger from '@fastify/swagger';
+import { Ajv, type Options as AjvOptions } from 'ajv';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
+import { DevicePresence } from '../devices/presence.js';
+import { AttemptLimiter } from '../devices/rate-limit.js';
+import { ApiError } from '../errors.js';
+import { SelectorResolver } from '../selector.js';
+import type { ControlStorage } from '../storage/types.js';
+import { TokenIssuer } from '../tokens/issuer.js';
+import { loadOrCreateKek } from '../tokens/key-encryption.js';
+import type { RouteContext } from './context.js';
+import { errorHandler, notFound } from './errors.js';
+import { accessRoutes } from './routes-access.js';
+import { deviceRoutes } from './routes-devices.js';
+import { jwksRoute, tokenRoutes } from './routes-tokens.js';
+import { DeviceInput } from './schemas.js';
+
+export interface ControlPlaneOptions {
+  storage: ControlStorage;
+  /** Holds `admin.key` (first start) and `signing-keys.kek`. */
+  dataDir: string;
+  clock?: Clock;
+  logger?: Logger;
+  /** The broker in this process; used by the kill switches (next). */
+  broker?: Broker;
+  /** Overrides `<dataDir>/signing-keys.kek` (processes sharing PostgreSQL must share it). */
+  keyEncryptionKey?: Buffer;
+  tokens?: {
+    issuer?: string;
+    audience?: string;
+    /** Longest token an operator may mint (default 24 h). */
+    maxTtlSec?: number;
+    /** Lifetime of tokens from the device-token exchange (default 1 h). */
+    deviceTokenTtlSec?: number;
+  };
+  /** Device-token exchange budget per device id (default 10 per minute). */
+  deviceTokenRateLimit?: { max?: number; windowMs?: number };
+}
+
+export interface ControlPlane {
+  /** Register on a fastify instance: `await app.register(cp.plugin)`. */
+  plugin: FastifyPluginAsync;
+  /** The first admin key, only on the start that created it (print it once), else null. */
+  initialAdminKey: string | null;
+  /** Where the first admin key was written (mode 0600). */
+  adminKeyFile: string;
+  /** Feed broker connect/disconnect events here. */
+  presence: DevicePresence;
+  selectors: SelectorResolver;
+  issuer: TokenIssuer;
+  storage: ControlStorage;
+  broker: Broker | undefined;
+}
+
+export const ADMIN_KEY_FILE = 'admin.key';
+
+/**
+ * Two validators. Bodies: no coercion and unknown keys rejected (a typo like `firmwre` must be a
+ * 400, not silently dropped — fastify's default ajv removes additional properties). Query
+ * strings and params: types coerced (`?limit=5`), single values coerced to arrays (`?tag=eu`).
+ */
+function validatorCompiler() {
+  const base: AjvOptions = { allErrors: false, strict: false, useDefaults: true, removeAdditional: false };
+  const bodyAjv = new Ajv({ ...base, coerceTypes: false });
+  const queryAjv = new Ajv({ ...base, coerceTypes: 'array' });
+  return ({ schema, httpPart }: { schema: object; httpPart?: string }) =>
+    (httpPart === 'body' ? bodyAjv : queryAjv).compile(schema);
+}
+
+async function bootstrapAdminKey(
+  storage: ControlStorage,
+  clock: Clock,
+  file: string,
+): Promise<string | null> {
+  if ((await storage.apiKeys.count()) > 0) return null;
+  const { id, key, keyHash } = generateApiKey();
+  // The file first: a key that only exists in the database would lock everyone out.
+  writeFileSync(file, `${key}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600); // an existing file keeps its old mode on overwrite
+  await storage.transaction(async (tx) => {
+    await tx.apiKeys.insert({
+      id,
+      name: 'bootstrap admin',
+      role: 'admin',
+      keyHash,
+      createdAt: clock.now(),
+      createdBy: null,
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+    await tx.audit.append({
+      at: clock.now(),
+      actorId: 'system',
+      actorName: 'first start',
+      action: 'apikey.create',
+      targetType: 'apikey',
+      targetId: id,
+      reason: 'first start: no API keys',
+      details: { role: 'admin', file },
+    });
+  });
+  return key;
+}
+
+// last_used_at is informative; one write per key per minute is plenty.
+const TOUCH_INTERVAL_MS = 60_000;
+
+export async function createControlPlane(options: ControlPlaneOptions): Promise<ControlPlane> {
+  const { storage, dataDir } = options;
+  const clock = options.clock ?? systemClock;
+  mkdirSync(dataDir, { recursive: true });
+  const adminKeyFile = join(dataDir, ADMIN_KEY_FILE);
+  const initialAdminKey = await bootstrapAdminKey(storage, clock, adminKeyFile);
+  const issuer = new TokenIssuer({
+    storage,
+    clock,
+    kek: options.keyEncryptionKey ?? loadOrCreateKek(dataDir),
+    ...options.tokens,
+  });
+  await issuer.init();
+  const ctx: RouteContext = {
+    storage,
+    clock,
+    issuer,
+    limiter: new AttemptLimiter({ clock, ...options.deviceTokenRateLimit }),
+    deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
+  };
+  const lastTouched = new Map<string, number>();
+
+  async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const access = request.routeOptions.config?.access;
+    if (access === undefined || access === 'public') return; // unknown routes: 404 handler
+    const header = request.headers.authorization;
+    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) {
+      reply.header('www-authenticate', 'Bearer');
+      throw new ApiError('BW_ERR_API_UNAUTHENTICATED', 'send Authorization: Bearer <API key>');
+    }
+    const key = await storage.apiKeys.findByHash(hashApiKey(match[1]!));
+    if (!key || key.revokedAt !== null) {
+      reply.header('www-authenticate', 'Bearer error="invalid_token"');
+      throw new ApiError('BW_ERR_API_UNAUTHENTICATED', key ? 'the API key is revoked' : 'unknown API key');
+    }
+    request.actor = { id: key.id, name: key.name, role: key.role };
+    if (!roleAllows(key.role, access)) {
+      throw new ApiError(
+        'BW_ERR_API_FORBIDDEN',
+        `${request.method} ${request.routeOptions.url} needs role ${access}; key ${key.id} is ${key.role}`,
+      );
+    }
+    const now = clock.now();
+    if (now - (lastTouched.get(key.id) ?? 0) >= TOUCH_INTERVAL_MS) {
+      lastTouched.set(key.id, now);
+      storage.apiKeys
+        .touch(key.id, now)
+        .catch((err: unknown) => request.log.warn({ err }, 'api key touch failed'));
+    }
+  }
+
+  const plugin: FastifyPluginAsync = async (app: FastifyInstance) => {
+    app.setValidatorCompiler(validatorCompiler());
+    app.setErrorHandler(errorHandler);
+    app.decorateRequest('actor', null);
+    app.addContentTypeParser('text/csv', { parseAs: 'string' }, (_req, body, done) => done(null, body));
+    app.addHook('onRequest', authenticate);
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: {
+          title: 'Breakwater control plane',
+          version: '1',
+          description:
+            'Device registry, API keys, audit log and token issuer. Errors: `{ error: { code, message, field? } }`.',
+        },
+        components: {
+          securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'API key (bwk_…)' } },
+        },
+        security: [{ apiKey: [] }],
+      },
+    });
+    const validateRow = new Ajv({ allErrors: false, strict: false, removeAdditional: false }).compile(
+      DeviceInput,
+    );
+
+    jwksRoute(app, ctx);
+    await app.register(
+      async (api) => {
+        api.setNotFoundHandler(notFound);
+        api.get('/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () =>
+          app.swagger(),
+        );
+        accessRoutes(api, ctx);
+        deviceRoutes(api, ctx, validateRow);
+        tokenRoutes(api, ctx);
+      },
+      { prefix: '/api' },
+    );
+  };
+
+  return {
+    plugin,
+    initialAdminKey,
+    adminKeyFile,
+    presence: new DevicePresence(storage, options.logger),
+    selectors: new SelectorResolver(storage.devices),
+    issuer,
+    storage,
+    broker: options.broker,
+  };
+}

@@ -1,0 +1,22 @@
+export { generateApiKey, hashApiKey, roleAllows } from './auth/api-keys.js';
+export { DevicePresence } from './devices/presence.js';
+export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit.js';
+export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';
+export { ApiError, DuplicateKeyError } from './errors.js';
+export {
+  ADMIN_KEY_FILE,
+  type ControlPlane,
+  type ControlPlaneOptions,
+  createControlPlane,
+} from './http/app.js';
+export type { Access, Actor } from './http/context.js';
+export {
+  isEmptySelector,
+  requireTargeted,
+  type Selector,
+  SelectorResolver,
+  SelectorSchema,
+} from './selector.js';
+export * from './storage/index.js';
+export { type MintedToken, SIGNING_ALG, TokenIssuer, type TokenIssuerOptions } from './tokens/issuer.js';
+export { KEK_FILE, loadOrCreateKek } from './tokens/key-encryption.js';

@@ -1,0 +1,4 @@
+import { apiSuite } from './api-suite.js';
+import { postgresDriver } from './harness.js';
+
+apiSuite(postgresDriver);

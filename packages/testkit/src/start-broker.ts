@@ -1,0 +1,77 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import {
+  Broker,
+  type BrokerHooks,
+  type BrokerLimits,
+  BrokerMetrics,
+  type BrokerStorage,
+  type Clock,
+  MemoryStorage,
+} from '@breakwater/broker';
+
+export interface TestBrokerOptions {
+  limits?: Partial<BrokerLimits>;
+  hooks?: BrokerHooks;
+  storage?: BrokerStorage;
+  clock?: Clock;
+  /** Listener name used as metric label. */
+  listener?: string;
+  /** TCP port (default 0: any free port). A fixed port is for restart-on-the-same-port tests. */
+  port?: number;
+}
+
+export interface TestBroker {
+  broker: Broker;
+  metrics: BrokerMetrics;
+  port: number;
+  url: string;
+  /** Sockets currently open on the TCP listener (server side). */
+  openSockets(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * A Breakwater broker on a real TCP socket on port 0 (in-memory storage unless one is given),
+ * torn down deterministically by `close()`.
+ */
+export async function startBroker(options: TestBrokerOptions = {}): Promise<TestBroker> {
+  const storage = options.storage ?? new MemoryStorage();
+  const metrics = new BrokerMetrics({ defaultMetrics: false });
+  const broker = new Broker({
+    storage,
+    metrics,
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.hooks ? { hooks: options.hooks } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
+  await broker.start();
+  const listener = options.listener ?? 'test';
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    broker.handle(socket, {
+      listener,
+      transport: 'tcp',
+      remoteAddress: socket.remoteAddress,
+      remotePort: socket.remotePort,
+    });
+  });
+  server.listen(options.port ?? 0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    broker,
+    metrics,
+    port,
+    url: `mqtt://127.0.0.1:${port}`,
+    openSockets: () => sockets.size,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      await broker.close();
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}
