@@ -113,7 +113,13 @@ class EngineCounters {
     ] as unknown as Array<{ collect?: () => unknown }>) {
       // Chained: a BrokerMetrics shared by several brokers syncs all of them.
       const prev = m.collect;
-      m.collect = prev === undefined ? sync : () => (prev(), sync());
+      m.collect =
+        prev === undefined
+          ? sync
+          : () => {
+              prev();
+              sync();
+            };
     }
   }
 

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 
 /**
  * Every metric the broker exports, in one place so names stay consistent (Prometheus style:
@@ -24,7 +24,8 @@ export class BrokerMetrics {
   readonly protocolErrors: Counter<'reason'>;
 
   constructor(options: { registry?: Registry; defaultMetrics?: boolean } = {}) {
-    const registers = [(this.registry = options.registry ?? new Registry())];
+    this.registry = options.registry ?? new Registry();
+    const registers = [this.registry];
     if (options.defaultMetrics !== false) {
       // process_open_fds, process_max_fds, nodejs_eventloop_lag_seconds, process_cpu_seconds_total …
       collectDefaultMetrics({ register: this.registry });
@@ -53,8 +54,16 @@ export class BrokerMetrics {
       labelNames: ['qos'],
       registers,
     });
-    this.bytesIn = new Counter({ name: 'breakwater_bytes_received_total', help: 'Bytes read from clients', registers });
-    this.bytesOut = new Counter({ name: 'breakwater_bytes_sent_total', help: 'Bytes written to clients', registers });
+    this.bytesIn = new Counter({
+      name: 'breakwater_bytes_received_total',
+      help: 'Bytes read from clients',
+      registers,
+    });
+    this.bytesOut = new Counter({
+      name: 'breakwater_bytes_sent_total',
+      help: 'Bytes written to clients',
+      registers,
+    });
     this.messagesDropped = new Counter({
       name: 'breakwater_messages_dropped_total',
       help: 'Messages not delivered, by reason (offline_queue_full, expired, packet_too_large, slow_consumer, …)',

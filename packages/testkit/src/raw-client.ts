@@ -11,8 +11,11 @@ export type Packet = mqtt.Packet;
 export class RawClient {
   readonly socket: net.Socket;
   readonly received: Packet[] = [];
-  #waiters: Array<{ match: (p: Packet) => boolean; resolve: (p: Packet) => void; reject: (e: Error) => void }> =
-    [];
+  #waiters: Array<{
+    match: (p: Packet) => boolean;
+    resolve: (p: Packet) => void;
+    reject: (e: Error) => void;
+  }> = [];
   #parser: ReturnType<typeof mqtt.parser>;
   #closed: Promise<void>;
   #isClosed = false;
@@ -35,7 +38,10 @@ export class RawClient {
     socket.on('error', () => {});
   }
 
-  static async connect(port: number, options: { host?: string; protocolVersion?: number } = {}): Promise<RawClient> {
+  static async connect(
+    port: number,
+    options: { host?: string; protocolVersion?: number } = {},
+  ): Promise<RawClient> {
     const socket = net.connect({ port, host: options.host ?? '127.0.0.1' });
     await once(socket, 'connect');
     return new RawClient(socket, options.protocolVersion ?? 4);
@@ -89,7 +95,8 @@ export class RawClient {
     const match = (p: Packet) => cmd === undefined || p.cmd === cmd;
     const idx = this.received.findIndex(match);
     if (idx >= 0) return Promise.resolve(this.received.splice(idx, 1)[0]!);
-    if (this.#isClosed) return Promise.reject(new Error(`socket closed while waiting for ${cmd ?? 'a packet'}`));
+    if (this.#isClosed)
+      return Promise.reject(new Error(`socket closed while waiting for ${cmd ?? 'a packet'}`));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters = this.#waiters.filter((w) => w.resolve !== done);

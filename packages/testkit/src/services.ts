@@ -18,10 +18,16 @@ export function isReachable(host: string, port: number, timeoutMs = 1000): Promi
   });
 }
 
-export async function requireService(t: TestContext, name: string, host: string, port: number): Promise<boolean> {
+export async function requireService(
+  t: TestContext,
+  name: string,
+  host: string,
+  port: number,
+): Promise<boolean> {
   if (await isReachable(host, port)) return true;
   const msg = `${name} is not reachable at ${host}:${port}`;
-  if (process.env.CI === 'true') throw new Error(`${msg} (CI=true: services must be up; .ci/run starts them)`);
+  if (process.env.CI === 'true')
+    throw new Error(`${msg} (CI=true: services must be up; .ci/run starts them)`);
   t.skip(`${msg}; start it to run this test`);
   return false;
 }

@@ -186,7 +186,7 @@ export function handleConnect(b: Broker, conn: Connection, frame: Buffer): void 
       conn.destroy('closed_before_connect');
       return;
     }
-    const local = request !== null && hooks!.verifiesLocally !== undefined && hooks!.verifiesLocally(request);
+    const local = request !== null && hooks!.verifiesLocally?.(request) === true;
     // The client's own id ('' when the broker assigns one): an assigned id cannot flap.
     const verdict = gate.onConnect(conn.info.listener, p.clientId, conn.info.remoteAddress, {
       verifiesLocally: local,
