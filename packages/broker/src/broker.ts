@@ -22,6 +22,7 @@ import type { AdmissionGate } from './guard/admission/gate.js';
 import { type AcceptedConnect, answerRefusal } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
 import { BrokerMetrics } from './metrics.js';
+import { type BrokerObserver, MessageTap, type MessageTapHandler } from './observers.js';
 import {
   type BrokerHooks,
   type BrokerLimits,
@@ -214,6 +215,9 @@ export class Broker {
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
   storageDirty = false;
 
+  /** @internal In-process taps (control plane); checked per routed message only when non-empty. */
+  readonly taps: MessageTap[] = [];
+  readonly #observers: BrokerObserver[] = [];
   readonly #conns = new Set<Connection>();
   /** Offline sessions with a finite expiry or a delayed will pending. */
   readonly #waiting = new Set<Session>();
@@ -433,6 +437,7 @@ export class Broker {
       conn.send(conn.version === 4 && sessionPresent ? CONNACK_SESSION_PRESENT : CONNACK_ACCEPTED);
     }
     this.#handshakeDone(conn);
+    if (this.#observers.length !== 0) this.#notifyConnected(conn);
     if (sessionPresent) resumeDeliveries(this, s);
   }
 
@@ -470,6 +475,9 @@ export class Broker {
       this.#ackWaiters.delete(conn);
     }
     const s = conn.session;
+    if (wasState === ConnState.Connected && this.#observers.length !== 0) {
+      this.#notifyDisconnected(conn.clientId, reason);
+    }
     if (s !== null && s.conn === conn) {
       s.conn = null;
       this.#online--;
@@ -853,6 +861,88 @@ export class Broker {
     conn.disconnect(reasonCode, reasonString, 'administrative', options.serverReference);
     conn.stream.destroy();
     return true;
+  }
+
+  /** Client ids with a live connection now. */
+  connectedClientIds(): string[] {
+    const ids: string[] = [];
+    for (const s of this.sessions.values()) if (s.conn !== null) ids.push(s.clientId);
+    return ids;
+  }
+
+  /** Follow connects and disconnects in-process; returns the function that removes the observer. */
+  addObserver(observer: BrokerObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      const i = this.#observers.indexOf(observer);
+      if (i !== -1) this.#observers.splice(i, 1);
+    };
+  }
+
+  /**
+   * See every message routed on topics matching `filter` (wildcards allowed), whoever published
+   * it and whether or not a client subscribes. Throws on an invalid filter. Returns the remover.
+   */
+  tap(filter: string, handler: MessageTapHandler): () => void {
+    const tap = new MessageTap(filter, handler);
+    this.taps.push(tap);
+    return () => {
+      const i = this.taps.indexOf(tap);
+      if (i !== -1) this.taps.splice(i, 1);
+    };
+  }
+
+  /** @internal Called by the router when `taps` is not empty. */
+  runTaps(msg: Message): void {
+    for (const tap of this.taps) {
+      if (!tap.matches(msg.topic)) continue;
+      try {
+        tap.handler(msg.topic, msg.payload, msg.publisherId);
+      } catch (err) {
+        this.logger.error({ err, filter: tap.filter }, 'message tap failed');
+      }
+    }
+  }
+
+  /**
+   * Revocation clean-up: forget the pending will of `clientId` (so kicking it publishes nothing)
+   * and delete every retained message it published. Resolves when the deletions are durable.
+   */
+  async purgePublishedBy(clientId: string): Promise<{ retained: number; wills: number }> {
+    let wills = 0;
+    const s = this.sessions.get(clientId);
+    if (s !== undefined && s.will !== null) {
+      s.will = null;
+      s.willAt = 0;
+      wills = 1;
+    }
+    const topics: string[] = [];
+    for (const [topic, rec] of this.retained.entries()) if (rec.publisherId === clientId) topics.push(topic);
+    for (const topic of topics) this.deleteRetained(topic);
+    if (topics.length > 0) await this.storage.flush();
+    return { retained: topics.length, wills };
+  }
+
+  #notifyConnected(conn: Connection): void {
+    const at = this.clock.now();
+    for (const o of this.#observers) {
+      try {
+        o.clientConnected?.(conn.clientId, conn.info, at);
+      } catch (err) {
+        this.logger.error({ err }, 'broker observer failed');
+      }
+    }
+  }
+
+  #notifyDisconnected(clientId: string, reason: string): void {
+    const at = this.clock.now();
+    for (const o of this.#observers) {
+      try {
+        o.clientDisconnected?.(clientId, reason, at);
+      } catch (err) {
+        this.logger.error({ err }, 'broker observer failed');
+      }
+    }
   }
 
   /** Publish a server-originated message (control plane). Resolves when it is durable. */

@@ -32,6 +32,7 @@ export { ADMIN_TOKEN_FILE, ensureAdminToken, readAdminToken } from './http/admin
 export { type AuditEntry, AuditLog } from './http/audit-log.js';
 export { type BrokerHttpRoutesOptions, brokerHttpRoutes, type ReadinessState } from './http/routes.js';
 export { BrokerMetrics } from './metrics.js';
+export { type BrokerObserver, MessageTap, type MessageTapHandler } from './observers.js';
 export {
   type BrokerControl,
   type BrokerHooks,

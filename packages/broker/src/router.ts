@@ -38,6 +38,7 @@ export class Router implements MatchVisitor<Subscription> {
     this.#count = 0;
     this.#stamp = (this.#stamp + 1) | 0;
     this.#broker.tree.match(msg.topic, this);
+    if (this.#broker.taps.length !== 0) this.#broker.runTaps(msg);
     const targets = this.#targets;
     const b = this.#broker;
     for (let i = 0; i < targets.length; i++) {

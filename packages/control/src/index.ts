@@ -4,9 +4,17 @@ export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit
 export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';
 export { ApiError, DuplicateKeyError } from './errors.js';
 export {
+  brokerFleet,
+  type FleetBroker,
+  type FleetMessageHandler,
+  type FleetPresenceListener,
+  type FleetRevocations,
+} from './fleet-broker.js';
+export {
   ADMIN_KEY_FILE,
   type ControlPlane,
   type ControlPlaneOptions,
+  type ControlService,
   createControlPlane,
 } from './http/app.js';
 export type { Access, Actor } from './http/context.js';

@@ -95,6 +95,15 @@ export class RetainedIndex<R> {
     return n;
   }
 
+  /** Every retained message, `$` topics included (purges, exports); not for the publish path. */
+  entries(): IterableIterator<[string, R]> {
+    return this.#entries();
+  }
+
+  *#entries(): IterableIterator<[string, R]> {
+    for (const [topic, node] of this.#byTopic) yield [topic, node.value as R];
+  }
+
   set(topic: string, value: R): void {
     const existing = this.#byTopic.get(topic);
     if (existing !== undefined) {

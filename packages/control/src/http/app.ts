@@ -9,7 +9,7 @@
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Broker, type Clock, systemClock } from '@breakwater/broker';
+import { type Clock, systemClock } from '@breakwater/broker';
 import swagger from '@fastify/swagger';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -18,6 +18,7 @@ import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
 import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
+import type { FleetBroker } from '../fleet-broker.js';
 import { SelectorResolver } from '../selector.js';
 import type { ControlStorage } from '../storage/types.js';
 import { TokenIssuer } from '../tokens/issuer.js';
@@ -35,8 +36,11 @@ export interface ControlPlaneOptions {
   dataDir: string;
   clock?: Clock;
   logger?: Logger;
-  /** The broker in this process; used by the kill switches (next). */
-  broker?: Broker;
+  /**
+   * The broker the kill switches act on (`brokerFleet(broker, guard)` in-process). Without it the
+   * registry and issuer work, and the kill-switch routes answer 409 (no broker attached).
+   */
+  fleet?: FleetBroker;
   /** Overrides `<dataDir>/signing-keys.kek` (processes sharing PostgreSQL must share it). */
   keyEncryptionKey?: Buffer;
   tokens?: {
@@ -63,7 +67,17 @@ export interface ControlPlane {
   selectors: SelectorResolver;
   issuer: TokenIssuer;
   storage: ControlStorage;
-  broker: Broker | undefined;
+  fleet: FleetBroker | null;
+  /** Starts the background services (presence feed, config/OTA followers, campaign engine). */
+  start(): Promise<void>;
+  /** Stops them and waits for pending writes; does not close `storage` (the caller owns it). */
+  close(): Promise<void>;
+}
+
+/** A background part of the control plane with a lifecycle (campaign engine, report followers). */
+export interface ControlService {
+  start(): Promise<void> | void;
+  close(): Promise<void> | void;
 }
 
 export const ADMIN_KEY_FILE = 'admin.key';
@@ -132,9 +146,30 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     ...options.tokens,
   });
   await issuer.init();
+  const fleet = options.fleet ?? null;
+  const presence = new DevicePresence(storage, options.logger);
+  // Feature modules push their background services here; start() runs them in order.
+  const services: ControlService[] = [];
+  if (fleet !== null) {
+    let stopPresence: (() => void) | null = null;
+    services.push({
+      start: () => {
+        stopPresence = fleet.onPresence({
+          connected: (id, at) => presence.connected(id, at),
+          disconnected: (id, at, reason) => presence.disconnected(id, at, reason),
+        });
+      },
+      close: async () => {
+        stopPresence?.();
+        await presence.flush();
+      },
+    });
+  }
   const ctx: RouteContext = {
     storage,
     clock,
+    fleet,
+    logger: options.logger ?? null,
     issuer,
     limiter: new AttemptLimiter({ clock, ...options.deviceTokenRateLimit }),
     deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
@@ -215,10 +250,16 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     plugin,
     initialAdminKey,
     adminKeyFile,
-    presence: new DevicePresence(storage, options.logger),
+    presence,
     selectors: new SelectorResolver(storage.devices),
     issuer,
     storage,
-    broker: options.broker,
+    fleet,
+    start: async () => {
+      for (const s of services) await s.start();
+    },
+    close: async () => {
+      for (const s of [...services].reverse()) await s.close();
+    },
   };
 }

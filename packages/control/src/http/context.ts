@@ -1,7 +1,9 @@
 import type { Clock } from '@breakwater/broker';
 import type { FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import type { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
+import type { FleetBroker } from '../fleet-broker.js';
 import type { ApiKeyRole, AuditEntry, ControlStorage, Repositories } from '../storage/types.js';
 import type { TokenIssuer } from '../tokens/issuer.js';
 
@@ -33,6 +35,9 @@ export interface RouteContext {
   issuer: TokenIssuer;
   limiter: AttemptLimiter;
   deviceTokenTtlSec: number;
+  /** The broker the kill switches act on; null when the control plane runs without one. */
+  fleet: FleetBroker | null;
+  logger: Logger | null;
 }
 
 export function iso(ms: number): string {

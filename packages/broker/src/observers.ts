@@ -1,0 +1,60 @@
+/**
+ * In-process observers of the broker: the control plane in the same process follows presence and
+ * reads device-published fleet topics (`$fleet/+/config/reported`, `$fleet/+/ota/status`) here,
+ * without an MQTT client of its own and without a topic its ACL would have to allow.
+ *
+ * Observers run synchronously on the broker's path: they must return at once (queue, then work).
+ * A throwing observer is logged and skipped; it never breaks delivery.
+ */
+import type { ConnectionInfo } from './options.js';
+import { parseTopicFilter } from './topics/validate.js';
+
+export interface BrokerObserver {
+  /** A CONNECT was accepted (CONNACK sent). `at`: epoch ms. */
+  clientConnected?(clientId: string, info: ConnectionInfo, at: number): void;
+  /** The connection of an accepted client ended; `reason` is the engine's disconnect reason. */
+  clientDisconnected?(clientId: string, reason: string, at: number): void;
+}
+
+/** A message a client (or the server) published, seen by an in-process tap. */
+export type MessageTapHandler = (topic: string, payload: Buffer, publisherId: string | null) => void;
+
+/** One tap: a filter split into levels once, matched without allocating per message. */
+export class MessageTap {
+  readonly filter: string;
+  readonly handler: MessageTapHandler;
+  readonly #levels: string[];
+  readonly #multi: boolean;
+
+  constructor(filter: string, handler: MessageTapHandler) {
+    const parsed = parseTopicFilter(filter);
+    if (!parsed.ok || parsed.shareGroup !== null) {
+      throw new TypeError(
+        `invalid tap filter ${JSON.stringify(filter)}: ${parsed.ok ? 'shared' : parsed.reason}`,
+      );
+    }
+    this.filter = filter;
+    this.handler = handler;
+    const levels = filter.split('/');
+    this.#multi = levels[levels.length - 1] === '#';
+    this.#levels = this.#multi ? levels.slice(0, -1) : levels;
+  }
+
+  /** MQTT matching [MQTT-4.7]: `+` one level, trailing `#` the rest; `$` topics need a literal first level. */
+  matches(topic: string): boolean {
+    const levels = this.#levels;
+    if (topic.charCodeAt(0) === 0x24 && (levels.length === 0 || levels[0] === '+')) return false;
+    let start = 0;
+    for (let i = 0; i < levels.length; i++) {
+      if (start > topic.length) return false;
+      let end = topic.indexOf('/', start);
+      if (end === -1) end = topic.length;
+      const level = levels[i]!;
+      if (level !== '+' && (level.length !== end - start || !topic.startsWith(level, start))) return false;
+      start = end + 1;
+    }
+    // Exact length: consumed the whole topic. `#` also matches the parent level [MQTT-4.7.1-2].
+    if (start === topic.length + 1) return true;
+    return this.#multi && start <= topic.length + 1;
+  }
+}

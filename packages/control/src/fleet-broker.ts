@@ -1,0 +1,68 @@
+/**
+ * What the control plane needs from the broker it runs beside. The kill switches act through
+ * this interface only: `brokerFleet()` adapts the in-process Broker (+ Guard), which is how
+ * `breakwater up` and the end-to-end tests run; a remote adapter could implement it over NATS
+ * later without touching the control plane.
+ */
+import type { Broker, Guard, RevocationEntry } from '@breakwater/broker';
+
+export interface FleetPresenceListener {
+  connected(clientId: string, at: number): void;
+  disconnected(clientId: string, at: number, reason: string): void;
+}
+
+export type FleetMessageHandler = (topic: string, payload: Buffer, publisherId: string | null) => void;
+
+export interface FleetBroker {
+  /** Publish as the server (retained config, OTA jobs). Resolves when the broker has it durably. */
+  publish(message: {
+    topic: string;
+    payload: Buffer | string;
+    qos: 0 | 1 | 2;
+    retain?: boolean;
+  }): Promise<void>;
+  /** In-process subscription to what devices publish (wildcards allowed). Returns the remover. */
+  subscribe(filter: string, handler: FleetMessageHandler): () => void;
+  /** Connect/disconnect events. Returns the remover. */
+  onPresence(listener: FleetPresenceListener): () => void;
+  /** Ends a live session (MQTT 5: DISCONNECT with `reasonCode`). false when it is not connected. */
+  disconnectClient(clientId: string, reasonCode: number, reasonString?: string): boolean;
+  /** Drops the client's pending will and deletes the retained messages it published. */
+  purgePublishedBy(clientId: string): Promise<{ retained: number; wills: number }>;
+  /**
+   * The guard's revocation denylist (refuses reconnects, ends live sessions). null when the broker
+   * runs without authentication: revocation can then only end live sessions, since any client
+   * could claim any id anyway.
+   */
+  readonly revocations: FleetRevocations | null;
+  /** Ids of the clients connected now. */
+  connectedClientIds(): string[];
+}
+
+export interface FleetRevocations {
+  revoke(entry: RevocationEntry): void;
+  unrevoke(entry: RevocationEntry): void;
+}
+
+/** The in-process adapter. */
+export function brokerFleet(broker: Broker, guard: Guard | null = null): FleetBroker {
+  return {
+    publish: (m) =>
+      broker.publish({
+        topic: m.topic,
+        payload: typeof m.payload === 'string' ? Buffer.from(m.payload) : m.payload,
+        qos: m.qos,
+        retain: m.retain === true,
+      }),
+    subscribe: (filter, handler) => broker.tap(filter, handler),
+    onPresence: (l) =>
+      broker.addObserver({
+        clientConnected: (id, _info, at) => l.connected(id, at),
+        clientDisconnected: (id, reason, at) => l.disconnected(id, at, reason),
+      }),
+    disconnectClient: (id, rc, rs) => broker.disconnectClient(id, rc, rs),
+    purgePublishedBy: (id) => broker.purgePublishedBy(id),
+    revocations: guard,
+    connectedClientIds: () => broker.connectedClientIds(),
+  };
+}
