@@ -22,7 +22,8 @@ describe('guard config', () => {
       ['devices/{clientId}/#', '$fleet/{clientId}/#'],
     );
     const pg = c.authenticators.postgres.pg!;
-    assert.equal(pg.limits.ratePerSec, 50);
+    // At most 50 backend queries in any one second (DESIGN.md §3 cap): 45/s plus a burst of 5.
+    assert.equal(pg.limits.ratePerSec + pg.limits.burst, 50);
     assert.equal(pg.limits.breaker.errorRatio, 0.5);
     assert.match(pg.query, /\$1/);
   });
