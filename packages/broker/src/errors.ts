@@ -46,6 +46,8 @@ export const ErrorCatalog = {
   BW_ERR_ADMIN_UNREACHABLE: { message: 'broker admin API cannot be reached' },
   BW_ERR_ADMIN_REQUEST: { message: 'broker admin API refused the request' },
   BW_ERR_AUDIT_LOG: { message: 'audit log cannot be written', httpStatus: 500 },
+  // Incidents (issue 7).
+  BW_ERR_INCIDENT_TRANSITION: { message: 'the incident cannot make this state change', httpStatus: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ErrorCatalog;
