@@ -66,6 +66,30 @@ const migrations: readonly string[] = [
     last_expiry {{bigint}} NOT NULL DEFAULT 0
   );
   `,
+  // Config push (src/config-push/repository.ts): a push's serial number is its config version.
+  `
+  CREATE TABLE config_pushes (
+    version {{serial}},
+    at {{bigint}} NOT NULL,
+    actor_id TEXT NOT NULL,
+    selector TEXT,
+    merge_patch INTEGER NOT NULL,
+    config TEXT NOT NULL,
+    device_count INTEGER NOT NULL
+  );
+  CREATE TABLE device_configs (
+    device_id {{key}} PRIMARY KEY,
+    desired_version {{bigint}},
+    desired TEXT,
+    desired_hash TEXT,
+    pushed_at {{bigint}},
+    reported TEXT,
+    reported_version TEXT,
+    reported_version_num {{bigint}},
+    reported_hash TEXT,
+    reported_at {{bigint}}
+  );
+  `,
 ];
 
 const types: Record<StorageDialect, Record<string, string>> = {

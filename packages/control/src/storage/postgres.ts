@@ -65,6 +65,7 @@ export class PostgresControlStorage implements ControlStorage {
   readonly audit: Repositories['audit'];
   readonly devices: Repositories['devices'];
   readonly signingKeys: Repositories['signingKeys'];
+  readonly configPushes: Repositories['configPushes'];
   readonly #pool: pg.Pool;
 
   private constructor(pool: pg.Pool) {
@@ -74,6 +75,7 @@ export class PostgresControlStorage implements ControlStorage {
     this.audit = repos.audit;
     this.devices = repos.devices;
     this.signingKeys = repos.signingKeys;
+    this.configPushes = repos.configPushes;
   }
 
   /** Connects, creates the schema if needed and migrates it (under an advisory lock). */

@@ -2,6 +2,7 @@
  * The repositories, written once over SqlExecutor for both drivers. Portable SQL only:
  * `$n` placeholders, `ON CONFLICT`, `RETURNING`, `CASE` instead of GREATEST/MAX(a, b).
  */
+import { SqlConfigPushes } from '../config-push/repository.js';
 import { ApiError, DuplicateKeyError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
@@ -408,5 +409,6 @@ export function sqlRepositories(db: SqlExecutor): Repositories {
     audit: new SqlAudit(db),
     devices: new SqlDevices(db),
     signingKeys: new SqlSigningKeys(db),
+    configPushes: new SqlConfigPushes(db),
   };
 }

@@ -105,6 +105,7 @@ export class SqliteControlStorage implements ControlStorage {
   readonly audit: Repositories['audit'];
   readonly devices: Repositories['devices'];
   readonly signingKeys: Repositories['signingKeys'];
+  readonly configPushes: Repositories['configPushes'];
   readonly #db: Database.Database;
   readonly #lock = new FifoLock();
   readonly #txRepos: Repositories;
@@ -116,6 +117,7 @@ export class SqliteControlStorage implements ControlStorage {
     this.audit = repos.audit;
     this.devices = repos.devices;
     this.signingKeys = repos.signingKeys;
+    this.configPushes = repos.configPushes;
     this.#txRepos = sqlRepositories(new SqliteExecutor(db, null));
   }
 

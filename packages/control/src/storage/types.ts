@@ -5,6 +5,7 @@
  *
  * Times are epoch milliseconds everywhere in storage; the HTTP layer renders ISO strings.
  */
+import type { ConfigPushRepository } from '../config-push/repository.js';
 import type { Selector } from '../selector.js';
 
 export type StorageDialect = 'sqlite' | 'postgres';
@@ -162,6 +163,7 @@ export interface Repositories {
   readonly audit: AuditRepository;
   readonly devices: DeviceRepository;
   readonly signingKeys: SigningKeyRepository;
+  readonly configPushes: ConfigPushRepository;
 }
 
 export interface ControlStorage extends Repositories {

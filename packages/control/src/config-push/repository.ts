@@ -1,0 +1,369 @@
+/**
+ * Config push storage (tables `config_pushes`, `device_configs`; migration in
+ * storage/migrations.ts). Portable SQL over SqlExecutor, like storage/sql-repositories.ts.
+ *
+ * Versions: every push (to one device or to a selector) is a row of `config_pushes`, and its
+ * auto-increment number IS the version of the config it delivers. Versions are therefore
+ * global and strictly increasing: a device's successive desired versions increase (with gaps
+ * where pushes went to other devices), one push has one version on every device it reached,
+ * and the audit entry, the push row and what devices report all name the same number. Pushes
+ * are serialised (`lockPushes`) so that version order is also commit and publish order.
+ */
+import { ApiError } from '../errors.js';
+import type { Selector } from '../selector.js';
+import type { SqlExecutor } from '../storage/executor.js';
+import type { ConnectionState, Page } from '../storage/types.js';
+import type { JsonObject } from './document.js';
+
+export const driftStatuses = ['in-sync', 'pending', 'never-reported', 'differs', 'no-desired'] as const;
+/**
+ * - `in-sync`: the device reports the desired version with the desired content.
+ * - `pending`: it reports an older version (offline since the push, or not applied yet).
+ * - `never-reported`: a desired config exists, the device never reported one.
+ * - `differs`: it reports the desired version with other content, a version newer than or
+ *   unknown to the desired one, or a report without a version.
+ * - `no-desired`: no config was ever pushed to it.
+ */
+export type DriftStatus = (typeof driftStatuses)[number];
+
+export interface NewConfigPush {
+  at: number;
+  actorId: string;
+  /** null for a push to one device by id (`PUT /devices/:id/config`). */
+  selector: Selector | null;
+  merge: boolean;
+  /** The config or merge patch as the operator sent it (without `version`). */
+  config: JsonObject;
+  deviceCount: number;
+}
+
+export interface DesiredConfigWrite {
+  deviceId: string;
+  version: number;
+  /** The full desired config without `version`. */
+  config: JsonObject;
+  /** configHash() of the published document (`version` included). */
+  hash: string;
+  at: number;
+}
+
+export interface ConfigReport {
+  deviceId: string;
+  /** The reported document as received (a JSON object). */
+  config: JsonObject;
+  versionText: string | null;
+  versionNum: number | null;
+  hash: string;
+  at: number;
+}
+
+export interface DeviceConfigRecord {
+  deviceId: string;
+  desiredVersion: number | null;
+  desired: JsonObject | null;
+  pushedAt: number | null;
+  reportedVersion: string | null;
+  reported: JsonObject | null;
+  reportedAt: number | null;
+  status: DriftStatus;
+}
+
+export interface DriftRecord {
+  deviceId: string;
+  connectionState: ConnectionState;
+  desiredVersion: number | null;
+  reportedVersion: string | null;
+  pushedAt: number | null;
+  reportedAt: number | null;
+  status: DriftStatus;
+}
+
+export type DriftSummary = Record<DriftStatus, number> & { matched: number };
+
+export interface ConfigPushRepository {
+  /**
+   * Call first in a push transaction: serialises pushes between processes sharing PostgreSQL
+   * (transaction-scoped advisory lock). SQLite transactions are already serial (BEGIN IMMEDIATE).
+   */
+  lockPushes(): Promise<void>;
+  /** Records a push; returns its version. */
+  createPush(push: NewConfigPush): Promise<number>;
+  /** Current desired configs (without `version`) of those of `ids` that have one. */
+  desired(ids: readonly string[]): Promise<Map<string, JsonObject>>;
+  setDesired(writes: readonly DesiredConfigWrite[]): Promise<void>;
+  /** Stores reports of registered devices (others are ignored); returns how many were stored. */
+  applyReports(reports: readonly ConfigReport[]): Promise<number>;
+  /** null when the device is not registered. */
+  get(deviceId: string): Promise<DeviceConfigRecord | null>;
+  /** Devices the selector matches with their drift, ordered by id, optionally one status only. */
+  drift(
+    selector: Selector,
+    status: DriftStatus | null,
+    limit: number,
+    cursor: string | null,
+  ): Promise<Page<DriftRecord>>;
+  summary(selector: Selector): Promise<DriftSummary>;
+}
+
+type Row = Record<string, unknown>;
+
+/** Rows per multi-row statement: well under both drivers' bound-parameter limits. */
+const CHUNK = 500;
+
+// Any 64-bit number; the same in every process sharing the database ("bwconfig").
+const PUSH_LOCK = 0x6277_636f_6e66_6967n;
+
+class Params {
+  readonly values: unknown[] = [];
+  add(v: unknown): string {
+    this.values.push(v);
+    return `$${this.values.length}`;
+  }
+}
+
+function num(v: unknown): number {
+  return typeof v === 'number' ? v : Number(v);
+}
+
+function numOrNull(v: unknown): number | null {
+  return v === null || v === undefined ? null : num(v);
+}
+
+function strOrNull(v: unknown): string | null {
+  return v === null || v === undefined ? null : String(v);
+}
+
+function jsonOrNull(v: unknown): JsonObject | null {
+  return v === null || v === undefined ? null : (JSON.parse(String(v)) as JsonObject);
+}
+
+function encodeCursor(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const value = Buffer.from(cursor, 'base64url').toString('utf8');
+  if (value.length === 0 || encodeCursor(value) !== cursor) {
+    throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
+      field: 'cursor',
+    });
+  }
+  return value;
+}
+
+// Every selector criterion must be handled below: adding one to Selector breaks this line until
+// selectorWhere() knows it (otherwise the drift view would silently ignore it).
+const handledCriteria: Record<keyof Selector, true> = {
+  ids: true,
+  tags: true,
+  cohort: true,
+  firmware: true,
+  connectionState: true,
+  all: true,
+};
+void handledCriteria;
+
+/** The registry's selector semantics (storage/sql-repositories.ts), over `devices`. */
+function selectorWhere(s: Selector, p: Params): string[] {
+  const where: string[] = [];
+  if (s.ids !== undefined) where.push(`devices.id IN (${s.ids.map((id) => p.add(id)).join(', ')})`);
+  for (const tag of s.tags ?? []) {
+    where.push(
+      `EXISTS (SELECT 1 FROM device_tags t WHERE t.device_id = devices.id AND t.tag = ${p.add(tag)})`,
+    );
+  }
+  if (s.cohort !== undefined) where.push(`devices.cohort = ${p.add(s.cohort)}`);
+  if (s.firmware !== undefined) where.push(`devices.firmware_version = ${p.add(s.firmware)}`);
+  if (s.connectionState !== undefined) where.push(`devices.connection_state = ${p.add(s.connectionState)}`);
+  return where;
+}
+
+/** The drift status of a `devices LEFT JOIN device_configs c` row (see DriftStatus). */
+const STATUS_SQL = `CASE
+    WHEN c.desired_version IS NULL THEN 'no-desired'
+    WHEN c.reported_at IS NULL THEN 'never-reported'
+    WHEN c.reported_version_num = c.desired_version AND c.reported_hash = c.desired_hash THEN 'in-sync'
+    WHEN c.reported_version_num IS NOT NULL AND c.reported_version_num < c.desired_version THEN 'pending'
+    ELSE 'differs'
+  END`;
+
+function driftQuery(selector: Selector, p: Params): string {
+  const where = selectorWhere(selector, p);
+  return `SELECT devices.id AS device_id, devices.connection_state, c.desired_version, c.pushed_at,
+      c.reported_version, c.reported_at, ${STATUS_SQL} AS status
+    FROM devices LEFT JOIN device_configs c ON c.device_id = devices.id
+    ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`;
+}
+
+export class SqlConfigPushes implements ConfigPushRepository {
+  constructor(private readonly db: SqlExecutor) {}
+
+  async lockPushes(): Promise<void> {
+    if (this.db.dialect === 'postgres') {
+      await this.db.query('SELECT pg_advisory_xact_lock($1)', [PUSH_LOCK.toString()]);
+    }
+  }
+
+  async createPush(push: NewConfigPush): Promise<number> {
+    const rows = await this.db.query<{ version: unknown }>(
+      `INSERT INTO config_pushes (at, actor_id, selector, merge_patch, config, device_count)
+       VALUES ($1, $2, $3, $4, $5, $6) RETURNING version`,
+      [
+        push.at,
+        push.actorId,
+        push.selector === null ? null : JSON.stringify(push.selector),
+        push.merge ? 1 : 0,
+        JSON.stringify(push.config),
+        push.deviceCount,
+      ],
+    );
+    return num(rows[0]!.version);
+  }
+
+  async desired(ids: readonly string[]): Promise<Map<string, JsonObject>> {
+    const out = new Map<string, JsonObject>();
+    for (let i = 0; i < ids.length; i += CHUNK) {
+      const p = new Params();
+      const list = ids.slice(i, i + CHUNK).map((id) => p.add(id));
+      const rows = await this.db.query<{ device_id: string; desired: string }>(
+        `SELECT device_id, desired FROM device_configs
+         WHERE desired IS NOT NULL AND device_id IN (${list.join(', ')})`,
+        p.values,
+      );
+      for (const r of rows) out.set(r.device_id, JSON.parse(r.desired) as JsonObject);
+    }
+    return out;
+  }
+
+  async setDesired(writes: readonly DesiredConfigWrite[]): Promise<void> {
+    // Identical documents (a plain push to a selector) are serialised once, not once per device.
+    const serialised = new Map<JsonObject, string>();
+    for (let i = 0; i < writes.length; i += CHUNK) {
+      const p = new Params();
+      const values = writes.slice(i, i + CHUNK).map((w) => {
+        let json = serialised.get(w.config);
+        if (json === undefined) {
+          json = JSON.stringify(w.config);
+          serialised.set(w.config, json);
+        }
+        return `(${p.add(w.deviceId)}, ${p.add(w.version)}, ${p.add(json)}, ${p.add(w.hash)}, ${p.add(w.at)})`;
+      });
+      await this.db.execute(
+        `INSERT INTO device_configs (device_id, desired_version, desired, desired_hash, pushed_at)
+         VALUES ${values.join(', ')}
+         ON CONFLICT (device_id) DO UPDATE SET desired_version = excluded.desired_version,
+           desired = excluded.desired, desired_hash = excluded.desired_hash, pushed_at = excluded.pushed_at`,
+        p.values,
+      );
+    }
+  }
+
+  async applyReports(reports: readonly ConfigReport[]): Promise<number> {
+    let stored = 0;
+    for (let i = 0; i < reports.length; i += CHUNK) {
+      const chunk = reports.slice(i, i + CHUNK);
+      const known = new Set<string>();
+      {
+        const p = new Params();
+        const list = chunk.map((r) => p.add(r.deviceId));
+        const rows = await this.db.query<{ id: string }>(
+          `SELECT id FROM devices WHERE id IN (${list.join(', ')})`,
+          p.values,
+        );
+        for (const r of rows) known.add(r.id);
+      }
+      const registered = chunk.filter((r) => known.has(r.deviceId));
+      if (registered.length === 0) continue;
+      const p = new Params();
+      const values = registered.map(
+        (r) =>
+          `(${p.add(r.deviceId)}, ${p.add(JSON.stringify(r.config))}, ${p.add(r.versionText)}, ` +
+          `${p.add(r.versionNum)}, ${p.add(r.hash)}, ${p.add(r.at)})`,
+      );
+      await this.db.execute(
+        `INSERT INTO device_configs (device_id, reported, reported_version, reported_version_num, reported_hash, reported_at)
+         VALUES ${values.join(', ')}
+         ON CONFLICT (device_id) DO UPDATE SET reported = excluded.reported,
+           reported_version = excluded.reported_version, reported_version_num = excluded.reported_version_num,
+           reported_hash = excluded.reported_hash, reported_at = excluded.reported_at`,
+        p.values,
+      );
+      stored += registered.length;
+    }
+    return stored;
+  }
+
+  async get(deviceId: string): Promise<DeviceConfigRecord | null> {
+    const rows = await this.db.query(
+      `SELECT devices.id AS device_id, c.desired_version, c.desired, c.pushed_at, c.reported_version,
+         c.reported, c.reported_at, ${STATUS_SQL} AS status
+       FROM devices LEFT JOIN device_configs c ON c.device_id = devices.id
+       WHERE devices.id = $1`,
+      [deviceId],
+    );
+    const r = rows[0];
+    if (!r) return null;
+    return {
+      deviceId: String(r.device_id),
+      desiredVersion: numOrNull(r.desired_version),
+      desired: jsonOrNull(r.desired),
+      pushedAt: numOrNull(r.pushed_at),
+      reportedVersion: strOrNull(r.reported_version),
+      reported: jsonOrNull(r.reported),
+      reportedAt: numOrNull(r.reported_at),
+      status: String(r.status) as DriftStatus,
+    };
+  }
+
+  async drift(
+    selector: Selector,
+    status: DriftStatus | null,
+    limit: number,
+    cursor: string | null,
+  ): Promise<Page<DriftRecord>> {
+    const p = new Params();
+    const inner = driftQuery(selector, p);
+    const where: string[] = [];
+    if (status !== null) where.push(`d.status = ${p.add(status)}`);
+    if (cursor !== null) where.push(`d.device_id > ${p.add(decodeCursor(cursor))}`);
+    const rows = await this.db.query(
+      `SELECT * FROM (${inner}) d ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY d.device_id LIMIT ${p.add(limit + 1)}`,
+      p.values,
+    );
+    const items = rows.slice(0, limit).map(
+      (r: Row): DriftRecord => ({
+        deviceId: String(r.device_id),
+        connectionState: String(r.connection_state) as ConnectionState,
+        desiredVersion: numOrNull(r.desired_version),
+        reportedVersion: strOrNull(r.reported_version),
+        pushedAt: numOrNull(r.pushed_at),
+        reportedAt: numOrNull(r.reported_at),
+        status: String(r.status) as DriftStatus,
+      }),
+    );
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.deviceId) : null };
+  }
+
+  async summary(selector: Selector): Promise<DriftSummary> {
+    const p = new Params();
+    const rows = await this.db.query<{ status: string; n: unknown }>(
+      `SELECT d.status, COUNT(*) AS n FROM (${driftQuery(selector, p)}) d GROUP BY d.status`,
+      p.values,
+    );
+    const out: DriftSummary = {
+      matched: 0,
+      'in-sync': 0,
+      pending: 0,
+      'never-reported': 0,
+      differs: 0,
+      'no-desired': 0,
+    };
+    for (const r of rows) {
+      out[r.status as DriftStatus] = num(r.n);
+      out.matched += num(r.n);
+    }
+    return out;
+  }
+}
