@@ -1,5 +1,14 @@
 export { Broker, type ServerPublish } from './broker.js';
 export { type Clock, systemClock, type TimerHandle } from './clock.js';
+export {
+  type AlertRuleId,
+  type AlertRuleOverride,
+  type AlertsConfig,
+  type AlertWebhookConfig,
+  alertRuleIds,
+  alertSeverities,
+  alertsConfigSchema,
+} from './config/alerts.js';
 export { ConfigError } from './config/errors.js';
 export {
   FLAGS_SOURCE,

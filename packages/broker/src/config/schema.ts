@@ -2,6 +2,7 @@ import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { admissionConfigSchema } from '../guard/admission/config.js';
 import { guardConfigSchema } from '../guard/config.js';
 import { type BrokerLimits, defaultLimits } from '../options.js';
+import { alertsConfigSchema } from './alerts.js';
 
 /**
  * The configuration schema (breakwater.yaml). The TypeScript type is derived from it, so the two
@@ -203,6 +204,12 @@ export const ConfigSchema = Type.Object(
       ...strict,
       default: {},
       description: 'Admission control: connection-rate buckets, caps, flapping, tarpit, slow start.',
+    }),
+    /** Built-in alert rules, their overrides and notification receivers (issue 7). */
+    alerts: Type.Object(alertsConfigSchema.properties, {
+      ...strict,
+      default: {},
+      description: 'Alert engine: rule overrides by id, webhooks, log, metric history length.',
     }),
   },
   strict,
