@@ -20,6 +20,7 @@ export type AuthDecision =
       superuser: boolean;
       expiresAt?: number;
       tokenId?: string;
+      issuedAt?: number;
       method: string;
       outcome: AuthOutcomeValue;
     }
@@ -170,9 +171,12 @@ export class AuthEngine {
       }
       const r = answer.result;
       if (r.outcome === 'allow') {
-        if (r.tokenId && o.revocations.check(req.clientId, r.tokenId, undefined)) {
-          return this.#refuse(a.method, AuthOutcome.Failure, ReasonCode.Banned, 'token revoked');
-        }
+        // The verified jti and iat (a token's iat is only trusted once its signature is).
+        const revokedToken =
+          r.tokenId !== undefined || r.issuedAt !== undefined
+            ? o.revocations.check(req.clientId, r.tokenId, undefined, r.issuedAt)
+            : null;
+        if (revokedToken) return this.#refuse(a.method, AuthOutcome.Failure, ReasonCode.Banned, revokedToken);
         return this.#admit(a.method, answer.outcome, r, req.clientId);
       }
       if (r.outcome === 'deny') {
@@ -312,6 +316,7 @@ export class AuthEngine {
       superuser: r.superuser === true,
       ...(r.expiresAt !== undefined ? { expiresAt: r.expiresAt } : {}),
       ...(r.tokenId !== undefined ? { tokenId: r.tokenId } : {}),
+      ...(r.issuedAt !== undefined ? { issuedAt: r.issuedAt } : {}),
       method,
       outcome,
     };

@@ -60,6 +60,8 @@ interface Session {
   /** What a revocation may name, so `revoke` can find the live sessions it must end. */
   tokenId: string | undefined;
   certSerial: string | undefined;
+  /** Token `iat` (epoch ms) for token credentials, for "issued before T" revocation. */
+  issuedAt: number | undefined;
 }
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;
@@ -224,6 +226,7 @@ export class Guard implements BrokerHooks {
       refs: (existing?.refs ?? 0) + 1,
       tokenId: d.tokenId,
       certSerial: serial !== undefined ? normalizeSerial(serial) : undefined,
+      issuedAt: d.issuedAt,
     });
     return {
       ok: true,
@@ -283,7 +286,7 @@ export class Guard implements BrokerHooks {
    */
   revoke(entry: RevocationEntry): void {
     this.revocations.revoke(entry);
-    if (entry.clientId !== undefined) {
+    if (entry.clientId !== undefined && entry.issuedBefore === undefined) {
       for (const e of this.#engines.values()) e?.cache.purgeSubject(e.subjectOf(entry.clientId));
       if (!this.#engines.size) this.#store?.deleteSubject(this.#hasher.hash('subject', entry.clientId));
     }
@@ -291,23 +294,35 @@ export class Guard implements BrokerHooks {
     this.#kickRevoked(entry);
   }
 
+  /**
+   * The client ids whose live sessions `revoke(entry)` would end (the control plane purges their
+   * wills and retained messages first). A client id entry names its client whether or not the
+   * guard admitted it; an `issuedBefore` entry names the sessions whose token was issued before.
+   */
+  sessionsMatching(entry: RevocationEntry): string[] {
+    const serial = entry.certSerial !== undefined ? normalizeSerial(entry.certSerial) : undefined;
+    const cutoff = entry.issuedBefore;
+    const victims = new Set<string>();
+    if (entry.clientId !== undefined && cutoff === undefined) victims.add(entry.clientId);
+    for (const [clientId, s] of this.#sessions) {
+      if (
+        (entry.tokenId !== undefined && s.tokenId === entry.tokenId) ||
+        (serial !== undefined && s.certSerial === serial) ||
+        (cutoff !== undefined &&
+          s.issuedAt !== undefined &&
+          s.issuedAt < cutoff &&
+          (entry.clientId === undefined || entry.clientId === clientId))
+      ) {
+        victims.add(clientId);
+      }
+    }
+    return [...victims];
+  }
+
   #kickRevoked(entry: RevocationEntry): void {
     const broker = this.#broker;
     if (broker === null) return;
-    const serial = entry.certSerial !== undefined ? normalizeSerial(entry.certSerial) : undefined;
-    const victims = new Set<string>();
-    if (entry.clientId !== undefined) victims.add(entry.clientId);
-    if (entry.tokenId !== undefined || serial !== undefined) {
-      for (const [clientId, s] of this.#sessions) {
-        if (
-          (entry.tokenId !== undefined && s.tokenId === entry.tokenId) ||
-          (serial !== undefined && s.certSerial === serial)
-        ) {
-          victims.add(clientId);
-        }
-      }
-    }
-    for (const clientId of victims) {
+    for (const clientId of this.sessionsMatching(entry)) {
       if (broker.disconnectClient(clientId, ReasonCode.NotAuthorized, 'credentials revoked'))
         this.#logger.warn({ clientId }, 'revoked client disconnected');
     }

@@ -161,6 +161,8 @@ export class JwtAuthenticator implements Authenticator {
         identity: clientId,
         ...(typeof payload.exp === 'number' && c.disconnectOnExpiry ? { expiresAt: payload.exp * 1000 } : {}),
         ...(typeof payload.jti === 'string' ? { tokenId: payload.jti } : {}),
+        // No iat: it cannot be shown to postdate an "issued before T" revocation, so it counts as old.
+        issuedAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
       };
     } catch (err) {
       if (err instanceof errors.JWKSNoMatchingKey) return 'unknown-kid';

@@ -27,6 +27,8 @@ export type AuthResult =
       expiresAt?: number;
       /** Token id (`jti`), for revocation of live sessions. */
       tokenId?: string;
+      /** Token issue time (epoch ms, JWT `iat`; 0 when absent), for "issued before T" revocation. */
+      issuedAt?: number;
     }
   | { outcome: 'deny'; reason: string; reasonCode?: number }
   | { outcome: 'pass' }
