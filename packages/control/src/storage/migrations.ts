@@ -9,6 +9,7 @@
  * - `{{key}}`: text keys compare bytewise in both (SQLite's default BINARY collation; PostgreSQL
  *   `COLLATE "C"`), so cursor pagination orders ids the same way whatever the server locale.
  */
+import { OTA_MIGRATION } from '../ota/migration.js';
 import type { StorageDialect } from './types.js';
 
 const migrations: readonly string[] = [
@@ -90,6 +91,8 @@ const migrations: readonly string[] = [
     reported_at {{bigint}}
   );
   `,
+  // OTA campaigns and per-device jobs (src/ota/repository.ts).
+  OTA_MIGRATION,
 ];
 
 const types: Record<StorageDialect, Record<string, string>> = {

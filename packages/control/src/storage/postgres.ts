@@ -66,6 +66,7 @@ export class PostgresControlStorage implements ControlStorage {
   readonly devices: Repositories['devices'];
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
+  readonly campaigns: Repositories['campaigns'];
   readonly #pool: pg.Pool;
 
   private constructor(pool: pg.Pool) {
@@ -76,6 +77,7 @@ export class PostgresControlStorage implements ControlStorage {
     this.devices = repos.devices;
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
+    this.campaigns = repos.campaigns;
   }
 
   /** Connects, creates the schema if needed and migrates it (under an advisory lock). */

@@ -4,6 +4,7 @@
  */
 import { SqlConfigPushes } from '../config-push/repository.js';
 import { ApiError, DuplicateKeyError } from '../errors.js';
+import { SqlCampaigns } from '../ota/repository.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
 import type {
@@ -410,5 +411,6 @@ export function sqlRepositories(db: SqlExecutor): Repositories {
     devices: new SqlDevices(db),
     signingKeys: new SqlSigningKeys(db),
     configPushes: new SqlConfigPushes(db),
+    campaigns: new SqlCampaigns(db),
   };
 }

@@ -106,6 +106,7 @@ export class SqliteControlStorage implements ControlStorage {
   readonly devices: Repositories['devices'];
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
+  readonly campaigns: Repositories['campaigns'];
   readonly #db: Database.Database;
   readonly #lock = new FifoLock();
   readonly #txRepos: Repositories;
@@ -118,6 +119,7 @@ export class SqliteControlStorage implements ControlStorage {
     this.devices = repos.devices;
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
+    this.campaigns = repos.campaigns;
     this.#txRepos = sqlRepositories(new SqliteExecutor(db, null));
   }
 

@@ -6,6 +6,7 @@
  * Times are epoch milliseconds everywhere in storage; the HTTP layer renders ISO strings.
  */
 import type { ConfigPushRepository } from '../config-push/repository.js';
+import type { CampaignRepository } from '../ota/types.js';
 import type { Selector } from '../selector.js';
 
 export type StorageDialect = 'sqlite' | 'postgres';
@@ -164,6 +165,7 @@ export interface Repositories {
   readonly devices: DeviceRepository;
   readonly signingKeys: SigningKeyRepository;
   readonly configPushes: ConfigPushRepository;
+  readonly campaigns: CampaignRepository;
 }
 
 export interface ControlStorage extends Repositories {
