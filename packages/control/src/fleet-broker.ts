@@ -42,6 +42,8 @@ export interface FleetBroker {
 export interface FleetRevocations {
   revoke(entry: RevocationEntry): void;
   unrevoke(entry: RevocationEntry): void;
+  /** The client ids whose live sessions `revoke(entry)` would end (Guard.sessionsMatching). */
+  sessionsMatching?(entry: RevocationEntry): string[];
 }
 
 /** The in-process adapter. */
