@@ -48,6 +48,8 @@ export const ErrorCatalog = {
   BW_ERR_AUDIT_LOG: { message: 'audit log cannot be written', httpStatus: 500 },
   // Incidents (issue 7).
   BW_ERR_INCIDENT_TRANSITION: { message: 'the incident cannot make this state change', httpStatus: 409 },
+  // OTA campaigns (issue 5, kill switch 3).
+  BW_ERR_CAMPAIGN_STATE: { message: 'campaign state does not allow this', httpStatus: 409 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ErrorCatalog;
