@@ -15,6 +15,8 @@ import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
+import { ConfigReportFollower } from '../config-push/reports.js';
+import { configPushRoutes } from '../config-push/routes.js';
 import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
@@ -174,6 +176,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     limiter: new AttemptLimiter({ clock, ...options.deviceTokenRateLimit }),
     deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
   };
+  if (fleet !== null) services.push(new ConfigReportFollower({ storage, fleet, clock, logger: ctx.logger }));
   const lastTouched = new Map<string, number>();
 
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -241,6 +244,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         accessRoutes(api, ctx);
         deviceRoutes(api, ctx, validateRow);
         tokenRoutes(api, ctx);
+        configPushRoutes(api, ctx);
       },
       { prefix: '/api' },
     );
