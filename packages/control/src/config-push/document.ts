@@ -75,11 +75,13 @@ export function canonicalJson(v: unknown): string {
 }
 
 /**
- * Content hash used by the drift view: a device is in sync when it reports the same version
- * and the same document (key order and whitespace do not matter).
+ * Content hash used by the drift view, over the document without its `version` (versions are
+ * compared on their own, so `"version": "12"` and `12` agree): a device is in sync when it
+ * reports the desired version and the same content (key order and whitespace do not matter).
  */
 export function configHash(doc: JsonObject): string {
-  return createHash('sha256').update(canonicalJson(doc)).digest('base64url');
+  const { version: _version, ...content } = doc;
+  return createHash('sha256').update(canonicalJson(content)).digest('base64url');
 }
 
 /** A report's `version` as the SDK reads it (string or number), or null. */

@@ -188,7 +188,7 @@ export class ConfigPusher {
     if (!input.merge) {
       // One document for every device: serialised and hashed once.
       const payload = desiredPayload(version, input.config);
-      const hash = configHash({ version, ...input.config });
+      const hash = configHash(input.config);
       return ids.map((deviceId) => ({ deviceId, version, config: input.config, hash, at, payload }));
     }
     const current = await tx.configPushes.desired(ids);
@@ -196,7 +196,7 @@ export class ConfigPusher {
       const config = mergePatch(current.get(deviceId) ?? {}, input.config);
       const payload = desiredPayload(version, config);
       assertConfigSize(payload, 'config', `the merged config of device ${deviceId}`);
-      return { deviceId, version, config, hash: configHash({ version, ...config }), at, payload };
+      return { deviceId, version, config, hash: configHash(config), at, payload };
     });
   }
 }

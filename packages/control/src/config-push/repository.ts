@@ -42,7 +42,7 @@ export interface DesiredConfigWrite {
   version: number;
   /** The full desired config without `version`. */
   config: JsonObject;
-  /** configHash() of the published document (`version` included). */
+  /** configHash() of the config. */
   hash: string;
   at: number;
 }

@@ -10,6 +10,7 @@
  *   `COLLATE "C"`), so cursor pagination orders ids the same way whatever the server locale.
  */
 import { OTA_MIGRATION } from '../ota/migration.js';
+import { REVOCATIONS_MIGRATION } from '../revocation/migration.js';
 import type { StorageDialect } from './types.js';
 
 const migrations: readonly string[] = [
@@ -93,6 +94,8 @@ const migrations: readonly string[] = [
   `,
   // OTA campaigns and per-device jobs (src/ota/repository.ts).
   OTA_MIGRATION,
+  // Revocations (kill switch 1) and the devices each names (src/revocation/repository.ts).
+  REVOCATIONS_MIGRATION,
 ];
 
 const types: Record<StorageDialect, Record<string, string>> = {

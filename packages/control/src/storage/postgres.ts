@@ -67,6 +67,7 @@ export class PostgresControlStorage implements ControlStorage {
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
+  readonly revocations: Repositories['revocations'];
   readonly #pool: pg.Pool;
 
   private constructor(pool: pg.Pool) {
@@ -78,6 +79,7 @@ export class PostgresControlStorage implements ControlStorage {
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;
+    this.revocations = repos.revocations;
   }
 
   /** Connects, creates the schema if needed and migrates it (under an advisory lock). */

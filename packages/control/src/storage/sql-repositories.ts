@@ -5,6 +5,7 @@
 import { SqlConfigPushes } from '../config-push/repository.js';
 import { ApiError, DuplicateKeyError } from '../errors.js';
 import { SqlCampaigns } from '../ota/repository.js';
+import { SqlRevocations } from '../revocation/repository.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
 import type {
@@ -412,5 +413,6 @@ export function sqlRepositories(db: SqlExecutor): Repositories {
     signingKeys: new SqlSigningKeys(db),
     configPushes: new SqlConfigPushes(db),
     campaigns: new SqlCampaigns(db),
+    revocations: new SqlRevocations(db),
   };
 }

@@ -107,6 +107,7 @@ export class SqliteControlStorage implements ControlStorage {
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
+  readonly revocations: Repositories['revocations'];
   readonly #db: Database.Database;
   readonly #lock = new FifoLock();
   readonly #txRepos: Repositories;
@@ -120,6 +121,7 @@ export class SqliteControlStorage implements ControlStorage {
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;
+    this.revocations = repos.revocations;
     this.#txRepos = sqlRepositories(new SqliteExecutor(db, null));
   }
 

@@ -7,6 +7,7 @@
  */
 import type { ConfigPushRepository } from '../config-push/repository.js';
 import type { CampaignRepository } from '../ota/types.js';
+import type { RevocationRepository } from '../revocation/types.js';
 import type { Selector } from '../selector.js';
 
 export type StorageDialect = 'sqlite' | 'postgres';
@@ -166,6 +167,7 @@ export interface Repositories {
   readonly signingKeys: SigningKeyRepository;
   readonly configPushes: ConfigPushRepository;
   readonly campaigns: CampaignRepository;
+  readonly revocations: RevocationRepository;
 }
 
 export interface ControlStorage extends Repositories {
