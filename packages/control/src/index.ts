@@ -1,5 +1,6 @@
 export { generateApiKey, hashApiKey, roleAllows } from './auth/api-keys.js';
 export * from './config-push/index.js';
+export * from './revocation/index.js';
 export { DevicePresence } from './devices/presence.js';
 export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit.js';
 export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';

@@ -21,6 +21,8 @@ import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
+import { revocationRoutes } from '../revocation/routes.js';
+import { revocationService } from '../revocation/service.js';
 import { SelectorResolver } from '../selector.js';
 import type { ControlStorage } from '../storage/types.js';
 import { TokenIssuer } from '../tokens/issuer.js';
@@ -177,6 +179,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
   };
   if (fleet !== null) services.push(new ConfigReportFollower({ storage, fleet, clock, logger: ctx.logger }));
+  // Active revocations onto the guard denylist before anything else acts on the fleet.
+  if (fleet !== null) services.unshift(revocationService(storage, fleet, ctx.logger));
   const lastTouched = new Map<string, number>();
 
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -244,6 +248,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         accessRoutes(api, ctx);
         deviceRoutes(api, ctx, validateRow);
         tokenRoutes(api, ctx);
+        revocationRoutes(api, ctx);
         configPushRoutes(api, ctx);
       },
       { prefix: '/api' },

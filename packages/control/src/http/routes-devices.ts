@@ -5,6 +5,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
 import { generateDeviceSecret, hashDeviceSecret } from '../devices/secret.js';
 import { ApiError } from '../errors.js';
+import { revokeDeletedDeviceTokens } from '../revocation/revoke.js';
 import type { Selector } from '../selector.js';
 import type { DeviceRecord, NewDevice } from '../storage/types.js';
 import { audit, iso, isoOrNull, type RouteContext } from './context.js';
@@ -332,7 +333,8 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
       },
     },
     async (request, reply) => {
-      await storage.transaction(async (tx) => {
+      // Its tokens stay valid JWTs until they expire: an 'issued before now' revocation ends them.
+      const revoked = await storage.transaction(async (tx) => {
         if (!(await tx.devices.delete(request.params.id))) {
           throw new ApiError('BW_ERR_API_NOT_FOUND', `device ${request.params.id}`);
         }
@@ -341,7 +343,9 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
           targetType: 'device',
           targetId: request.params.id,
         });
+        return revokeDeletedDeviceTokens(tx, ctx, request, request.params.id);
       });
+      await revoked.enforce();
       return reply.code(204).send();
     },
   );

@@ -92,13 +92,14 @@ export interface FleetStats {
   /** Counters since start. */
   attempts: number;
   connacksOk: number;
-  /** Refused CONNACKs by reason: `0x87 not-authorized`-style keys (`code name`), see reasonName(). */
+  /** Refused CONNACKs by reason name ('not-authorized', 'server-busy', …; '0xNN' when unnamed). */
   refusals: Record<string, number>;
   authFailures: number;
   /** Socket errors, connect timeouts and connections closed before CONNACK. */
   networkErrors: number;
-  /** Server-side ends of an established connection: DISCONNECT reason, or 'closed' without one. */
+  /** Server-side ends of an established connection: DISCONNECT reason name, or 'closed' without one. */
   disconnectsByServer: Record<string, number>;
+  /** Telemetry messages written; qos1Acked counts PUBACKs for telemetry only (not reports). */
   published: number;
   qos1Acked: number;
   received: number;
