@@ -9,6 +9,7 @@
  * - `{{key}}`: text keys compare bytewise in both (SQLite's default BINARY collation; PostgreSQL
  *   `COLLATE "C"`), so cursor pagination orders ids the same way whatever the server locale.
  */
+import { INCIDENTS_MIGRATION } from '../incidents/migration.js';
 import { OTA_MIGRATION } from '../ota/migration.js';
 import { REVOCATIONS_MIGRATION } from '../revocation/migration.js';
 import type { StorageDialect } from './types.js';
@@ -96,6 +97,8 @@ const migrations: readonly string[] = [
   OTA_MIGRATION,
   // Revocations (kill switch 1) and the devices each names (src/revocation/repository.ts).
   REVOCATIONS_MIGRATION,
+  // Incidents, their timeline and attached alerts (src/incidents/repository.ts).
+  INCIDENTS_MIGRATION,
 ];
 
 const types: Record<StorageDialect, Record<string, string>> = {

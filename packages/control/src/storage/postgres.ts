@@ -68,6 +68,7 @@ export class PostgresControlStorage implements ControlStorage {
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
   readonly revocations: Repositories['revocations'];
+  readonly incidents: Repositories['incidents'];
   readonly #pool: pg.Pool;
 
   private constructor(pool: pg.Pool) {
@@ -80,6 +81,7 @@ export class PostgresControlStorage implements ControlStorage {
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;
     this.revocations = repos.revocations;
+    this.incidents = repos.incidents;
   }
 
   /** Connects, creates the schema if needed and migrates it (under an advisory lock). */

@@ -4,6 +4,7 @@
  */
 import { SqlConfigPushes } from '../config-push/repository.js';
 import { ApiError, DuplicateKeyError } from '../errors.js';
+import { SqlIncidents } from '../incidents/repository.js';
 import { SqlCampaigns } from '../ota/repository.js';
 import { SqlRevocations } from '../revocation/repository.js';
 import type { Selector } from '../selector.js';
@@ -414,5 +415,6 @@ export function sqlRepositories(db: SqlExecutor): Repositories {
     configPushes: new SqlConfigPushes(db),
     campaigns: new SqlCampaigns(db),
     revocations: new SqlRevocations(db),
+    incidents: new SqlIncidents(db),
   };
 }

@@ -108,6 +108,7 @@ export class SqliteControlStorage implements ControlStorage {
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
   readonly revocations: Repositories['revocations'];
+  readonly incidents: Repositories['incidents'];
   readonly #db: Database.Database;
   readonly #lock = new FifoLock();
   readonly #txRepos: Repositories;
@@ -122,6 +123,7 @@ export class SqliteControlStorage implements ControlStorage {
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;
     this.revocations = repos.revocations;
+    this.incidents = repos.incidents;
     this.#txRepos = sqlRepositories(new SqliteExecutor(db, null));
   }
 

@@ -6,6 +6,7 @@
  * Times are epoch milliseconds everywhere in storage; the HTTP layer renders ISO strings.
  */
 import type { ConfigPushRepository } from '../config-push/repository.js';
+import type { IncidentRepository } from '../incidents/model.js';
 import type { CampaignRepository } from '../ota/types.js';
 import type { RevocationRepository } from '../revocation/types.js';
 import type { Selector } from '../selector.js';
@@ -168,6 +169,7 @@ export interface Repositories {
   readonly configPushes: ConfigPushRepository;
   readonly campaigns: CampaignRepository;
   readonly revocations: RevocationRepository;
+  readonly incidents: IncidentRepository;
 }
 
 export interface ControlStorage extends Repositories {
