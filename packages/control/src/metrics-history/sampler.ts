@@ -1,0 +1,77 @@
+import type { Registry } from 'prom-client';
+import { type Labels, type MetricHistory, seriesKey } from './history.js';
+
+/** Process metrics worth an hour of history besides every `breakwater_*` series. */
+export const SAMPLED_PROCESS_METRICS: readonly string[] = [
+  'process_open_fds',
+  'process_max_fds',
+  'process_cpu_seconds_total',
+  'process_resident_memory_bytes',
+  'nodejs_eventloop_lag_p99_seconds',
+];
+
+export interface RegistrySamplerOptions {
+  /** Which metric names to keep (default: `breakwater_*` plus SAMPLED_PROCESS_METRICS). */
+  include?: (name: string) => boolean;
+}
+
+function defaultInclude(name: string): boolean {
+  return name.startsWith('breakwater_') || SAMPLED_PROCESS_METRICS.includes(name);
+}
+
+function stringLabels(labels: Record<string, string | number> | undefined): Labels {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels ?? {})) out[k] = String(v);
+  return out;
+}
+
+interface JsonMetric {
+  name: string;
+  type: string;
+  values: Array<{ value: number; labels?: Record<string, string | number>; metricName?: string }>;
+}
+
+/**
+ * Copies the registry's current values into the history once per call (the control plane calls it
+ * every second). Gauges are recorded as read; counters (and histogram buckets, `_sum`, `_count`)
+ * as the per-second rate since the previous call, so a ring holds "attempts/s", not an
+ * ever-growing total. A counter that went down (a reset) counts from zero.
+ */
+export class RegistrySampler {
+  readonly #registry: Registry;
+  readonly #history: MetricHistory;
+  readonly #include: (name: string) => boolean;
+  readonly #previous = new Map<string, { value: number; atMs: number }>();
+
+  constructor(registry: Registry, history: MetricHistory, options: RegistrySamplerOptions = {}) {
+    this.#registry = registry;
+    this.#history = history;
+    this.#include = options.include ?? defaultInclude;
+  }
+
+  async sample(atMs: number): Promise<void> {
+    const metrics = (await this.#registry.getMetricsAsJSON()) as unknown as JsonMetric[];
+    for (const metric of metrics) {
+      if (!this.#include(metric.name)) continue;
+      const cumulative =
+        metric.type === 'counter' || metric.type === 'histogram' || metric.type === 'summary';
+      for (const v of metric.values) {
+        if (!Number.isFinite(v.value)) continue;
+        const name = v.metricName ?? metric.name;
+        // Summary quantiles are gauges in all but name; only their _sum/_count accumulate.
+        const isCounter = cumulative && !(metric.type === 'summary' && name === metric.name);
+        const labels = stringLabels(v.labels);
+        if (!isCounter) {
+          this.#history.record(name, labels, atMs, v.value, 'gauge');
+          continue;
+        }
+        const key = seriesKey(name, labels);
+        const prev = this.#previous.get(key);
+        this.#previous.set(key, { value: v.value, atMs });
+        if (prev === undefined || atMs <= prev.atMs) continue;
+        const delta = v.value >= prev.value ? v.value - prev.value : v.value;
+        this.#history.record(name, labels, atMs, delta / ((atMs - prev.atMs) / 1000), 'rate');
+      }
+    }
+  }
+}
