@@ -1,6 +1,5 @@
 export { generateApiKey, hashApiKey, roleAllows } from './auth/api-keys.js';
 export * from './config-push/index.js';
-export * from './revocation/index.js';
 export { DevicePresence } from './devices/presence.js';
 export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit.js';
 export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';
@@ -20,6 +19,7 @@ export {
   createControlPlane,
 } from './http/app.js';
 export type { Access, Actor } from './http/context.js';
+export * from './revocation/index.js';
 export {
   isEmptySelector,
   requireTargeted,

@@ -9,11 +9,13 @@
  */
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Clock, systemClock } from '@breakwater/broker';
+import { type AlertsConfig, type Clock, systemClock } from '@breakwater/broker';
 import swagger from '@fastify/swagger';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { type Alerting, createAlerting } from '../alerts/index.js';
 import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
 import { ConfigReportFollower } from '../config-push/reports.js';
 import { configPushRoutes } from '../config-push/routes.js';
@@ -57,6 +59,10 @@ export interface ControlPlaneOptions {
   };
   /** Device-token exchange budget per device id (default 10 per minute). */
   deviceTokenRateLimit?: { max?: number; windowMs?: number };
+  /** The broker's metrics (BrokerMetrics.registry): sampled into the history the alert rules read. */
+  metrics?: { registry: Registry };
+  /** The config's `alerts:` section (rule overrides, webhooks). */
+  alerts?: Partial<AlertsConfig>;
 }
 
 export interface ControlPlane {
@@ -72,6 +78,8 @@ export interface ControlPlane {
   issuer: TokenIssuer;
   storage: ControlStorage;
   fleet: FleetBroker | null;
+  /** Alert engine (`alerts.engine.subscribe(sink)`, `.raise(ruleId, …)`) and metric history. */
+  alerts: Alerting;
   /** Starts the background services (presence feed, config/OTA followers, campaign engine). */
   start(): Promise<void>;
   /** Stops them and waits for pending writes; does not close `storage` (the caller owns it). */
@@ -154,6 +162,13 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const presence = new DevicePresence(storage, options.logger);
   // Feature modules push their background services here; start() runs them in order.
   const services: ControlService[] = [];
+  const alerting = createAlerting({
+    clock,
+    logger: options.logger ?? null,
+    registry: options.metrics?.registry ?? null,
+    config: options.alerts ?? {},
+  });
+  services.push(alerting);
   if (fleet !== null) {
     let stopPresence: (() => void) | null = null;
     services.push({
@@ -248,6 +263,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         accessRoutes(api, ctx);
         deviceRoutes(api, ctx, validateRow);
         tokenRoutes(api, ctx);
+        alerting.routes(api, ctx);
         revocationRoutes(api, ctx);
         configPushRoutes(api, ctx);
       },
@@ -264,6 +280,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     issuer,
     storage,
     fleet,
+    alerts: alerting,
     start: async () => {
       for (const s of services) await s.start();
     },
