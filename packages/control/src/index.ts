@@ -1,3 +1,4 @@
+export * from './alerts/index.js';
 export { generateApiKey, hashApiKey, roleAllows } from './auth/api-keys.js';
 export * from './config-push/index.js';
 export { DevicePresence } from './devices/presence.js';
@@ -19,6 +20,8 @@ export {
   createControlPlane,
 } from './http/app.js';
 export type { Access, Actor } from './http/context.js';
+export { type Labels, MetricHistory, type SeriesKind, seriesKey } from './metrics-history/history.js';
+export { RegistrySampler } from './metrics-history/sampler.js';
 export * from './revocation/index.js';
 export {
   isEmptySelector,
