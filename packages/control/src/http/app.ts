@@ -23,6 +23,8 @@ import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
+import { CampaignEngine } from '../ota/engine.js';
+import { campaignRoutes } from '../ota/routes.js';
 import { revocationRoutes } from '../revocation/routes.js';
 import { revocationService } from '../revocation/service.js';
 import { SelectorResolver } from '../selector.js';
@@ -194,6 +196,8 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
   };
   if (fleet !== null) services.push(new ConfigReportFollower({ storage, fleet, clock, logger: ctx.logger }));
+  const campaigns = new CampaignEngine({ storage, clock, fleet, logger: ctx.logger });
+  services.push(campaigns);
   // Active revocations onto the guard denylist before anything else acts on the fleet.
   if (fleet !== null) services.unshift(revocationService(storage, fleet, ctx.logger));
   const lastTouched = new Map<string, number>();
@@ -263,6 +267,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         accessRoutes(api, ctx);
         deviceRoutes(api, ctx, validateRow);
         tokenRoutes(api, ctx);
+        campaignRoutes(api, ctx, campaigns);
         alerting.routes(api, ctx);
         revocationRoutes(api, ctx);
         configPushRoutes(api, ctx);
