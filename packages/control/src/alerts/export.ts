@@ -49,7 +49,8 @@ export function prometheusRules(
         breakwater_rule: rule.id,
       },
       annotations: {
-        summary: `${title(rule)}: {{ $value | humanize }} (threshold ${p.threshold}) {{ $labels }}`,
+        // Static text (no {{ $value }}): keeps the file testable with `promtool test rules`.
+        summary: `${title(rule)} (threshold ${p.threshold})`,
         description: rule.description,
         runbook: rule.runbook,
         runbook_url: runbookLink(rule.runbook, options),

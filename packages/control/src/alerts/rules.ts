@@ -156,7 +156,8 @@ function connectionAttemptsDoubling(): MetricRuleFaces {
       const current = sumBy(history, metric, ['listener'], nowMs - w, nowMs);
       const previous = sumBy(history, metric, ['listener'], nowMs - 2 * w, nowMs - w);
       return joinGroups(current, previous).flatMap(({ labels, a, b }) => {
-        if (a.length === 0) return [];
+        // No baseline yet (just started, or a listener never used before): nothing to compare.
+        if (a.length === 0 || b.length < p.windowSec / 2) return [];
         const rate = mean(a);
         // The baseline floor: a listener that was idle "doubles" only once it reaches minVolume.
         const baseline = Math.max(mean(b), p.minVolume / p.threshold);
