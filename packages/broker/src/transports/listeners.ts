@@ -172,7 +172,12 @@ export class Listeners {
           break;
         }
       }
-      if (spec.maxConnections !== undefined) server.maxConnections = spec.maxConnections;
+      if (spec.maxConnections !== undefined) {
+        // With admission the cap is counted and logged like every refusal; without it (library
+        // use) Node's own limit is the only one available.
+        if (options.admission) options.admission.capListener(spec.name, spec.maxConnections);
+        else server.maxConnections = spec.maxConnections;
+      }
       const entry: Entry = { spec, server, wss, sockets: new Set(), address: undefined, closed: undefined };
       // Prepended so it runs before the transport's own 'connection' handling (TLS handshake,
       // HTTP upgrade, Broker.handle): the raw socket of every listener type passes here first.

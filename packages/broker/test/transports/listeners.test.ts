@@ -5,8 +5,13 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
+import { Registry } from 'prom-client';
 import { WebSocket } from 'ws';
+import { systemClock } from '../../src/clock.js';
 import { BreakwaterError } from '../../src/errors.js';
+import { resolveAdmissionConfig } from '../../src/guard/admission/config.js';
+import { AdmissionGate } from '../../src/guard/admission/gate.js';
+import { AdmissionMetrics } from '../../src/guard/admission/metrics.js';
 import type { ConnectionInfo } from '../../src/options.js';
 import { Listeners, PortInUseError } from '../../src/transports/listeners.js';
 import type { ListenerSpec, StreamHandler } from '../../src/transports/types.js';
@@ -295,5 +300,31 @@ describe('Listeners', () => {
     // The kernel completes the TCP handshake; Node then closes the socket over the cap at once.
     await once(b, 'close');
     assert.equal(handler.infos.length, 1, 'the second socket never reached the handler');
+  });
+
+  test('with admission, maxConnections is an admission cap: refused at accept and counted', {
+    timeout: 20_000,
+  }, async () => {
+    const handler = new EchoHandler();
+    const registry = new Registry();
+    const metrics = new AdmissionMetrics(registry);
+    // acceptAnswerMs 0: destroyed at accept (a broker would otherwise wait for CONNECT to answer it).
+    const config = resolveAdmissionConfig({ tarpit: { acceptAnswerMs: 0 } });
+    const admission = new AdmissionGate(config, { clock: systemClock, metrics });
+    const listeners = new Listeners(handler, [spec('capped', 'tcp', { maxConnections: 1 })], { admission });
+    after(() => listeners.close({ graceMs: 0 }));
+    const port = (await listeners.start())[0]!.port;
+    const a = net.connect(port, '127.0.0.1');
+    after(() => a.destroy());
+    await once(a, 'connect');
+    assert.equal((await echoOver(a, Buffer.from('a'))).toString(), 'a');
+    const b = net.connect(port, '127.0.0.1');
+    after(() => b.destroy());
+    await once(b, 'close');
+    assert.equal(handler.infos.length, 1, 'the second socket never reached the handler');
+    const refused = (await metrics.refused.get()).values.find(
+      (v) => v.labels.listener === 'capped' && v.labels.reason === 'max_connections',
+    );
+    assert.equal(refused?.value, 1, 'the refusal is counted by reason');
   });
 });

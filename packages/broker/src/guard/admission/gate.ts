@@ -29,7 +29,8 @@ export interface AdmissionDeps {
 /** Counters for one scope (a listener, or the whole process). */
 interface Scope {
   readonly name: string;
-  readonly limits: AdmissionLimits;
+  /** Replaced (never mutated) by capListener. */
+  limits: AdmissionLimits;
   /** All admitted attempts: the broker's own capacity (TLS, session setup). Never slow-started. */
   readonly bucket: TokenBucket;
   /**
@@ -277,6 +278,17 @@ export class AdmissionGate {
       fdRatio: this.#fdMax > 0 ? this.#fdOpen / this.#fdMax : undefined,
       listeners,
     };
+  }
+
+  /**
+   * Caps a listener's connections (`listeners[].maxConnections`), the stricter of this and the
+   * admission config winning. Refused at accept like every admission cap (counted, closed at
+   * once) — never Node's `server.maxConnections`, which drops sockets without a trace.
+   */
+  capListener(name: string, maxConnections: number): void {
+    const scope = this.#listener(name, this.#clock.now());
+    const current = scope.limits.maxConnections;
+    if (current === 0 || maxConnections < current) scope.limits = { ...scope.limits, maxConnections };
   }
 
   /** Refuses everything from now on (broker stopping) and forgets the trackers. */
