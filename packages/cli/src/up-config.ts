@@ -1,4 +1,4 @@
-import { resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import {
   type BreakwaterConfig,
   ConfigError,
@@ -7,6 +7,7 @@ import {
   type ListenerType,
   type LogLevel,
   loadConfigFile,
+  urlHost,
   validateConfig,
 } from '@breakwater/broker';
 
@@ -38,6 +39,28 @@ export interface UpConfig {
   httpPortSource: string;
   /** The config file (absolute), or `command-line flags`. */
   source: string;
+  /** The control plane's database, validated and with an absolute file path; null = no control plane. */
+  control: ControlStorageConfig | null;
+  /**
+   * `guard.authenticators.jwt` entries that set neither `jwksUrl` nor `publicKeyFile`: they verify
+   * against the control plane's own JWKS on the HTTP port (`jwksUrl` is filled in; with
+   * `--http-port 0` it names port 0 until `breakwater up` knows the real one).
+   */
+  localJwks: string[];
+}
+
+export type ControlStorageConfig =
+  | { driver: 'sqlite'; file: string }
+  | { driver: 'postgres'; url: string; schema?: string };
+
+/** Where the issuer's tokens point (`iss`, `aud`); the local-JWKS default checks both. */
+export const LOCAL_ISSUER = 'breakwater';
+export const LOCAL_AUDIENCE = 'breakwater-mqtt';
+export const JWKS_PATH = '/.well-known/jwks.json';
+
+/** The control plane's JWKS URL on the HTTP listener (a wildcard bind is reached over loopback). */
+export function localJwksUrl(host: string, port: number): string {
+  return `http://${urlHost(host)}:${port}${JWKS_PATH}`;
 }
 
 /**
@@ -47,7 +70,11 @@ export interface UpConfig {
  */
 export function resolveUpConfig(flags: UpFlags, cwd = process.cwd()): UpConfig {
   const source = flags.config ? resolve(cwd, flags.config) : FLAGS_SOURCE;
-  const override = (config: BreakwaterConfig) => applyFlags(config, flags, source, cwd);
+  const localJwks: string[] = [];
+  const override = (config: BreakwaterConfig) => {
+    applyFlags(config, flags, source, cwd);
+    localJwks.push(...defaultToLocalJwks(config));
+  };
   const config = flags.config
     ? loadConfigFile(source, { override })
     : validateConfig({}, { source, baseDir: cwd, override });
@@ -61,7 +88,63 @@ export function resolveUpConfig(flags: UpFlags, cwd = process.cwd()): UpConfig {
       firstOfType.get(listener.type) === i ? portFlags[listener.type] : `listeners[${i}].port in ${source}`;
     return { ...listener, portSource };
   });
-  return { config, listeners, httpPortSource: '--http-port', source };
+  const baseDir = flags.config ? dirname(source) : cwd;
+  return {
+    config,
+    listeners,
+    httpPortSource: '--http-port',
+    source,
+    control: controlStorage(config, source, baseDir),
+    localJwks,
+  };
+}
+
+/**
+ * A `jwt` authenticator without a key source uses the control plane's JWKS on this process's HTTP
+ * port, with the issuer's `iss`/`aud` (unless the entry sets its own). Runs before the guard's
+ * own validation, which would otherwise refuse the entry ("set exactly one of jwksUrl,
+ * publicKeyFile"). Without the control plane there is no local JWKS and the entry stays invalid.
+ */
+function defaultToLocalJwks(config: BreakwaterConfig): string[] {
+  if (!config.control.enabled || !config.http.enabled) return [];
+  const names: string[] = [];
+  for (const [name, jwt] of Object.entries(config.guard.authenticators.jwt)) {
+    if (jwt.jwksUrl !== undefined || jwt.publicKeyFile !== undefined) continue;
+    jwt.jwksUrl = localJwksUrl(config.http.host, config.http.port);
+    jwt.issuer ??= LOCAL_ISSUER;
+    jwt.audience ??= LOCAL_AUDIENCE;
+    names.push(name);
+  }
+  return names;
+}
+
+/** `control.storage` checked across its keys (the schema checks each key alone). */
+function controlStorage(
+  config: Readonly<BreakwaterConfig>,
+  source: string,
+  baseDir: string,
+): ControlStorageConfig | null {
+  if (!config.control.enabled || !config.http.enabled) return null;
+  const s = config.control.storage;
+  const problems: string[] = [];
+  if (s.driver === 'sqlite') {
+    if (s.url !== undefined) problems.push('control.storage.url is only allowed with driver "postgres"');
+    if (s.schema !== undefined)
+      problems.push('control.storage.schema is only allowed with driver "postgres"');
+  } else {
+    if (s.url === undefined) problems.push('control.storage.url is required with driver "postgres"');
+    if (s.file !== undefined) problems.push('control.storage.file is only allowed with driver "sqlite"');
+  }
+  if (problems.length > 0) throw new ConfigError('BW_ERR_CONFIG_INVALID', source, problems);
+  if (s.driver === 'postgres')
+    return { driver: 'postgres', url: s.url!, ...(s.schema ? { schema: s.schema } : {}) };
+  const file =
+    s.file === undefined
+      ? join(config.dataDir, 'control.db')
+      : isAbsolute(s.file)
+        ? s.file
+        : resolve(baseDir, s.file);
+  return { driver: 'sqlite', file };
 }
 
 function applyFlags(config: BreakwaterConfig, flags: UpFlags, source: string, cwd: string): void {

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import net from 'node:net';
+import { dirname, join } from 'node:path';
 import {
   AdmissionGate,
   AdmissionMetrics,
@@ -24,9 +25,23 @@ import {
   systemClock,
   urlHost,
 } from '@breakwater/broker';
+import {
+  brokerFleet,
+  type ControlPlane,
+  type ControlStorage,
+  createControlPlane,
+  PostgresControlStorage,
+  SqliteControlStorage,
+} from '@breakwater/control';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
-import { resolveUpConfig, type UpConfig, type UpFlags } from './up-config.js';
+import {
+  type ControlStorageConfig,
+  localJwksUrl,
+  resolveUpConfig,
+  type UpConfig,
+  type UpFlags,
+} from './up-config.js';
 
 export interface UpIo {
   stdout: NodeJS.WritableStream;
@@ -39,11 +54,14 @@ export interface UpIo {
 }
 
 /**
- * `breakwater up`: broker + MQTT listeners + HTTP endpoints in one process, until SIGTERM/SIGINT.
- * Returns the exit code: 0 after a clean shutdown, 1 when start-up fails (one line on stderr).
+ * `breakwater up`: broker + MQTT listeners + HTTP endpoints + the fleet control plane (issue 5)
+ * in one process, until SIGTERM/SIGINT. Returns the exit code: 0 after a clean shutdown, 1 when
+ * start-up fails (one line on stderr).
  *
- * Shutdown order (issue 2): /readyz → 503, stop accepting, broker.close() (MQTT 5 clients get
- * DISCONNECT 0x8B, storage is flushed and closed), close leftover sockets, close HTTP.
+ * Shutdown order (issue 2): /readyz → 503, stop accepting, control plane services stop (before
+ * the broker closes, so no config push or OTA job is published into a closed broker),
+ * broker.close() (MQTT 5 clients get DISCONNECT 0x8B, storage is flushed and closed), close
+ * leftover sockets, close HTTP, close the control plane's database.
  */
 export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   let resolved: UpConfig;
@@ -84,8 +102,16 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const metrics = new BrokerMetrics();
   let guard: Guard | null = null;
   let adminToken: ReturnType<typeof ensureAdminToken> | null = null;
+  let httpPort = config.http.port;
   try {
-    if (guardOn) guard = new Guard(config.guard, { dataDir: config.dataDir, logger, metrics });
+    let guardConfig = config.guard;
+    if (resolved.localJwks.length > 0 && httpPort === 0) {
+      // The guard needs the JWKS URL before HTTP listens (fastify takes no plugins after
+      // listen): pick the free port now instead of letting listen() pick it.
+      httpPort = await freePort(config.http.host);
+      guardConfig = withJwksUrl(config.guard, resolved.localJwks, localJwksUrl(config.http.host, httpPort));
+    }
+    if (guardOn) guard = new Guard(guardConfig, { dataDir: config.dataDir, logger, metrics });
     if (config.http.enabled) adminToken = ensureAdminToken(config.dataDir);
   } catch (err) {
     return fail(io, err);
@@ -107,21 +133,39 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const listeners = new Listeners(broker, resolved.listeners, { logger, limits: config.mqtt, admission });
   let http: FastifyInstance | undefined;
   let brokerStarted = false;
+  let controlStorage: ControlStorage | null = null;
+  let control: ControlPlane | null = null;
+  let controlStarted = false;
 
   const teardown = async () => {
     state = 'draining';
     listeners.stopAccepting();
+    if (controlStarted) await control?.close();
     if (brokerStarted) await broker.close();
     await listeners.close();
     await guard?.close();
     await http?.close();
+    await controlStorage?.close();
   };
 
   const lines: string[] = [];
   try {
+    if (resolved.control) {
+      controlStorage = await openControlStorage(resolved.control);
+      control = await createControlPlane({
+        storage: controlStorage,
+        dataDir: config.dataDir,
+        logger,
+        fleet: brokerFleet(broker, guard),
+      });
+    }
     if (config.http.enabled) {
       http = Fastify({ logger: false });
       await http.register(brokerHttpRoutes, { registry: metrics.registry, readiness: () => state });
+      // The broker's break-glass routes are /api/v1/listeners/*; the control plane's are
+      // /api/v1/{keys,audit,devices,selectors,tokens,device-token,…}, /api/openapi.json and
+      // /.well-known/jwks.json. Both plugins are encapsulated: each one's auth hook and error
+      // handler apply to its own routes only.
       await http.register(brokerAdminRoutes, {
         token: adminToken!.token,
         guard,
@@ -129,24 +173,29 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         audit: new AuditLog(join(config.dataDir, 'audit.log')),
         registry: metrics.registry,
       });
+      if (control) await http.register(control.plugin);
       try {
-        await http.listen({ port: config.http.port, host: config.http.host });
+        await http.listen({ port: httpPort, host: config.http.host });
       } catch (err) {
-        throw listenError(err, 'HTTP', config.http.host, config.http.port, resolved.httpPortSource);
+        throw listenError(err, 'HTTP', config.http.host, httpPort, resolved.httpPortSource);
       }
     }
-    // Loads keys and password files; never fails because a backend is down (it retries).
+    // Loads keys and password files; never fails because a backend is down (it retries). The
+    // local JWKS is served by now, so a jwt authenticator pointing at it loads its keys at once.
     await guard?.start();
     await broker.start();
     brokerStarted = true;
+    // Before the listeners accept: the presence feed sees every connect from the first one.
+    await control?.start();
+    controlStarted = true;
     for (const address of await listeners.start()) {
       lines.push(`  ${address.name.padEnd(8)} ${address.url}`);
     }
     if (http) {
       const port = (http.server.address() as { port: number }).port;
-      lines.push(
-        `  ${'http'.padEnd(8)} http://${urlHost(config.http.host)}:${port}/metrics  (/healthz, /readyz)`,
-      );
+      const base = `http://${urlHost(config.http.host)}:${port}`;
+      lines.push(`  ${'http'.padEnd(8)} ${base}/metrics  (/healthz, /readyz)`);
+      if (control) lines.push(`  ${'control'.padEnd(8)} ${base}/api/v1  (OpenAPI: ${base}/api/openapi.json)`);
     }
   } catch (err) {
     await teardown().catch((closeErr: unknown) =>
@@ -159,6 +208,12 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const storageLine =
     config.storage.driver === 'sqlite' ? `sqlite ${config.storage.file}` : 'memory (not persistent)';
   io.stdout.write(`breakwater is up (storage: ${storageLine})\n${lines.join('\n')}\n`);
+  if (control?.initialAdminKey) {
+    // First start only: the control plane's first admin API key (the file keeps it, mode 0600).
+    io.stdout.write(
+      `control-plane admin API key (created ${control.adminKeyFile}, mode 0600; shown only now): ${control.initialAdminKey}\n`,
+    );
+  }
   if (adminToken?.created) {
     // Printed once, when created: the file keeps it (mode 0600) for `breakwater listener …`.
     io.stdout.write(
@@ -209,6 +264,60 @@ function warnAboutAuthentication(config: Readonly<BreakwaterConfig>, logger: Log
       );
     }
   }
+}
+
+/** Opens the control plane's database; errors name the config key, never a password. */
+async function openControlStorage(c: ControlStorageConfig): Promise<ControlStorage> {
+  try {
+    if (c.driver === 'sqlite') {
+      mkdirSync(dirname(c.file), { recursive: true });
+      return SqliteControlStorage.open({ file: c.file });
+    }
+    return await PostgresControlStorage.open({
+      connectionString: c.url,
+      ...(c.schema ? { schema: c.schema } : {}),
+    });
+  } catch (err) {
+    const where =
+      c.driver === 'sqlite' ? `control.storage.file ${c.file}` : `control.storage.url ${redactUrl(c.url)}`;
+    const why = err instanceof Error ? `: ${err.message}` : '';
+    throw new BreakwaterError('BW_ERR_STORAGE', `cannot open the control-plane database (${where})${why}`, {
+      cause: err,
+    });
+  }
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
+
+/** A free TCP port on `host`, found by binding port 0 and releasing it. */
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, resolve);
+  });
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** A copy of the guard config with `jwksUrl` set on the named jwt authenticators. */
+function withJwksUrl(
+  guard: Readonly<BreakwaterConfig['guard']>,
+  names: readonly string[],
+  jwksUrl: string,
+): BreakwaterConfig['guard'] {
+  const copy = structuredClone(guard) as BreakwaterConfig['guard'];
+  for (const name of names) copy.authenticators.jwt[name]!.jwksUrl = jwksUrl;
+  return copy;
 }
 
 function fdUsageDep(): { fdUsage?: NonNullable<ReturnType<typeof procFdUsage>> } {

@@ -166,6 +166,48 @@ export const HttpSchema = Type.Object(
   { ...strict, default: {} },
 );
 
+/**
+ * The fleet control plane (issue 5) that `breakwater up` serves on the HTTP port: device registry,
+ * API keys, token issuer (JWKS), kill switches. Its storage is separate from the broker's.
+ */
+export const ControlSchema = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Serve the control-plane API (/api/v1, /.well-known/jwks.json) on the HTTP port.',
+    }),
+    storage: Type.Object(
+      {
+        driver: stringEnum(['sqlite', 'postgres'] as const, {
+          default: 'sqlite',
+          description: 'Control-plane database: embedded SQLite, or PostgreSQL (needs `url`).',
+        }),
+        file: Type.Optional(
+          Type.String({
+            minLength: 1,
+            description: 'SQLite file (sqlite only). Default `<dataDir>/control.db`.',
+          }),
+        ),
+        url: Type.Optional(
+          Type.String({
+            pattern: '^postgres(ql)?://',
+            description:
+              'PostgreSQL connection URL (postgres only), e.g. `postgres://user:pass@db:5432/fleet`.',
+          }),
+        ),
+        schema: Type.Optional(
+          Type.String({
+            pattern: '^[A-Za-z_][A-Za-z0-9_]{0,62}$',
+            description: 'PostgreSQL schema holding the tables (postgres only). Default `breakwater`.',
+          }),
+        ),
+      },
+      { ...strict, default: {} },
+    ),
+  },
+  { ...strict, default: {} },
+);
+
 export const LogSchema = Type.Object(
   {
     level: stringEnum(logLevels, { default: 'info', description: 'Log level (pino JSON lines on stdout).' }),
@@ -189,6 +231,7 @@ export const ConfigSchema = Type.Object(
     dataDir: Type.String({ minLength: 1, default: './data', description: 'Directory for persistent state.' }),
     http: HttpSchema,
     log: LogSchema,
+    control: ControlSchema,
     /**
      * Authentication and authorization per listener (issue 3). No `guard.listeners` at all means
      * no guard: every listener admits anonymous clients with full access (the out-of-the-box
@@ -219,3 +262,4 @@ export type BreakwaterConfig = Static<typeof ConfigSchema>;
 export type ListenerConfig = Static<typeof ListenerSchema>;
 export type TlsFilesConfig = Static<typeof TlsFilesSchema>;
 export type MqttLimitsConfig = Static<typeof MqttLimitsSchema>;
+export type ControlConfig = Static<typeof ControlSchema>;
