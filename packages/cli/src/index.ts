@@ -14,7 +14,6 @@ import {
 import { runUp, type UpIo } from './up.js';
 import type { UpFlags } from './up-config.js';
 
-export { fdLimitWarning, readFdLimit } from './fd-limit.js';
 export { runUp, type UpIo } from './up.js';
 export { portFlags, resolveUpConfig, type UpConfig, type UpFlags } from './up-config.js';
 
