@@ -30,6 +30,7 @@ export const ErrorCatalog = {
   BW_ERR_API_UNSUPPORTED_MEDIA_TYPE: { message: 'unsupported content type', httpStatus: 415 },
   BW_ERR_API_RATE_LIMITED: { message: 'too many requests', httpStatus: 429 },
   BW_ERR_API_INTERNAL: { message: 'internal error', httpStatus: 500 },
+  BW_ERR_API_UNREACHABLE: { message: 'control-plane API cannot be reached' },
   BW_ERR_DEVICE_CREDENTIALS: { message: 'device id or secret is wrong', httpStatus: 401 },
   BW_ERR_SIGNING_KEY: { message: 'signing key cannot be loaded', httpStatus: 500 },
   // Guard (issue 3): authentication backends answer 0x88 Server Unavailable, never a deny.
