@@ -50,6 +50,7 @@ export class WebhookNotifier implements AlertSink {
     headers: Record<string, string>;
   };
   readonly #logger: Logger | null;
+  /** Waiting events (the one being delivered is not in here). */
   readonly #queue: Array<{ id: string; event: AlertEvent }> = [];
   readonly #stats = { delivered: 0, failed: 0, dropped: 0, attempts: 0 };
   #running: Promise<void> | null = null;
@@ -98,23 +99,16 @@ export class WebhookNotifier implements AlertSink {
   /** Stops delivering: the event in flight ends after its current attempt; the rest are dropped. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#stats.dropped += Math.max(0, this.#queue.length - 1);
-    this.#queue.splice(1);
+    this.#stats.dropped += this.#queue.length;
+    this.#queue.length = 0;
     this.#wake?.();
     await this.idle();
   }
 
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const item = this.#queue[0]!;
-      const ok = await this.#deliver(item.id, item.event);
-      if (this.#queue[0] === item) this.#queue.shift();
-      if (ok) this.#stats.delivered++;
+    for (let item = this.#queue.shift(); item !== undefined; item = this.#queue.shift()) {
+      if (await this.#deliver(item.id, item.event)) this.#stats.delivered++;
       else this.#stats.failed++;
-      if (this.#closed) {
-        this.#queue.length = 0;
-        return;
-      }
     }
   }
 
@@ -134,6 +128,7 @@ export class WebhookNotifier implements AlertSink {
         );
         if (last) return false;
         await this.#sleep(this.#backoff(attempt));
+        if (this.#closed) return false;
       }
     }
     return false;
