@@ -157,6 +157,8 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         dataDir: config.dataDir,
         logger,
         fleet: brokerFleet(broker, guard),
+        metrics: { registry: metrics.registry },
+        alerts: config.alerts,
       });
     }
     if (config.http.enabled) {
