@@ -1,0 +1,197 @@
+/**
+ * `breakwater gameday run <scenario>` and `breakwater gameday list`: parameters from the flags,
+ * a live progress line while it runs (only on a TTY), the three report files, and the exit code
+ * (0 when every expectation passed, 1 otherwise).
+ */
+import { writeReport } from './report/write.js';
+import { findScenario, scenarios } from './scenarios/catalog.js';
+import { runScenario } from './scenarios/runner.js';
+import type { ScenarioDefinition, ScenarioParams, SecondSample, TimelineEvent } from './scenarios/types.js';
+
+export interface GamedayRunFlags {
+  devices?: number | string;
+  /** mqtt://host:port of a broker to test instead of the in-process one. */
+  target?: string;
+  /** Its /metrics URL (default http://<host>:8080/metrics). */
+  metrics?: string;
+  /** Run length: `90`, `90s`, `5m`, `1h` (default: the scenario's full-scale length). */
+  duration?: string;
+  /** Override the time scale (default duration / full-scale duration). */
+  timeScale?: number | string;
+  /** Directory for report.json, summary.md, report.html (default ./gameday-reports/<scenario>-<time>). */
+  report?: string;
+  protections?: 'on' | 'off' | string;
+  seed?: number | string;
+}
+
+export interface GamedayIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream;
+}
+
+export class GamedayUsageError extends Error {}
+
+/** `90` (seconds), `90s`, `5m`, `1h`, `1m30s` → seconds. */
+export function parseDuration(text: string): number {
+  const t = text.trim();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/gy;
+  let total = 0;
+  let consumed = 0;
+  let m: RegExpExecArray | null = re.exec(t);
+  while (m !== null) {
+    const n = Number(m[1]);
+    total += m[2] === 'ms' ? n / 1000 : m[2] === 's' ? n : m[2] === 'm' ? n * 60 : n * 3600;
+    consumed = re.lastIndex;
+    m = re.exec(t);
+  }
+  if (consumed !== t.length || consumed === 0) {
+    throw new GamedayUsageError(`--duration ${JSON.stringify(text)}: use e.g. 90s, 5m, 1h`);
+  }
+  return total;
+}
+
+export function parseTarget(url: string, metrics?: string): NonNullable<ScenarioParams['target']> {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new GamedayUsageError(`--target ${JSON.stringify(url)}: expected mqtt://host:port`);
+  }
+  if (u.protocol !== 'mqtt:' && u.protocol !== 'tcp:') {
+    throw new GamedayUsageError(`--target ${JSON.stringify(url)}: only mqtt:// (plain TCP) is supported`);
+  }
+  const host = u.hostname.replace(/^\[|\]$/g, '');
+  return {
+    host,
+    port: u.port ? Number(u.port) : 1883,
+    metricsUrl: metrics ?? `http://${u.hostname}:8080/metrics`,
+  };
+}
+
+function positiveInt(name: string, v: number | string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new GamedayUsageError(`${name} must be a positive integer`);
+  return n;
+}
+
+export function resolveParams(def: ScenarioDefinition, flags: GamedayRunFlags): ScenarioParams {
+  const devices = positiveInt('--devices', flags.devices) ?? def.defaults.devices;
+  const durationS = flags.duration !== undefined ? parseDuration(flags.duration) : def.defaults.durationS;
+  if (!(durationS >= 3)) throw new GamedayUsageError('--duration must be at least 3 s');
+  let timeScale = durationS / def.defaults.durationS;
+  if (flags.timeScale !== undefined) {
+    timeScale = Number(flags.timeScale);
+    if (!(timeScale > 0)) throw new GamedayUsageError('--time-scale must be > 0');
+  }
+  const protections = flags.protections ?? 'on';
+  if (protections !== 'on' && protections !== 'off') {
+    throw new GamedayUsageError('--protections must be on or off');
+  }
+  return {
+    devices,
+    durationS: Math.round(durationS),
+    timeScale: Math.round(timeScale * 10_000) / 10_000,
+    protections,
+    target: flags.target ? parseTarget(flags.target, flags.metrics) : null,
+    seed: flags.seed !== undefined ? Number(flags.seed) : Date.now() % 2 ** 31,
+  };
+}
+
+/** `breakwater gameday list`. */
+export function listScenarios(io: GamedayIo): number {
+  const width = Math.max(...scenarios.map((s) => s.name.length));
+  for (const s of scenarios) {
+    io.stdout.write(
+      `${s.name.padEnd(width)}  ${s.title} (full scale: ${s.defaults.devices.toLocaleString('en-US')} devices, ${s.defaults.durationS} s)\n`,
+    );
+  }
+  return 0;
+}
+
+/** The live progress line (one line, rewritten every second). */
+export function progressLine(name: string, s: SecondSample, durationS: number, devices: number): string {
+  const refused = Object.values(s.refusals).reduce((a, b) => a + b, 0);
+  const parts = [
+    `${name} t=${s.t}/${durationS}s`,
+    `connected ${s.connected}/${devices}`,
+    `attempts ${s.attempts}/s`,
+    s.backendQueries !== null ? `queries ${s.backendQueries}/s` : null,
+    `refused ${refused}/s`,
+    s.openSockets !== null ? `sockets ${s.openSockets}` : null,
+    `msgs ${s.delivered}/s`,
+  ];
+  return parts.filter(Boolean).join(' | ');
+}
+
+function defaultReportDir(name: string): string {
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19);
+  return `gameday-reports/${name}-${stamp}`;
+}
+
+/** `breakwater gameday run <scenario>`: returns the exit code. */
+export async function runGameday(name: string, flags: GamedayRunFlags, io: GamedayIo): Promise<number> {
+  const def = findScenario(name);
+  if (!def) {
+    io.stderr.write(
+      `breakwater: unknown scenario ${JSON.stringify(name)}; one of: ${scenarios.map((s) => s.name).join(', ')}\n`,
+    );
+    return 2;
+  }
+  let params: ScenarioParams;
+  try {
+    params = resolveParams(def, flags);
+  } catch (err) {
+    if (err instanceof GamedayUsageError) {
+      io.stderr.write(`breakwater: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const tty = io.stdout.isTTY === true;
+  let lineShown = false;
+  const clearLine = () => {
+    if (tty && lineShown) {
+      io.stdout.write('\r\x1b[2K');
+      lineShown = false;
+    }
+  };
+  const say = (line: string) => {
+    clearLine();
+    io.stdout.write(`${line}\n`);
+  };
+  say(
+    `game day: ${def.name} — ${params.devices} devices, ${params.durationS} s, time scale ${params.timeScale}, protections ${params.protections}`,
+  );
+  let report: Awaited<ReturnType<typeof runScenario>>;
+  try {
+    report = await runScenario(def, params, {
+      log: (l) => say(`  ${l}`),
+      onEvent: (e: TimelineEvent) => say(`  t=${e.t}s ${e.kind === 'note' ? '' : `${e.kind}: `}${e.label}`),
+      onSecond: (s) => {
+        if (!tty) return;
+        const cols = io.stdout.columns ?? 120;
+        io.stdout.write(
+          `\r\x1b[2K${progressLine(def.name, s, params.durationS, params.devices).slice(0, cols - 1)}`,
+        );
+        lineShown = true;
+      },
+    });
+  } catch (err) {
+    clearLine();
+    io.stderr.write(`breakwater: game day failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+  clearLine();
+  const dir = flags.report ?? defaultReportDir(def.name);
+  const files = await writeReport(report, dir);
+  for (const e of report.expectations) {
+    const value = e.value === null ? 'n/a' : `${e.value} ${e.unit}`;
+    say(`  ${e.pass ? 'PASS' : 'FAIL'}  ${e.name}: ${value} (${e.compare} ${e.threshold})`);
+  }
+  say(
+    `${report.passed ? 'PASSED' : 'FAILED'}: report in ${files.dir} (report.html, summary.md, report.json)`,
+  );
+  return report.passed ? 0 : 1;
+}

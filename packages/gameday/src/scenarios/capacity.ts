@@ -1,0 +1,106 @@
+/**
+ * Capacity (incident type "capacity / cost"): the fleet's publish rate jumps ×10 (a firmware
+ * setting gone wrong, a chatty feature) for 40 % of the run. The broker must keep up — everything
+ * offered is received and delivered, no acknowledged message lost, no connection dropped.
+ */
+import { timeToConnected } from '../report/scores.js';
+import { admissionFor, anonymousGuard, atFraction, noQos1Loss, policyFor, telemetryFor } from './common.js';
+import type { ScenarioDefinition, SecondSample } from './types.js';
+
+export const RATE_FACTOR = 10;
+
+function window(seconds: SecondSample[], from: number, to: number): SecondSample[] {
+  return seconds.filter((s) => s.t > from && s.t <= to);
+}
+
+export const capacity: ScenarioDefinition = {
+  name: 'capacity',
+  title: 'Capacity: the publish rate jumps ×10',
+  incident: 'capacity-cost',
+  summary:
+    'The whole fleet publishes ten times faster for 40 % of the run. The broker must receive and deliver everything offered (one subscriber reads all telemetry), lose no acknowledged message and drop no connection.',
+  weakened: 'naive retries and no admission control (nothing else in the broker limits publishing)',
+  defaults: { devices: 10_000, durationS: 180 },
+  requiresInProcess: false,
+  build(p) {
+    const surgeAt = atFraction(p, 0.3);
+    const endAt = atFraction(p, 0.7);
+    return {
+      broker: { guard: anonymousGuard(), admission: admissionFor(p), postgres: false },
+      fleet: { policy: policyFor(p), timeScale: p.timeScale, telemetry: telemetryFor(p) },
+      viaProxy: false,
+      controlPlane: false,
+      timeline: [
+        {
+          atS: surgeAt,
+          kind: 'fault',
+          label: `publish rate ×${RATE_FACTOR}`,
+          run(ctx) {
+            ctx.fleet.setTelemetry(telemetryFor(p, RATE_FACTOR));
+          },
+        },
+        {
+          atS: endAt,
+          kind: 'repair',
+          label: 'publish rate back to normal',
+          run(ctx) {
+            ctx.fleet.setTelemetry(telemetryFor(p));
+          },
+        },
+      ],
+      expectations: [
+        {
+          id: 'received-all',
+          name: 'the broker receives what the fleet offers during the surge (≥ 95 %)',
+          compare: '>=',
+          evaluate: (r) => {
+            const w = window(r.seconds, r.faultAtS ?? 0, r.repairAtS ?? r.params.durationS);
+            const offered = w.reduce((a, s) => a + s.published, 0);
+            const received = w.reduce((a, s) => a + (s.messagesIn ?? 0), 0);
+            return {
+              value: offered ? Math.round((received / offered) * 1000) / 10 : null,
+              threshold: 95,
+              unit: '%',
+              detail: `${received} received of ${offered} published`,
+            };
+          },
+        },
+        {
+          id: 'delivered-all',
+          name: 'the subscriber gets what the broker receives during the surge (≥ 95 %)',
+          compare: '>=',
+          evaluate: (r) => {
+            const w = window(r.seconds, r.faultAtS ?? 0, r.repairAtS ?? r.params.durationS);
+            const received = w.reduce((a, s) => a + (s.messagesIn ?? 0), 0);
+            const delivered = w.reduce((a, s) => a + s.delivered, 0);
+            return {
+              value: received ? Math.round((delivered / received) * 1000) / 10 : null,
+              threshold: 95,
+              unit: '%',
+              detail: `${delivered} delivered of ${received} received`,
+            };
+          },
+        },
+        {
+          id: 'connections-stable',
+          name: 'no device loses its connection during the surge (99 % stay connected)',
+          compare: '>=',
+          evaluate: (r) => {
+            const w = window(r.seconds, r.faultAtS ?? 0, r.repairAtS ?? r.params.durationS);
+            const min = w.length ? Math.min(...w.map((s) => s.connected)) : null;
+            return {
+              value: min === null ? null : Math.round((min / r.params.devices) * 1000) / 10,
+              threshold: 99,
+              unit: '%',
+              detail:
+                timeToConnected(r.seconds, 0, r.params.devices) === null
+                  ? 'fleet never fully connected'
+                  : undefined,
+            };
+          },
+        },
+        noQos1Loss(),
+      ],
+    };
+  },
+};
