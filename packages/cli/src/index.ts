@@ -11,6 +11,7 @@ import {
   passwd,
   restoreAuthn,
 } from './admin-commands.js';
+import { registerExportCommand } from './commands/export.js';
 import { runUp, type UpIo } from './up.js';
 import type { UpFlags } from './up-config.js';
 
@@ -118,6 +119,10 @@ export async function main(
     .action(async (file: string, user: string) => {
       exitCode = await passwd(file, user, commandIo);
     });
+
+  registerExportCommand(program, { stdout, stderr }, (code) => {
+    exitCode = code;
+  });
 
   try {
     await program.parseAsync(argv as string[]);
