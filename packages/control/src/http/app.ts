@@ -23,11 +23,15 @@ import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
+import { IncidentManager } from '../incidents/manager.js';
+import { incidentRoutes } from '../incidents/routes.js';
+import { RunbookLibrary } from '../incidents/runbooks.js';
 import { CampaignEngine } from '../ota/engine.js';
 import { campaignRoutes } from '../ota/routes.js';
 import { revocationRoutes } from '../revocation/routes.js';
 import { revocationService } from '../revocation/service.js';
 import { SelectorResolver } from '../selector.js';
+import { statusRoutes } from '../status/routes.js';
 import type { ControlStorage } from '../storage/types.js';
 import { TokenIssuer } from '../tokens/issuer.js';
 import { loadOrCreateKek } from '../tokens/key-encryption.js';
@@ -82,6 +86,8 @@ export interface ControlPlane {
   fleet: FleetBroker | null;
   /** Alert engine (`alerts.engine.subscribe(sink)`, `.raise(ruleId, …)`) and metric history. */
   alerts: Alerting;
+  /** Incidents (an AlertSink subscribed to `alerts.engine`), runbooks, postmortems. */
+  incidents: IncidentManager;
   /** Starts the background services (presence feed, config/OTA followers, campaign engine). */
   start(): Promise<void>;
   /** Stops them and waits for pending writes; does not close `storage` (the caller owns it). */
@@ -171,6 +177,15 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     config: options.alerts ?? {},
   });
   services.push(alerting);
+  // Alerts open (or join) incidents; the broker's break-glass log feeds their timelines.
+  const incidents = new IncidentManager({
+    storage,
+    clock,
+    logger: options.logger ?? null,
+    runbooks: new RunbookLibrary(),
+    brokerAuditLog: IncidentManager.brokerAuditLogIn(dataDir),
+  });
+  alerting.engine.subscribe(incidents);
   if (fleet !== null) {
     let stopPresence: (() => void) | null = null;
     services.push({
@@ -258,6 +273,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     );
 
     jwksRoute(app, ctx);
+    statusRoutes(app, ctx);
     await app.register(
       async (api) => {
         api.setNotFoundHandler(notFound);
@@ -271,6 +287,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         alerting.routes(api, ctx);
         revocationRoutes(api, ctx);
         configPushRoutes(api, ctx);
+        incidentRoutes(api, ctx, incidents);
       },
       { prefix: '/api' },
     );
@@ -286,6 +303,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     storage,
     fleet,
     alerts: alerting,
+    incidents,
     start: async () => {
       for (const s of services) await s.start();
     },

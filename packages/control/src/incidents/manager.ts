@@ -388,10 +388,11 @@ export class IncidentManager implements AlertSink {
   /** A customer-facing status update (shown on /status). */
   async postUpdate(
     id: number,
-    update: { status: UpdateStatus; message: string },
+    update: { status: UpdateStatus; message: string; title?: string },
     by: IncidentActor,
   ): Promise<TimelineRecord> {
-    return this.#append(id, by, 'update', update.message, { status: update.status }, 'incident.update');
+    const details = { status: update.status, ...(update.title !== undefined ? { title: update.title } : {}) };
+    return this.#append(id, by, 'update', update.message, details, 'incident.update');
   }
 
   async #append(

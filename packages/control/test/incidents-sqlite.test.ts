@@ -1,0 +1,4 @@
+import { sqliteDriver } from './harness.js';
+import { incidentsSuite } from './incidents-suite.js';
+
+incidentsSuite(sqliteDriver);
