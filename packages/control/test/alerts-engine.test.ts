@@ -367,3 +367,61 @@ describe('event rules', () => {
     assert.equal(s.engine.recent().length, 1);
   });
 });
+
+describe('RegistrySampler', () => {
+  it('records gauges as read, counters and histogram buckets as per-second rates, survives a reset', async () => {
+    const { Counter, Gauge, Histogram, Registry } = await import('prom-client');
+    const { RegistrySampler } = await import('../src/metrics-history/sampler.js');
+    const registry = new Registry();
+    const attempts = new Counter({
+      name: 'breakwater_x_total',
+      help: 'x',
+      labelNames: ['listener'],
+      registers: [registry],
+    });
+    const open = new Gauge({ name: 'breakwater_open', help: 'x', registers: [registry] });
+    const latency = new Histogram({
+      name: 'breakwater_lat_seconds',
+      help: 'x',
+      buckets: [0.1, 1],
+      registers: [registry],
+    });
+    new Gauge({ name: 'unrelated_gauge', help: 'x', registers: [registry] }).set(1);
+    const history = new MetricHistory();
+    const sampler = new RegistrySampler(registry, history);
+
+    attempts.inc({ listener: 'tcp' }, 10);
+    open.set(7);
+    await sampler.sample(T0);
+    attempts.inc({ listener: 'tcp' }, 30);
+    latency.observe(0.5);
+    latency.observe(0.05);
+    await sampler.sample(T0 + 2000); // two seconds later: 30 / 2 s
+    attempts.reset();
+    attempts.inc({ listener: 'tcp' }, 4);
+    await sampler.sample(T0 + 3000);
+
+    const rate = history.series('breakwater_x_total')[0]!;
+    assert.equal(rate.kind, 'rate');
+    assert.deepEqual(rate.ring.range(T0, T0 + 3000), [
+      [T0 + 2000, 15],
+      [T0 + 3000, 4],
+    ]);
+    assert.deepEqual(history.series('breakwater_open')[0]!.ring.range(T0, T0 + 3000)[0], [T0, 7]);
+    const buckets = history.series('breakwater_lat_seconds_bucket');
+    assert.deepEqual(buckets.map((b) => b.labels.le).sort(), ['+Inf', '0.1', '1']);
+    const le1 = buckets.find((b) => b.labels.le === '1')!;
+    assert.equal(le1.ring.at(T0 + 2000), 1, '2 observations <= 1 s over 2 s');
+    assert.deepEqual(history.series('unrelated_gauge'), []);
+  });
+
+  it('caps the number of series', () => {
+    const history = new MetricHistory({ retentionSec: 60, maxSeries: 2 });
+    assert.equal(history.record('a', {}, T0, 1), true);
+    assert.equal(history.record('b', {}, T0, 1), true);
+    assert.equal(history.record('c', {}, T0, 1), false);
+    assert.equal(history.record('a', {}, T0 + 1000, 2), true, 'existing series keep recording');
+    assert.equal(history.droppedSamples, 1);
+    assert.deepEqual(history.names(), ['a', 'b']);
+  });
+});
