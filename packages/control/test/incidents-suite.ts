@@ -381,7 +381,8 @@ export function incidentsSuite(driver: Driver): void {
         'status',
       );
       assert.equal(
-        errorOf(await h.call('POST', `/api/v1/incidents/${id}/notes`, { body: { text: 'x', txt: 'x' } })).field,
+        errorOf(await h.call('POST', `/api/v1/incidents/${id}/notes`, { body: { text: 'x', txt: 'x' } }))
+          .field,
         'txt',
       );
 
