@@ -21,3 +21,16 @@ export type {
   SimDeviceState,
   TelemetryOptions,
 } from './fleet/types.js';
+export type { ExpectationOutcome, Report } from './report/build.js';
+export { writeReport } from './report/write.js';
+export {
+  type GamedayIo,
+  type GamedayRunFlags,
+  listScenarios,
+  parseDuration,
+  resolveParams,
+  runGameday,
+} from './run.js';
+export { findScenario, scenarios } from './scenarios/catalog.js';
+export { type RunHooks, runScenario } from './scenarios/runner.js';
+export type { ScenarioDefinition, ScenarioParams, SecondSample } from './scenarios/types.js';

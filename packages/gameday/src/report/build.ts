@@ -41,6 +41,24 @@ export interface BrokerTotals {
   admissionRefusals: Record<string, number>;
 }
 
+export interface RawValues {
+  connectionAttempts: number;
+  authBackendQueries: number | null;
+  messagesIn: number;
+  messagesOut: number;
+  connections: number;
+}
+
+function rawValues(m: MetricsSnapshot): RawValues {
+  return {
+    connectionAttempts: m.sum(Series.attempts),
+    authBackendQueries: m.has(Series.backendQueries) ? m.sum(Series.backendQueries) : null,
+    messagesIn: m.sum(Series.messagesIn),
+    messagesOut: m.sum(Series.messagesOut),
+    connections: m.sum(Series.connections),
+  };
+}
+
 export interface Report {
   version: number;
   scenario: {
@@ -70,6 +88,8 @@ export interface Report {
     scrapeErrors: number;
     lastScrapeError: string | null;
     totals: BrokerTotals | null;
+    /** Raw counter and gauge values at the first and the last scrape (for cross-checks). */
+    raw: { first: RawValues; last: RawValues } | null;
   };
   control: 'control-plane' | 'guard' | null;
   alertEngine: string | null;
@@ -217,6 +237,10 @@ export function buildReport(input: BuildInput): Report {
       scrapeErrors: input.scrapeErrors,
       lastScrapeError: input.lastScrapeError,
       totals: brokerTotals(input.firstScrape, input.lastScrape),
+      raw:
+        input.firstScrape && input.lastScrape
+          ? { first: rawValues(input.firstScrape), last: rawValues(input.lastScrape) }
+          : null,
     },
     control: input.controlKind,
     alertEngine: input.alertEngine,

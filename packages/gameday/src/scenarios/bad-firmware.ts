@@ -88,9 +88,9 @@ export const badFirmware: ScenarioDefinition = {
               selector: { all: true },
               waves: [
                 { percent: 1, minDevices: firstWaves, soakMs },
-                { percent: 10, soakMs },
-                { percent: 50, soakMs },
-                { percent: 100, soakMs },
+                { percent: 10, minDevices: firstWaves, soakMs },
+                { percent: 50, minDevices: firstWaves, soakMs },
+                { percent: 100, minDevices: firstWaves, soakMs },
               ],
               gate,
               reason: 'gameday bad-firmware',
@@ -141,7 +141,8 @@ export const badFirmware: ScenarioDefinition = {
               value: v,
               threshold: haltWithinS,
               unit: 's',
-              pass: v !== null && v <= haltWithinS && by === 'gate',
+              // The engine records an automatic halt as by `system` (or `gate`); anything else is a person.
+              pass: v !== null && v <= haltWithinS && (by === 'gate' || by === 'system'),
               detail:
                 typeof r.measurements.campaign === 'string' &&
                 r.measurements.campaign.startsWith('not available')

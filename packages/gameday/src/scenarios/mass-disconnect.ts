@@ -35,7 +35,7 @@ export const massDisconnect: ScenarioDefinition = {
     const restoreAt = Math.round((cutAt + cutS) * 10) / 10;
     const minuteS = scaled(p, 60, 1);
     // The fleet profile's third stage is 300-600 s: some devices come back only then.
-    const recoverS = scaled(p, 660, 4);
+    const recoverS = scaled(p, 720, 4);
     return {
       broker: { guard: anonymousGuard(), admission: admissionFor(p), postgres: false },
       fleet: {

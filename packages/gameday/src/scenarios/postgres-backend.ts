@@ -135,6 +135,15 @@ async function dropSchemaAndRole(a: pg.Client, name: string): Promise<void> {
   }
 }
 
+/** The same guard config with every postgres authenticator's rate cap lifted (seeding only). */
+function liftedLimits(config: Record<string, unknown>): Record<string, unknown> {
+  const copy = structuredClone(config) as { authenticators?: { postgres?: Record<string, Record<string, unknown>> } };
+  for (const a of Object.values(copy.authenticators?.postgres ?? {})) {
+    a.limits = { ratePerSec: 1_000_000, burst: 1_000_000, maxInFlight: 64 };
+  }
+  return copy;
+}
+
 /**
  * Writes every device into the guard's known-good store as last verified `ageMs` ago (as
  * bench/auth-storm does): a Guard on the same data dir, clock `ageMs` behind, rate cap lifted
@@ -150,7 +159,7 @@ export async function seedKnownGood(
   ageMs: number,
 ): Promise<number> {
   const past: Clock = { ...systemClock, now: () => Date.now() - ageMs };
-  const guard = new Guard(guardConfig, { dataDir, clock: past });
+  const guard = new Guard(liftedLimits(guardConfig), { dataDir, clock: past });
   let ok = 0;
   let next = 0;
   const lane = async (): Promise<void> => {

@@ -202,7 +202,13 @@ export async function runScenario(
       const e: TimelineEvent = { t: round1(ctx.now()), kind: step.kind, label: step.label };
       events.push(e);
       hooks.onEvent?.(e);
-      await step.run(ctx);
+      try {
+        await step.run(ctx);
+      } catch (err) {
+        // The run goes on: the expectations that needed this step fail with what is missing.
+        ctx.note(`step failed: ${err instanceof Error ? err.message : String(err)}`);
+        ctx.measure(`stepError:${step.label.slice(0, 40)}`, err instanceof Error ? err.message : String(err));
+      }
     };
     for (let s = 1; s <= params.durationS; s++) {
       while (nextStep < steps.length && (steps[nextStep] as TimelineStep).atS < s) {
