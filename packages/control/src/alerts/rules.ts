@@ -9,13 +9,13 @@ import type { AlertRuleId, AlertRuleOverride, AlertsConfig } from '@breakwater/b
 import type { Labels, MetricHistory } from '../metrics-history/history.js';
 import {
   type Group,
-  histogramQuantile,
   joinGroups,
   last,
   maxOf,
   mean,
   onsetOf,
   type Point,
+  quantileSorted,
   ratioPoints,
   sumBy,
   total,
@@ -243,23 +243,29 @@ function authBackendLatency(): MetricRuleFaces {
       }
       const out: RuleSample[] = [];
       for (const [backend, groups] of perBackend) {
-        const buckets = new Map<number, number>();
-        const perSecond = new Map<number, Map<number, number>>();
-        for (const g of groups) {
-          const le = g.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(g.labels.le);
-          buckets.set(le, total(g.points));
-          for (const [t, v] of g.points) {
-            const m = perSecond.get(t) ?? new Map<number, number>();
-            m.set(le, v);
-            perSecond.set(t, m);
-          }
-        }
-        const calls = buckets.get(Number.POSITIVE_INFINITY) ?? 0;
-        const value = histogramQuantile(0.99, buckets);
+        const les = groups
+          .map((g) => ({ g, le: g.labels.le === '+Inf' ? Number.POSITIVE_INFINITY : Number(g.labels.le) }))
+          .sort((x, y) => x.le - y.le);
+        const bounds = les.map((x) => x.le);
+        const totals = les.map((x) => total(x.g.points));
+        const calls = totals[totals.length - 1] ?? 0;
+        const value = quantileSorted(0.99, bounds, totals);
         if (!Number.isFinite(value)) continue;
+        // Per-second p99 for the onset: one row of bucket rates per second.
+        const perSecond = new Map<number, Float64Array>();
+        les.forEach(({ g }, i) => {
+          for (const [t, v] of g.points) {
+            let row = perSecond.get(t);
+            if (!row) {
+              row = new Float64Array(bounds.length);
+              perSecond.set(t, row);
+            }
+            row[i] = v;
+          }
+        });
         const p99PerSecond: Point[] = [...perSecond.entries()]
           .sort((x, y) => x[0] - y[0])
-          .map(([t, m]) => [t, histogramQuantile(0.99, m)]);
+          .map(([t, row]) => [t, quantileSorted(0.99, bounds, row)]);
         out.push({
           labels: { backend },
           value,

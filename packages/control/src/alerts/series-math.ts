@@ -109,14 +109,24 @@ export function ratioPoints(a: readonly Point[], b: readonly Point[]): Point[] {
  */
 export function histogramQuantile(q: number, buckets: ReadonlyMap<number, number>): number {
   const bounds = [...buckets.keys()].sort((x, y) => x - y);
+  return quantileSorted(
+    q,
+    bounds,
+    bounds.map((b) => buckets.get(b) ?? 0),
+  );
+}
+
+/** histogramQuantile over parallel arrays, `bounds` ascending (the hot path: no allocation). */
+export function quantileSorted(q: number, bounds: readonly number[], counts: ArrayLike<number>): number {
   if (bounds.length === 0) return Number.NaN;
-  const count = buckets.get(bounds[bounds.length - 1]!) ?? 0;
+  const count = counts[bounds.length - 1] ?? 0;
   if (!(count > 0)) return Number.NaN;
   const rank = q * count;
   let prevBound = 0;
   let prevCount = 0;
-  for (const bound of bounds) {
-    const c = buckets.get(bound) ?? 0;
+  for (let i = 0; i < bounds.length; i++) {
+    const bound = bounds[i]!;
+    const c = counts[i] ?? 0;
     if (c >= rank) {
       // Observations above the highest finite bound: Prometheus answers that bound.
       if (bound === Number.POSITIVE_INFINITY) return prevBound;
