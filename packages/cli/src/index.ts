@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { type LogLevel, logLevels } from '@breakwater/broker';
+import { type GamedayRunFlags, listScenarios, runGameday } from '@breakwater/gameday';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
   type AdminFlags,
@@ -110,6 +111,33 @@ export async function main(
   ).action(async (name: string, options: AdminFlags) => {
     exitCode = await authnStatus(name, options, commandIo);
   });
+
+  // Game days (issue 6): scored incident rehearsals against a simulated fleet.
+  const gameday = program
+    .command('gameday')
+    .description('rehearse fleet incidents: a simulated fleet, injected faults, a scored report');
+  gameday
+    .command('list')
+    .description('the scenarios and their full-scale size')
+    .action(() => {
+      exitCode = listScenarios({ stdout, stderr });
+    });
+  gameday
+    .command('run <scenario>')
+    .description('run a scenario; exit code 0 when every expectation passes, 1 otherwise')
+    .option('--devices <n>', 'simulated devices (default: the scenario full scale)')
+    .option('--target <url>', 'test this broker (mqtt://host:port) instead of an in-process one')
+    .option('--metrics <url>', "the target's Prometheus endpoint (default http://<host>:8080/metrics)")
+    .option('--duration <time>', 'run length, e.g. 90s, 5m; fault times and delays scale with it')
+    .option('--time-scale <x>', 'override the time scale (default: duration / full-scale duration)')
+    .option('--report <dir>', 'where report.json, summary.md and report.html go')
+    .addOption(
+      new Option('--protections <mode>', 'off: the scenario weakened configuration').choices(['on', 'off']),
+    )
+    .option('--seed <n>', 'random seed of the fleet')
+    .action(async (name: string, options: GamedayRunFlags) => {
+      exitCode = await runGameday(name, options, { stdout, stderr });
+    });
 
   program
     .command('passwd <file> <user>')
