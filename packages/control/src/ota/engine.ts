@@ -713,10 +713,10 @@ export class CampaignEngine implements ControlService {
   #requestEvaluate(id: string): void {
     if (this.#closed || this.#evaluateQueued.has(id)) return;
     this.#evaluateQueued.add(id);
-    void this.#serial(async () => {
+    this.#serial(async () => {
       this.#evaluateQueued.delete(id);
       await this.#evaluate(id);
-    });
+    }).catch(() => {}); // logged by #serial
   }
 
   #clearTimer(id: string): void {
@@ -890,7 +890,7 @@ export class CampaignEngine implements ControlService {
     if (typeof report !== 'object' || report === null) return;
     const { jobId, status } = report;
     if (typeof jobId !== 'string' || typeof status !== 'string' || !REPORTED_STATES.has(status)) return;
-    void this.#serial(() => this.#applyReport(deviceId, jobId, status as JobState, report)).catch(() => {});
+    this.#serial(() => this.#applyReport(deviceId, jobId, status as JobState, report)).catch(() => {}); // logged by #serial
   }
 
   async #applyReport(

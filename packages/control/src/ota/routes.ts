@@ -300,6 +300,11 @@ function waveView(w: WaveSummary): Static<typeof WaveView> {
   return { wave: index + 1, ...rest };
 }
 
+/** Action routes take an optional body: a POST without one reads as `{}`. */
+async function emptyBodyIsEmptyObject(request: FastifyRequest): Promise<void> {
+  if (request.body === undefined || request.body === null) request.body = {};
+}
+
 function actorOf(request: FastifyRequest): Actor {
   return { id: request.actor?.id ?? 'anonymous', name: request.actor?.name ?? 'anonymous' };
 }
@@ -427,6 +432,7 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
   app.post<{ Params: Static<typeof CampaignIdParams>; Body: Static<typeof ReasonBody> | undefined }>(
     '/v1/campaigns/:id/start',
     {
+      preValidation: emptyBodyIsEmptyObject,
       config: { access: 'operator' },
       schema: {
         tags,
@@ -445,6 +451,7 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
   app.post<{ Params: Static<typeof CampaignIdParams>; Body: Static<typeof ReasonBody> | undefined }>(
     '/v1/campaigns/:id/halt',
     {
+      preValidation: emptyBodyIsEmptyObject,
       config: { access: 'operator' },
       schema: {
         tags,
@@ -467,6 +474,7 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
   app.post<{ Params: Static<typeof CampaignIdParams>; Body: Static<typeof ReasonBody> | undefined }>(
     '/v1/campaigns/:id/resume',
     {
+      preValidation: emptyBodyIsEmptyObject,
       config: { access: 'operator' },
       schema: {
         tags,
@@ -490,6 +498,7 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
   app.post<{ Params: Static<typeof CampaignIdParams>; Body: Static<typeof RollbackBody> | undefined }>(
     '/v1/campaigns/:id/rollback',
     {
+      preValidation: emptyBodyIsEmptyObject,
       config: { access: 'operator' },
       schema: {
         tags,
