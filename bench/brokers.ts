@@ -194,9 +194,33 @@ function distIsFresh(packages: readonly string[]): boolean {
   return true;
 }
 
+export interface StartOptions {
+  /**
+   * A Breakwater config file's content (YAML), passed to `breakwater up --config` (the CLI
+   * launchers only; the script fallback has no admission or guard to configure).
+   */
+  readonly breakwaterConfig?: string;
+}
+
+/**
+ * Benchmarks that measure raw connection handling turn Breakwater's admission limits off: the
+ * defaults (1,000 CONNECTs/s and a 2,000 burst per listener, 25 % of it reserved for clients that
+ * verify locally, slow start after a mass drop) pace a storm on purpose. Results say when used.
+ */
+export const ADMISSION_OFF_CONFIG = [
+  'admission:',
+  '  global: { rate: 0, maxHandshakes: 0, maxConnections: 0 }',
+  '  listenerDefaults: { rate: 0, maxHandshakes: 0, maxConnections: 0 }',
+  '  slowStart: { enabled: false }',
+  '  flapping:',
+  '    clientId: { maxConnects: 0 }',
+  '',
+].join('\n');
+
 export async function startBroker(
   name: BrokerName,
   breakwater: BreakwaterLaunch = 'auto',
+  options: StartOptions = {},
 ): Promise<RunningBroker> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
@@ -237,6 +261,11 @@ export async function startBroker(
       const version = breakwaterVersion();
       const upArgs = ['up', '--mqtt-port', String(port), '--ws-port', '0', '--http-port', '0'];
       upArgs.push('--data-dir', join(dir, 'data'), '--log-level', 'warn');
+      if (options.breakwaterConfig !== undefined) {
+        const file = join(dir, 'breakwater.yaml');
+        writeFileSync(file, options.breakwaterConfig);
+        upArgs.push('--config', file);
+      }
       const candidates: [BreakwaterLaunch, string[]][] = [];
       const cliBuilt = distIsFresh(['packages/cli', 'packages/broker']);
       if (breakwater === 'cli' || (breakwater === 'auto' && cliBuilt)) {

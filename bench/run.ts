@@ -4,7 +4,9 @@
  *
  *   npm run bench -- throughput   [--brokers breakwater,mosquitto,aedes] [--scenarios fan-in,fan-out,qos1-pairs]
  *                                 [--warmup 2] [--window 6] [--latency-load 0.5]
- *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000]
+ *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--connects-per-sec 600]
+ *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
+ *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
@@ -16,6 +18,13 @@ import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { liveChildren } from './loadgen/pool.js';
 import { machineInfo, writeResults } from './report.js';
+import {
+  runStorm,
+  type StormKind,
+  type StormTarget,
+  StormTargets,
+  stormMarkdown,
+} from './scenarios/fleet-storms.js';
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
 import { runTopics } from './scenarios/topics.js';
@@ -60,9 +69,43 @@ async function main(): Promise<number> {
       window: { type: 'string', default: '6' },
       'latency-load': { type: 'string', default: '0.5' },
       connections: { type: 'string', default: '10000' },
+      'connects-per-sec': { type: 'string', default: '600' },
+      devices: { type: 'string' },
+      'max-connecting': { type: 'string', default: '200' },
+      'reboot-fraction': { type: 'string', default: '0.333' },
     },
   });
   const kind = positionals[0];
+  if (kind === 'connect-storm' || kind === 'reboot-storm') {
+    const breakwaterLaunch = values.breakwater as BreakwaterLaunch;
+    const opts = {
+      kind: kind as StormKind,
+      targets: list<StormTarget>(values.brokers, StormTargets, 'brokers'),
+      breakwater: breakwaterLaunch,
+      devices: Number(values.devices ?? (kind === 'connect-storm' ? 15_000 : 12_000)),
+      maxConnecting: Number(values['max-connecting']),
+      rebootFraction: Number(values['reboot-fraction']),
+      rebootDownMs: [1000, 1250] as [number, number],
+      deadlineMs: 120_000,
+    };
+    const machine = machineInfo();
+    const started = Date.now();
+    const { results, brokers: infos } = await runStorm(opts, log);
+    const files = writeResults(
+      values.name ?? kind,
+      {
+        benchmark: kind,
+        machine,
+        brokers: infos,
+        options: opts,
+        results,
+        durationS: (Date.now() - started) / 1000,
+      },
+      stormMarkdown(machine, infos, results, opts),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
   const brokers = list<BrokerName>(values.brokers, BrokerNames, 'brokers');
   const breakwater = values.breakwater as BreakwaterLaunch;
   if (!['auto', 'cli', 'script'].includes(breakwater))
@@ -100,7 +143,12 @@ async function main(): Promise<number> {
     return 0;
   }
   if (kind === 'idle-memory') {
-    const opts = { brokers, breakwater, connections: Number(values.connections), perWorker: 2500 };
+    const opts = {
+      brokers,
+      breakwater,
+      connections: Number(values.connections),
+      connectsPerSec: Number(values['connects-per-sec']),
+    };
     const { results, brokers: infos } = await runIdleMemory(opts, log);
     const name = values.name ?? 'idle-memory';
     const files = writeResults(
@@ -123,7 +171,7 @@ async function main(): Promise<number> {
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|topics|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|topics|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }

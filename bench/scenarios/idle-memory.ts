@@ -1,13 +1,17 @@
 /**
  * Idle memory: RSS of the broker process before and after N idle connections (CONNECT, CONNACK,
- * then nothing, keepalive 600 s), reported as KiB per connection. The connections are spread over
- * several load-generator processes (each well under the 20,000 open-files limit) and over source
- * addresses 127.0.0.1..127.0.0.k, so neither the fd limit nor the ephemeral port range is in the way.
+ * then nothing, keepalive 600 s), reported as KiB per connection. The connections come from the
+ * game-day fleet simulator in this process (one fd per connection, well under the 20,000 limit
+ * for 10,000) over source addresses 127.0.0.1..4, so the ephemeral port range is not in the way.
+ *
+ * Connects are paced at `connectsPerSec` (default 600/s): Breakwater's default admission admits
+ * 1,000 CONNECTs/s per listener with a 2,000 burst, 25 % of it reserved for clients that verify
+ * locally, so an unpaced 10,000 burst would be partly refused (by design) and measure fewer
+ * connections. Every broker gets the same pace; the broker runs its default configuration.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Fleet } from '@breakwater/gameday';
 import { type BreakwaterLaunch, type BrokerName, type RunningBroker, startBroker } from '../brokers.js';
-import { WorkerPool } from '../loadgen/pool.js';
-import type { ClientSpec } from '../loadgen/protocol.js';
 import { fmtNumber, fmtRatio, type MachineInfo, machineMarkdown, table } from '../report.js';
 import type { BrokerInfo } from './throughput.js';
 
@@ -15,8 +19,8 @@ export interface IdleMemoryOptions {
   readonly brokers: readonly BrokerName[];
   readonly breakwater: BreakwaterLaunch;
   readonly connections: number;
-  /** Connections per load-generator process (each holds one fd per connection). */
-  readonly perWorker: number;
+  /** Connection ramp, CONNECTs per second (below Breakwater's default admission rate). */
+  readonly connectsPerSec: number;
 }
 
 export interface IdleMemoryResult {
@@ -47,35 +51,39 @@ async function measure(
   infos: Partial<Record<BrokerName, BrokerInfo>>,
 ): Promise<IdleMemoryResult> {
   let broker: RunningBroker | null = null;
-  let pool: WorkerPool | null = null;
+  let fleet: Fleet | null = null;
   try {
     broker = await startBroker(name, opts.breakwater);
     infos[name] ??= { version: broker.version, launch: broker.launch };
-    const workers = Math.ceil(opts.connections / opts.perWorker);
-    const assignment: ClientSpec[][] = Array.from({ length: workers }, () => []);
-    for (let i = 0; i < opts.connections; i++) {
-      const w = i % workers;
-      (assignment[w] as ClientSpec[]).push({ id: `idle-${i}`, localAddress: `127.0.0.${1 + w}` });
-    }
     const before = await settledRss(broker);
-    pool = new WorkerPool(workers);
-    const setup = await pool.setup(assignment, {
-      host: broker.host,
-      port: broker.port,
-      keepalive: 600,
-      payloadSize: 64,
-      concurrency: 50,
-      qos1Window: 1,
-      deadlineMs: 120_000,
+    fleet = new Fleet({
+      target: { host: broker.host, port: broker.port },
+      devices: opts.connections,
+      idPrefix: 'idle-',
+      protocolVersion: 4,
+      keepaliveSec: 600,
+      rampPerSec: opts.connectsPerSec,
+      // A refused device retries after 1 s: the run measures the connections it holds at the end.
+      policy: 'naive',
+      sourceAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'],
+      connectTimeoutMs: 30_000,
     });
+    await fleet.start();
+    const done = await fleet
+      .waitFor((s) => s.connected === s.devices, 120_000)
+      .then(() => true)
+      .catch(() => false);
     const after = await settledRss(broker);
     if (!broker.alive()) throw new Error('broker exited');
-    const stats = await pool.stats();
-    const closed = stats.reduce((a, s) => a + s.closedUnexpectedly, 0);
-    const held = setup.connected - closed;
+    const s = fleet.stats();
+    const held = s.connected;
     const notes: string[] = [];
-    if (setup.failed > 0) notes.push(`${setup.failed} connections failed (${setup.firstError})`);
-    if (closed > 0) notes.push(`${closed} connections closed by the broker while idle`);
+    const refused = Object.values(s.refusals).reduce((a, v) => a + v, 0);
+    if (refused > 0) notes.push(`${refused} CONNECTs refused and retried (${JSON.stringify(s.refusals)})`);
+    if (s.networkErrors > 0) notes.push(`${s.networkErrors} network errors`);
+    const dropped = Object.values(s.disconnectsByServer).reduce((a, v) => a + v, 0);
+    if (dropped > 0) notes.push(`${dropped} connections closed by the broker while idle`);
+    if (!done) notes.push(`only ${held} of ${s.devices} connected after 120 s`);
     return {
       ok: held > 0,
       note: notes.length ? notes.join('; ') : null,
@@ -94,7 +102,7 @@ async function measure(
       kibPerConnection: null,
     };
   } finally {
-    await pool?.close();
+    await fleet?.stop();
     await broker?.stop();
   }
 }
@@ -129,7 +137,7 @@ export function idleMemoryMarkdown(
     out.push(`- ${name} ${info.version}: \`${info.launch}\``);
   out.push(
     '',
-    `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s), spread over ${Math.ceil(opts.connections / opts.perWorker)} load-generator processes. ` +
+    `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s) from the game-day fleet simulator, paced at ${fmtNumber(opts.connectsPerSec)} CONNECTs/s (below Breakwater's default admission rate; every broker in its default configuration). ` +
       'Broker RSS (VmRSS) once it settles before and after connecting; KiB/conn = difference / connections. ' +
       'Ratio is Breakwater / peer: below 1 is better.',
     '',

@@ -80,6 +80,8 @@ function validate(o: FleetOptions): void {
     throw new TypeError('target: { host, port } required');
   if (o.timeScale !== undefined && !(o.timeScale > 0)) throw new RangeError('timeScale must be > 0');
   if (o.rampPerSec !== undefined && !(o.rampPerSec > 0)) throw new RangeError('rampPerSec must be > 0');
+  if (o.maxConnecting !== undefined && !(o.maxConnecting >= 1))
+    throw new RangeError('maxConnecting must be >= 1');
   if (o.telemetry && !(o.telemetry.intervalMs > 0)) throw new RangeError('telemetry.intervalMs must be > 0');
   if (o.sourceAddresses && o.sourceAddresses.length === 0)
     throw new RangeError('sourceAddresses: empty list');
@@ -135,6 +137,8 @@ export class Fleet extends EventEmitter {
   #started = false;
   #stopping = false;
   #rampTimer: NodeJS.Timeout | null = null;
+  /** Set during a closed-loop ramp: launches more devices when a handshake ends. */
+  #rampNext: (() => void) | null = null;
   #sweepTimer: NodeJS.Timeout | null = null;
   #telemetryTimer: NodeJS.Timeout | null = null;
   /** The device whose bytes are being scanned (saves a closure per read). */
@@ -183,25 +187,34 @@ export class Fleet extends EventEmitter {
     let next = 0;
     const launch = (): boolean => {
       const due = Math.min(this.#devices.length, Math.floor(((Date.now() - startedAt) / 1000) * rate) + 1);
-      while (next < due && !this.#stopping) {
+      const maxConnecting = this.options.maxConnecting ?? Number.POSITIVE_INFINITY;
+      while (next < due && !this.#stopping && this.#gauges.connecting < maxConnecting) {
         const d = this.#devices[next++]!;
         if (d.state === 'idle') this.#attempt(d);
       }
       return next >= this.#devices.length || this.#stopping;
     };
     return new Promise((resolve) => {
-      if (launch()) {
+      const done = () => {
+        if (this.#rampTimer) clearInterval(this.#rampTimer);
+        this.#rampTimer = null;
+        this.#rampNext = null;
         this.emit('ramped');
         resolve();
+      };
+      if (launch()) {
+        done();
         return;
       }
       this.#rampTimer = setInterval(() => {
-        if (!launch()) return;
-        clearInterval(this.#rampTimer!);
-        this.#rampTimer = null;
-        this.emit('ramped');
-        resolve();
+        if (launch()) done();
       }, 10);
+      // A closed-loop ramp also refills the moment a handshake ends, not only on the next tick.
+      if (this.options.maxConnecting !== undefined) {
+        this.#rampNext = () => {
+          if (launch()) done();
+        };
+      }
     });
   }
 
@@ -211,6 +224,7 @@ export class Fleet extends EventEmitter {
     this.#stopping = true;
     for (const t of [this.#rampTimer, this.#sweepTimer, this.#telemetryTimer]) if (t) clearInterval(t);
     this.#rampTimer = this.#sweepTimer = this.#telemetryTimer = null;
+    this.#rampNext = null;
     for (const d of this.#devices) {
       this.#clearTimer(d);
       this.#abortOta(d);
@@ -391,9 +405,11 @@ export class Fleet extends EventEmitter {
   // ---- connection life cycle ----
 
   #setState(d: SimDevice, state: SimDeviceState): void {
-    this.#gauges[d.state]--;
+    const was = d.state;
+    this.#gauges[was]--;
     this.#gauges[state]++;
     d.state = state;
+    if (was === 'connecting' && this.#rampNext) queueMicrotask(this.#rampNext);
   }
 
   #setTimer(d: SimDevice, kind: SimDevice['timerKind'], ms: number): void {
@@ -459,6 +475,7 @@ export class Fleet extends EventEmitter {
       }),
     );
     d.lastWriteAt = d.attemptStartedAt;
+    this.emit('attempt', d.id);
   }
 
   /** Closes the device's socket from our side; its 'close' is then ignored. No DISCONNECT. */
@@ -515,7 +532,7 @@ export class Fleet extends EventEmitter {
     end: number,
   ): void => {
     const d = this.#reading;
-    if (!d || !d.socket) return;
+    if (!d?.socket) return;
     switch (type) {
       case PacketType.Publish:
         this.#onPublish(d, flags, buf, bodyStart, end);
@@ -604,7 +621,7 @@ export class Fleet extends EventEmitter {
   }
 
   #crashes(d: SimDevice): boolean {
-    return this.#crashLoop !== null && this.#crashLoop.versions.includes(d.firmware);
+    return this.#crashLoop?.versions.includes(d.firmware) === true;
   }
 
   /** Drop without DISCONNECT, stay down `downMs`, then boot and connect at once. */

@@ -55,6 +55,11 @@ export interface FleetOptions {
   timeScale?: number;
   /** Initial connection ramp, first attempts per second (default 500). */
   rampPerSec?: number;
+  /**
+   * During the ramp, never more than this many devices connecting at once (default unlimited):
+   * a closed-loop ramp that measures how fast the broker accepts, not how fast we ask.
+   */
+  maxConnecting?: number;
   /** MQTT 3.1.1 (4) or 5 (default 5). */
   protocolVersion?: 4 | 5;
   /** MQTT keepalive (default 60 s); PINGREQs are sent at this interval. */
@@ -128,6 +133,8 @@ export type SimDeviceState =
 export interface FleetEvents {
   /** Every device made its first attempt. */
   ramped: [];
+  /** A connection attempt began (socket opened, CONNECT sent). */
+  attempt: [id: string];
   connected: [id: string];
   'auth-breaker-open': [id: string, openForMs: number];
   config: [id: string, version: string];
