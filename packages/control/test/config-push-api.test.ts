@@ -319,6 +319,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
       const missing = await put(h, 'ghost', { config: { x: 1 } });
       assert.equal(missing.statusCode, 404);
       assert.equal(errorOf(missing).code, 'BW_ERR_API_NOT_FOUND');
+      assert.equal((await h.call('GET', '/api/v1/devices/ghost/config')).statusCode, 404);
       assert.equal((await put(h, 'a', { config: { version: 'x' } })).statusCode, 400);
       assert.equal(fleet.published.length, 0, 'nothing published');
       const audit = (await h.call('GET', '/api/v1/audit?targetType=device')).json() as {
