@@ -12,7 +12,14 @@ import {
   passwd,
   restoreAuthn,
 } from './admin-commands.js';
+import { registerCampaignCommands } from './commands/campaign.js';
+import type { ApiCommandContext } from './commands/common.js';
+import { registerConfigCommands } from './commands/config.js';
+import { registerDeviceCommands } from './commands/devices.js';
 import { registerExportCommand } from './commands/export.js';
+import { registerIncidentCommands } from './commands/incident.js';
+import { registerRevocationCommands } from './commands/revocations.js';
+import { registerTokenCommands } from './commands/tokens.js';
 import { runUp, type UpIo } from './up.js';
 import type { UpFlags } from './up-config.js';
 
@@ -151,6 +158,20 @@ export async function main(
   registerExportCommand(program, { stdout, stderr }, (code) => {
     exitCode = code;
   });
+
+  // Control-plane API commands (issue 5): one registration call per command group.
+  const api: ApiCommandContext = {
+    io: commandIo,
+    setExitCode: (code) => {
+      exitCode = code;
+    },
+  };
+  registerDeviceCommands(program, api);
+  registerTokenCommands(program, api);
+  registerRevocationCommands(program, api);
+  registerConfigCommands(program, api);
+  registerCampaignCommands(program, api);
+  registerIncidentCommands(program, api);
 
   try {
     await program.parseAsync(argv as string[]);
