@@ -405,6 +405,13 @@ export function incidentsSuite(driver: Driver): void {
       const pm = await h.call('GET', `/api/v1/incidents/${id}/postmortem`);
       assert.equal(pm.statusCode, 200);
       assert.match(String(pm.headers['content-type']), /^text\/markdown/);
+      assert.ok(pm.body.startsWith('# Postmortem draft: INC-'), pm.body.slice(0, 80));
+      const wrapped = (await h.call('GET', `/api/v1/incidents/${id}/postmortem?format=json`)).json() as {
+        ref: string;
+        markdown: string;
+      };
+      assert.equal(wrapped.ref, `INC-${id}`);
+      assert.equal(wrapped.markdown, pm.body);
       for (const heading of [
         '## Summary',
         '## Impact',

@@ -24,6 +24,7 @@ import {
   MessagesQuery,
   MessageView,
   NoteBody,
+  PostmortemQuery,
   RunbookMetaView,
   RunbookView,
   SlugParams,
@@ -275,7 +276,7 @@ export function incidentRoutes(app: FastifyInstance, ctx: RouteContext, incident
     },
   );
 
-  app.get<{ Params: Static<typeof IncidentParams> }>(
+  app.get<{ Params: Static<typeof IncidentParams>; Querystring: Static<typeof PostmortemQuery> }>(
     '/v1/incidents/:id/postmortem',
     {
       config: { access: 'viewer' },
@@ -283,13 +284,27 @@ export function incidentRoutes(app: FastifyInstance, ctx: RouteContext, incident
         tags,
         summary:
           'Postmortem draft (markdown) from the incident: timeline, detection, response; root cause to fill.',
+        description: '`?format=json` wraps the markdown as `{ ref, markdown }` for JSON-only clients.',
         params: IncidentParams,
-        response: { 200: { content: { 'text/markdown': { schema: Type.String() } } }, ...errorResponses },
+        querystring: PostmortemQuery,
+        response: {
+          200: {
+            content: {
+              'text/markdown': { schema: Type.String() },
+              'application/json': { schema: Type.Object({ ref: Type.String(), markdown: Type.String() }) },
+            },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
       const detail = await incidents.detail(idOf(request.params));
-      return reply.type('text/markdown; charset=utf-8').send(postmortemMarkdown(detail, clock.now()));
+      const markdown = postmortemMarkdown(detail, clock.now());
+      if (request.query.format === 'json') {
+        return reply.type('application/json').send({ ref: incidentRef(detail.incident.id), markdown });
+      }
+      return reply.type('text/markdown; charset=utf-8').send(markdown);
     },
   );
 

@@ -188,6 +188,11 @@ export const SummaryView = Type.Object({
   ttr: Stats,
 });
 
+export const PostmortemQuery = Type.Object(
+  { format: Type.Optional(literals(['markdown', 'json'], 'Default: markdown (text/markdown).')) },
+  strict,
+);
+
 export const MessagesQuery = Type.Object(
   { audience: Type.Optional(literals(['internal', 'customer', 'regulator'], 'Default: internal.')) },
   strict,

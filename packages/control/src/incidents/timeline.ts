@@ -13,11 +13,17 @@ import { readFileSync } from 'node:fs';
 import type { AuditRecord } from '../storage/types.js';
 import type { IncidentRecord, IncidentRepository, TimelineKind, TimelineRecord } from './model.js';
 
-/** Audit actions that are kill switches (the other helpers' `revocation.*`, `config.*`, …). */
+/**
+ * Audit actions that are kill switches or fleet-wide changes: revocations, config pushes
+ * (`config.push`, and `config-push` from /killswitch/config-push), OTA campaign actions
+ * (`campaign.halt`, …) and the one-call kill switches (`killswitch.ota-halt`).
+ */
 export const KILL_SWITCH_ACTION_PREFIXES = [
   'revocation.',
   'config.',
+  'config-push',
   'campaign.',
+  'killswitch.',
   'ota.',
   'listener.',
 ] as const;
