@@ -11,7 +11,7 @@ export {
   type FaultProxyStats,
   type FaultSettings,
 } from './fault/proxy.js';
-export { Fleet } from './fleet/fleet.js';
+export { Fleet, fleetDeviceIds } from './fleet/fleet.js';
 export type {
   CrashLoopOptions,
   FleetEvents,

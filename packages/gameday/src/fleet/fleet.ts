@@ -66,6 +66,12 @@ interface Counters {
 
 type Gauges = Record<SimDeviceState, number>;
 
+/** The ids a Fleet gives its devices: prefix + 1-based index, zero-padded to at least 5 digits. */
+export function fleetDeviceIds(devices: number, idPrefix = 'sim-'): string[] {
+  const width = Math.max(5, String(devices).length);
+  return Array.from({ length: devices }, (_, i) => `${idPrefix}${String(i + 1).padStart(width, '0')}`);
+}
+
 function resolvePolicy(p: FleetOptions['policy']): ReconnectPolicy {
   if (p === undefined || p === 'fleet') return fleetPolicy();
   if (p === 'naive') return naivePolicy();
@@ -156,8 +162,6 @@ export class Fleet extends EventEmitter {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#telemetry = options.telemetry ?? null;
     this.#crashLoop = options.crashLoop ?? null;
-    const prefix = options.idPrefix ?? 'sim-';
-    const width = Math.max(5, String(options.devices).length);
     const breaker = { ...defaultAuthBreakerOptions, ...options.authBreaker };
     const breakerOptions = {
       threshold: breaker.threshold,
@@ -165,8 +169,9 @@ export class Fleet extends EventEmitter {
       openMaxMs: breaker.openMaxMs * this.#scale,
     };
     this.#devices = [];
+    const ids = fleetDeviceIds(options.devices, options.idPrefix);
     for (let i = 0; i < options.devices; i++) {
-      const id = `${prefix}${String(i + 1).padStart(width, '0')}`;
+      const id = ids[i]!;
       const fw = options.firmware;
       const firmware = typeof fw === 'function' ? fw(id) : (fw ?? '1.0.0');
       const d = new SimDevice(id, i, firmware, new AuthBreaker(breakerOptions));
