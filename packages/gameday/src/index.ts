@@ -5,6 +5,7 @@
  */
 
 export type { ReconnectPolicy } from '@breakwater/device/policy';
+export { BrokerProcess, type BrokerProcessOptions } from './fault/broker-process.js';
 export {
   FaultProxy,
   type FaultProxyOptions,
