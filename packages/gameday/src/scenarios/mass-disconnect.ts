@@ -42,7 +42,6 @@ export const massDisconnect: ScenarioDefinition = {
         policy: policyFor(p),
         timeScale: p.timeScale,
         telemetry: telemetryFor(p),
-        connectTimeoutMs: Math.max(500, Math.round(10_000 * p.timeScale)),
       },
       viaProxy: true,
       controlPlane: false,

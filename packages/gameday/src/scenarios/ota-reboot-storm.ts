@@ -38,7 +38,6 @@ export const otaRebootStorm: ScenarioDefinition = {
         policy: policyFor(p),
         timeScale: p.timeScale,
         telemetry: telemetryFor(p),
-        connectTimeoutMs: Math.max(1_000, Math.round(10_000 * p.timeScale)),
       },
       viaProxy: false,
       controlPlane: false,

@@ -137,7 +137,9 @@ async function dropSchemaAndRole(a: pg.Client, name: string): Promise<void> {
 
 /** The same guard config with every postgres authenticator's rate cap lifted (seeding only). */
 function liftedLimits(config: Record<string, unknown>): Record<string, unknown> {
-  const copy = structuredClone(config) as { authenticators?: { postgres?: Record<string, Record<string, unknown>> } };
+  const copy = structuredClone(config) as {
+    authenticators?: { postgres?: Record<string, Record<string, unknown>> };
+  };
   for (const a of Object.values(copy.authenticators?.postgres ?? {})) {
     a.limits = { ratePerSec: 1_000_000, burst: 1_000_000, maxInFlight: 64 };
   }
