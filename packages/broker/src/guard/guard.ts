@@ -303,17 +303,21 @@ export class Guard implements BrokerHooks {
     const serial = entry.certSerial !== undefined ? normalizeSerial(entry.certSerial) : undefined;
     const cutoff = entry.issuedBefore;
     const victims = new Set<string>();
-    if (entry.clientId !== undefined && cutoff === undefined) victims.add(entry.clientId);
-    for (const [clientId, s] of this.#sessions) {
-      if (
-        (entry.tokenId !== undefined && s.tokenId === entry.tokenId) ||
-        (serial !== undefined && s.certSerial === serial) ||
-        (cutoff !== undefined &&
-          s.issuedAt !== undefined &&
-          s.issuedAt < cutoff &&
-          (entry.clientId === undefined || entry.clientId === clientId))
-      ) {
-        victims.add(clientId);
+    const older = (s: Session | undefined) => s?.issuedAt !== undefined && s.issuedAt < cutoff!;
+    if (entry.clientId !== undefined) {
+      // One client's cutoff looks at its own session only (a selector sends thousands of these).
+      if (cutoff === undefined || older(this.#sessions.get(entry.clientId))) victims.add(entry.clientId);
+    }
+    const globalCutoff = cutoff !== undefined && entry.clientId === undefined;
+    if (entry.tokenId !== undefined || serial !== undefined || globalCutoff) {
+      for (const [clientId, s] of this.#sessions) {
+        if (
+          (entry.tokenId !== undefined && s.tokenId === entry.tokenId) ||
+          (serial !== undefined && s.certSerial === serial) ||
+          (globalCutoff && older(s))
+        ) {
+          victims.add(clientId);
+        }
       }
     }
     return [...victims];
