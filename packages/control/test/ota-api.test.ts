@@ -313,6 +313,13 @@ function apiSuite(driver: Driver): void {
       assert.equal(audit.items[0]?.actor.id, 'system');
       assert.equal(audit.items[0]?.details.automatic, true);
 
+      type Alerts = { active: Array<{ ruleId: string; labels: Record<string, string>; summary: string }> };
+      const firing = ((await h.call('GET', '/api/v1/alerts')).json() as Alerts).active.find(
+        (a) => a.ruleId === 'ota-gate-failed',
+      );
+      assert.deepEqual(firing?.labels, { campaign: id, wave: '1' }, 'the gate halt raised ota-gate-failed');
+      assert.match(firing!.summary, /failure ratio 20%/);
+
       const resumed = await h.call('POST', `/api/v1/campaigns/${id}/resume`, {
         body: { reason: 'known flaky unit' },
       });
@@ -320,6 +327,12 @@ function apiSuite(driver: Driver): void {
       // Gate of wave 1 overridden: wave 2 goes out.
       const w2 = await notifiedWave(h, id, 2);
       assert.equal(w2.length, 15);
+      const after = ((await h.call('GET', '/api/v1/alerts')).json() as Alerts).active;
+      assert.equal(
+        after.filter((a) => a.ruleId === 'ota-gate-failed').length,
+        0,
+        'resume resolved the alert',
+      );
     });
 
     it('devices that go offline after updating fail the soak gate', async (t) => {

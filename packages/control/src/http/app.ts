@@ -26,6 +26,7 @@ import type { FleetBroker } from '../fleet-broker.js';
 import { IncidentManager } from '../incidents/manager.js';
 import { incidentRoutes } from '../incidents/routes.js';
 import { RunbookLibrary } from '../incidents/runbooks.js';
+import { otaGateAlerts } from '../ota/alerts.js';
 import { CampaignEngine } from '../ota/engine.js';
 import { campaignRoutes } from '../ota/routes.js';
 import { revocationRoutes } from '../revocation/routes.js';
@@ -211,7 +212,13 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     deviceTokenTtlSec: options.tokens?.deviceTokenTtlSec ?? 3600,
   };
   if (fleet !== null) services.push(new ConfigReportFollower({ storage, fleet, clock, logger: ctx.logger }));
-  const campaigns = new CampaignEngine({ storage, clock, fleet, logger: ctx.logger });
+  const campaigns = new CampaignEngine({
+    storage,
+    clock,
+    fleet,
+    logger: ctx.logger,
+    events: otaGateAlerts(alerting.engine),
+  });
   services.push(campaigns);
   // Active revocations onto the guard denylist before anything else acts on the fleet.
   if (fleet !== null) services.unshift(revocationService(storage, fleet, ctx.logger));

@@ -106,11 +106,20 @@ export interface WaveSummary {
   failureRatio: number;
 }
 
+/** What the engine tells the rest of the control plane (alerting: the `ota-gate-failed` rule). */
+export interface CampaignEvents {
+  /** A wave failed its gate and the campaign halted itself. `wave` is 1-based. */
+  gateFailed(e: { campaignId: string; name: string; wave: number; reason: string; value: number }): void;
+  /** An operator resumed or rolled back a campaign that a gate had halted. */
+  gateHaltResolved(e: { campaignId: string; wave: number; how: 'resumed' | 'rolled back' }): void;
+}
+
 export interface CampaignEngineOptions {
   storage: ControlStorage;
   clock: Clock;
   fleet: FleetBroker | null;
   logger?: Logger | null;
+  events?: CampaignEvents | null;
 }
 
 /** Jobs notified together: one broker flush covers a chunk (publish resolves after fsync). */
@@ -163,6 +172,7 @@ export class CampaignEngine implements ControlService {
   readonly #clock: Clock;
   readonly #fleet: FleetBroker | null;
   readonly #logger: Logger | null;
+  readonly #events: CampaignEvents | null;
   #queue: Promise<unknown> = Promise.resolve();
   /** Campaigns a halt was requested for: the notify loop stops at the next chunk. */
   readonly #stopNotifying = new Set<string>();
@@ -178,6 +188,7 @@ export class CampaignEngine implements ControlService {
     this.#clock = options.clock;
     this.#fleet = options.fleet;
     this.#logger = options.logger ?? null;
+    this.#events = options.events ?? null;
   }
 
   // ---- lifecycle ----
@@ -396,6 +407,11 @@ export class CampaignEngine implements ControlService {
         });
       });
       this.#stopNotifying.delete(id);
+      if (c.haltedBy === SYSTEM.id) {
+        this.#notifyEvent(() =>
+          this.#events?.gateHaltResolved({ campaignId: id, wave: wave + 1, how: 'resumed' }),
+        );
+      }
       const resumed = (await this.#storage.campaigns.get(id))!;
       const unfinished = await this.#storage.campaigns.allJobs(id, {
         maxWave: wave,
@@ -494,6 +510,15 @@ export class CampaignEngine implements ControlService {
           skippedUnknownVersion: skipped.length,
         });
       });
+      if (c.haltedBy === SYSTEM.id) {
+        this.#notifyEvent(() =>
+          this.#events?.gateHaltResolved({
+            campaignId: id,
+            wave: (c.currentWave ?? 0) + 1,
+            how: 'rolled back',
+          }),
+        );
+      }
       return { campaigns, skipped };
     });
     const out: CampaignRecord[] = [];
@@ -570,6 +595,27 @@ export class CampaignEngine implements ControlService {
       reason,
       details,
     });
+  }
+
+  async #gateHalt(c: CampaignRecord, reason: string, value: number): Promise<void> {
+    await this.#haltNow(c, SYSTEM, reason, SYSTEM.id, reason);
+    this.#notifyEvent(() =>
+      this.#events?.gateFailed({
+        campaignId: c.id,
+        name: c.name,
+        wave: (c.currentWave ?? 0) + 1,
+        reason,
+        value,
+      }),
+    );
+  }
+
+  #notifyEvent(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.#logger?.error({ err }, 'ota campaign event listener failed');
+    }
   }
 
   /** Runs inside the serial queue. */
@@ -798,7 +844,7 @@ export class CampaignEngine implements ControlService {
       if (!overridden) {
         const verdict = failureGate(health, gate, k);
         if (!verdict.ok) {
-          await this.#haltNow(c, SYSTEM, verdict.reason, SYSTEM.id, verdict.reason);
+          await this.#gateHalt(c, verdict.reason, verdict.value);
           return;
         }
       }
@@ -817,7 +863,7 @@ export class CampaignEngine implements ControlService {
         health = countsToHealth(counts, await this.#offlineAfterUpdate(id, k));
         const verdict = soakGate(health, gate, k);
         if (!verdict.ok) {
-          await this.#haltNow(c, SYSTEM, verdict.reason, SYSTEM.id, verdict.reason);
+          await this.#gateHalt(c, verdict.reason, verdict.value);
           return;
         }
       }

@@ -16,7 +16,8 @@ export interface WaveHealth {
   settled: boolean;
 }
 
-export type GateVerdict = { ok: true } | { ok: false; reason: string };
+/** `value`: the ratio that broke the gate. */
+export type GateVerdict = { ok: true } | { ok: false; reason: string; value: number };
 
 export function countsToHealth(
   counts: ReadonlyMap<JobState, number>,
@@ -54,6 +55,7 @@ export function failureGate(health: WaveHealth, gate: Gate, waveIndex: number): 
   if (r > gate.maxFailureRatio) {
     return {
       ok: false,
+      value: r,
       reason: `wave ${waveIndex + 1}: failure ratio ${pct(r)} (${health.failed}/${health.devices}) exceeds ${pct(gate.maxFailureRatio)}`,
     };
   }
@@ -68,6 +70,7 @@ export function soakGate(health: WaveHealth, gate: Gate, waveIndex: number): Gat
   if (r > gate.maxOfflineRatio) {
     return {
       ok: false,
+      value: r,
       reason: `wave ${waveIndex + 1}: ${pct(r)} of devices (${health.offlineAfterUpdate}/${health.devices}) went offline after updating, over ${pct(gate.maxOfflineRatio)}`,
     };
   }
