@@ -92,6 +92,7 @@ interface DeviceConfig {
   deviceId: string;
   status: string;
   inSync: boolean;
+  contentMatches: boolean | null;
   desired: { version: number; config: Record<string, unknown>; pushedAt: string } | null;
   reported: { version: string | null; config: Record<string, unknown>; reportedAt: string } | null;
 }
@@ -192,6 +193,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
       const got = (await h.call('GET', '/api/v1/devices/sensor-1/config')).json() as DeviceConfig;
       assert.equal(got.status, 'in-sync');
       assert.equal(got.inSync, true);
+      assert.equal(got.contentMatches, true);
       assert.deepEqual(got.reported?.config, { a: 1, version });
       assert.equal(got.reported?.version, String(version));
     });
@@ -428,40 +430,45 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
         })
       ).json() as PushResult;
       fleet.report('d0', { version, m: 1 }); // in sync
-      fleet.report('d1', { version, m: 2 }); // differs
+      fleet.report('d1', { version: version! + 100, m: 1 }); // differs: a version never pushed
       fleet.report('d2', { version: version! - 1, m: 0 }); // pending
+      fleet.report('d3', { version, m: 1, extra: 'default' }); // in sync, effective config
       await flushReports(h);
       const drift = (await h.call('GET', '/api/v1/config/drift?tag=fleet&limit=3')).json() as {
         summary: Record<string, number>;
-        items: Array<{ deviceId: string; status: string; inSync: boolean; reportedVersion: string | null }>;
+        items: Array<{ deviceId: string; status: string; inSync: boolean; contentMatches: boolean | null }>;
         nextCursor: string | null;
       };
       assert.deepEqual(drift.summary, {
         matched: 7,
-        inSync: 1,
+        inSync: 2,
         pending: 1,
-        neverReported: 4,
+        neverReported: 3,
         differs: 1,
         noDesired: 0,
       });
       assert.deepEqual(
-        drift.items.map((d) => [d.deviceId, d.status, d.inSync]),
+        drift.items.map((d) => [d.deviceId, d.status, d.inSync, d.contentMatches]),
         [
-          ['d0', 'in-sync', true],
-          ['d1', 'differs', false],
-          ['d2', 'pending', false],
+          ['d0', 'in-sync', true, true],
+          ['d1', 'differs', false, true],
+          ['d2', 'pending', false, false],
         ],
       );
       assert.ok(drift.nextCursor);
       const next = (
         await h.call('GET', `/api/v1/config/drift?tag=fleet&limit=3&cursor=${drift.nextCursor}`)
-      ).json() as { items: Array<{ deviceId: string }> };
+      ).json() as { items: Array<{ deviceId: string; status: string; contentMatches: boolean | null }> };
       assert.deepEqual(
-        next.items.map((d) => d.deviceId),
-        ['d3', 'd4', 'd5'],
+        next.items.map((d) => [d.deviceId, d.status, d.contentMatches]),
+        [
+          ['d3', 'in-sync', false],
+          ['d4', 'never-reported', null],
+          ['d5', 'never-reported', null],
+        ],
       );
       const never = (
-        await h.call('GET', '/api/v1/config/drift?status=never-reported&id=d3&id=d0')
+        await h.call('GET', '/api/v1/config/drift?status=never-reported&id=d4&id=d0')
       ).json() as {
         summary: { matched: number };
         items: Array<{ deviceId: string }>;
@@ -469,7 +476,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
       assert.equal(never.summary.matched, 2);
       assert.deepEqual(
         never.items.map((d) => d.deviceId),
-        ['d3'],
+        ['d4'],
       );
       const bad = await h.call('GET', '/api/v1/config/drift?status=bogus');
       assert.equal(bad.statusCode, 400);

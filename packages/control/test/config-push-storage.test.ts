@@ -75,7 +75,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
         assert.equal(await s.configPushes.get('unknown'), null);
       }));
 
-    it('drift status follows reports: never-reported, in-sync, pending, differs; no-desired', (t) =>
+    it('drift status follows reported versions: never-reported, in-sync, pending, differs; no-desired', (t) =>
       withStorage(t, async (s) => {
         await s.devices.insert([device('a'), device('b')]);
         assert.equal((await s.configPushes.get('a'))?.status, 'no-desired');
@@ -85,14 +85,22 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
         await s.configPushes.applyReports([report('a', { nested: { x: [1, 2] }, rate: 1, version: v1 })]);
         const a = await s.configPushes.get('a');
         assert.equal(a?.status, 'in-sync');
+        assert.equal(a?.contentMatches, true);
         assert.equal(a?.reportedVersion, String(v1));
         assert.equal(a?.reportedAt, 3000);
         const v2 = await push(s, { rate: 2 }, ['a']);
-        assert.equal((await s.configPushes.get('a'))?.status, 'pending', 'reports an older version');
+        const pending = await s.configPushes.get('a');
+        assert.equal(pending?.status, 'pending', 'reports an older version');
+        assert.equal(pending?.contentMatches, false);
+        // The version decides; other content (an effective config) only shows in contentMatches.
         await s.configPushes.applyReports([report('a', { rate: 3, version: v2 })]);
-        assert.equal((await s.configPushes.get('a'))?.status, 'differs', 'same version, other content');
+        const effective = await s.configPushes.get('a');
+        assert.equal(effective?.status, 'in-sync', 'same version, other content');
+        assert.equal(effective?.contentMatches, false);
         await s.configPushes.applyReports([report('a', { rate: 2, version: `${v2}` })]);
-        assert.equal((await s.configPushes.get('a'))?.status, 'in-sync', 'string versions compare too');
+        const exact = await s.configPushes.get('a');
+        assert.equal(exact?.status, 'in-sync', 'string versions compare too');
+        assert.equal(exact?.contentMatches, true);
         await s.configPushes.applyReports([report('a', { rate: 2 })]);
         assert.equal((await s.configPushes.get('a'))?.status, 'differs', 'no version');
         await s.configPushes.applyReports([report('a', { rate: 2, version: v2 + 10 })]);
@@ -101,6 +109,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
         await s.configPushes.applyReports([report('b', { version: 7, mode: 'factory' })]);
         const b = await s.configPushes.get('b');
         assert.equal(b?.status, 'no-desired');
+        assert.equal(b?.contentMatches, null);
         assert.deepEqual(b?.reported, { version: 7, mode: 'factory' });
       }));
 
@@ -130,7 +139,7 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
         await s.configPushes.applyReports([
           ...even.slice(0, 5).map((id) => report(id, { mode: 'safe', version: v })),
           ...even.slice(5, 8).map((id) => report(id, { mode: 'old', version: v - 1 })),
-          ...even.slice(8, 10).map((id) => report(id, { mode: 'other', version: v })),
+          ...even.slice(8, 10).map((id) => report(id, { mode: 'other', version: v + 1000 })),
         ]);
         assert.ok(later > v);
         const summary = await s.configPushes.summary({ tags: ['even'] });

@@ -75,9 +75,9 @@ export function canonicalJson(v: unknown): string {
 }
 
 /**
- * Content hash used by the drift view, over the document without its `version` (versions are
- * compared on their own, so `"version": "12"` and `12` agree): a device is in sync when it
- * reports the desired version and the same content (key order and whitespace do not matter).
+ * Content hash used by the drift view's `contentMatches`, over the document without its
+ * `version` (versions are compared on their own, so `"version": "12"` and `12` agree); key
+ * order and whitespace do not matter.
  */
 export function configHash(doc: JsonObject): string {
   const { version: _version, ...content } = doc;

@@ -17,11 +17,13 @@ import type { JsonObject } from './document.js';
 
 export const driftStatuses = ['in-sync', 'pending', 'never-reported', 'differs', 'no-desired'] as const;
 /**
- * - `in-sync`: the device reports the desired version with the desired content.
+ * Drift is desired vs reported *version* (issue 5): the SDK reports only after its handler
+ * applied a version, and devices may report their effective config (defaults filled in), so
+ * the content is compared separately (`contentMatches`) and does not decide the status.
+ * - `in-sync`: the device reports the desired version.
  * - `pending`: it reports an older version (offline since the push, or not applied yet).
  * - `never-reported`: a desired config exists, the device never reported one.
- * - `differs`: it reports the desired version with other content, a version newer than or
- *   unknown to the desired one, or a report without a version.
+ * - `differs`: it reports a version newer than the desired one, not a push version, or none.
  * - `no-desired`: no config was ever pushed to it.
  */
 export type DriftStatus = (typeof driftStatuses)[number];
@@ -66,6 +68,8 @@ export interface DeviceConfigRecord {
   reported: JsonObject | null;
   reportedAt: number | null;
   status: DriftStatus;
+  /** Reported content (without `version`) equals the desired; null when either is missing. */
+  contentMatches: boolean | null;
 }
 
 export interface DriftRecord {
@@ -76,6 +80,8 @@ export interface DriftRecord {
   pushedAt: number | null;
   reportedAt: number | null;
   status: DriftStatus;
+  /** Reported content (without `version`) equals the desired; null when either is missing. */
+  contentMatches: boolean | null;
 }
 
 export type DriftSummary = Record<DriftStatus, number> & { matched: number };
@@ -182,15 +188,26 @@ function selectorWhere(s: Selector, p: Params): string[] {
 const STATUS_SQL = `CASE
     WHEN c.desired_version IS NULL THEN 'no-desired'
     WHEN c.reported_at IS NULL THEN 'never-reported'
-    WHEN c.reported_version_num = c.desired_version AND c.reported_hash = c.desired_hash THEN 'in-sync'
+    WHEN c.reported_version_num = c.desired_version THEN 'in-sync'
     WHEN c.reported_version_num IS NOT NULL AND c.reported_version_num < c.desired_version THEN 'pending'
     ELSE 'differs'
   END`;
 
+/** 1 when the reported content (without `version`) equals the desired one, 0 if not, NULL if either is missing. */
+const CONTENT_SQL = `CASE
+    WHEN c.reported_hash IS NULL OR c.desired_hash IS NULL THEN NULL
+    WHEN c.reported_hash = c.desired_hash THEN 1
+    ELSE 0
+  END`;
+
+function boolOrNull(v: unknown): boolean | null {
+  return v === null || v === undefined ? null : num(v) === 1;
+}
+
 function driftQuery(selector: Selector, p: Params): string {
   const where = selectorWhere(selector, p);
   return `SELECT devices.id AS device_id, devices.connection_state, c.desired_version, c.pushed_at,
-      c.reported_version, c.reported_at, ${STATUS_SQL} AS status
+      c.reported_version, c.reported_at, ${STATUS_SQL} AS status, ${CONTENT_SQL} AS content_matches
     FROM devices LEFT JOIN device_configs c ON c.device_id = devices.id
     ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`;
 }
@@ -296,7 +313,7 @@ export class SqlConfigPushes implements ConfigPushRepository {
   async get(deviceId: string): Promise<DeviceConfigRecord | null> {
     const rows = await this.db.query(
       `SELECT devices.id AS device_id, c.desired_version, c.desired, c.pushed_at, c.reported_version,
-         c.reported, c.reported_at, ${STATUS_SQL} AS status
+         c.reported, c.reported_at, ${STATUS_SQL} AS status, ${CONTENT_SQL} AS content_matches
        FROM devices LEFT JOIN device_configs c ON c.device_id = devices.id
        WHERE devices.id = $1`,
       [deviceId],
@@ -312,6 +329,7 @@ export class SqlConfigPushes implements ConfigPushRepository {
       reported: jsonOrNull(r.reported),
       reportedAt: numOrNull(r.reported_at),
       status: String(r.status) as DriftStatus,
+      contentMatches: boolOrNull(r.content_matches),
     };
   }
 
@@ -340,6 +358,7 @@ export class SqlConfigPushes implements ConfigPushRepository {
         pushedAt: numOrNull(r.pushed_at),
         reportedAt: numOrNull(r.reported_at),
         status: String(r.status) as DriftStatus,
+        contentMatches: boolOrNull(r.content_matches),
       }),
     );
     const last = items.at(-1);

@@ -104,6 +104,7 @@ export function configPushRoutes(app: FastifyInstance, ctx: RouteContext): void 
         deviceId: r.deviceId,
         status: r.status,
         inSync: r.status === 'in-sync',
+        contentMatches: r.contentMatches,
         desired:
           r.desiredVersion === null || r.desired === null
             ? null
@@ -213,6 +214,7 @@ export function configPushRoutes(app: FastifyInstance, ctx: RouteContext): void 
           desiredVersion: d.desiredVersion,
           reportedVersion: d.reportedVersion,
           inSync: d.status === 'in-sync',
+          contentMatches: d.contentMatches,
           status: d.status,
           pushedAt: isoOrNull(d.pushedAt),
           reportedAt: isoOrNull(d.reportedAt),

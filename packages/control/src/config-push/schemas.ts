@@ -15,6 +15,11 @@ import { driftStatuses } from './repository.js';
 const strict = { additionalProperties: false } as const;
 const Iso = Type.String({ description: 'ISO 8601 timestamp (UTC).' });
 const NullableIso = Type.Union([Iso, Type.Null()]);
+const ContentMatches = Type.Union([Type.Boolean(), Type.Null()], {
+  description:
+    'Whether the reported config (without `version`) equals the desired one; null when either is missing. ' +
+    'Informative: a device may report its effective config (defaults filled in).',
+});
 
 export const ConfigDocument = Type.Object(
   {},
@@ -69,9 +74,9 @@ export const DriftStatusSchema = Type.Union(
   driftStatuses.map((s) => Type.Literal(s)),
   {
     description:
-      '`in-sync`: reports the desired version and content. `pending`: reports an older version. ' +
-      '`never-reported`: has a desired config, never reported. `differs`: reports the desired version ' +
-      'with other content, or a version that is newer/unknown/missing. `no-desired`: nothing pushed.',
+      'Desired vs reported version. `in-sync`: reports the desired version. `pending`: reports an older ' +
+      'version. `never-reported`: has a desired config, never reported. `differs`: reports a version ' +
+      'that is newer, not a push version, or missing. `no-desired`: nothing pushed.',
   },
 );
 
@@ -79,6 +84,7 @@ export const DeviceConfigView = Type.Object({
   deviceId: Type.String(),
   status: DriftStatusSchema,
   inSync: Type.Boolean(),
+  contentMatches: ContentMatches,
   desired: Type.Union([
     Type.Object({ version: Type.Integer(), config: ConfigDocument, pushedAt: Iso }),
     Type.Null(),
@@ -113,6 +119,7 @@ export const DriftItemView = Type.Object({
   desiredVersion: Type.Union([Type.Integer(), Type.Null()]),
   reportedVersion: Type.Union([Type.String(), Type.Null()]),
   inSync: Type.Boolean(),
+  contentMatches: ContentMatches,
   status: DriftStatusSchema,
   pushedAt: NullableIso,
   reportedAt: NullableIso,
