@@ -37,6 +37,17 @@ async function key(h: Harness, role: 'viewer' | 'operator'): Promise<string> {
   return (res.json() as { key: string }).key;
 }
 
+/** Polls `probe` until it returns a value (generous deadline; no timing assertion). */
+async function until<T>(probe: () => Promise<T | undefined>, deadlineMs = 20_000): Promise<T> {
+  const end = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > end) assert.fail('condition not reached before the deadline');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 export function incidentsSuite(driver: Driver): void {
   describe(`incidents (${driver.name})`, () => {
     async function start(t: TestContext): Promise<Harness | null> {
@@ -220,6 +231,31 @@ export function incidentsSuite(driver: Driver): void {
       };
       assert.equal(audit.items.length, 3);
       assert.ok(audit.items.every((e) => e.actor.id === 'system'));
+    });
+
+    it('the control plane subscribes incidents to its alert engine', async (t) => {
+      const h = await start(t);
+      if (!h) return;
+      const labels = { campaign: 'fw-2.1', wave: '2' };
+      h.cp.alerts.engine.raise('ota-gate-failed', { labels, value: 0.12, startedAt: h.clock.now() - 20_000 });
+      const incident = await until(async () => {
+        const items = (
+          (await h.call('GET', '/api/v1/incidents')).json() as { items: Array<Record<string, unknown>> }
+        ).items;
+        return items[0];
+      });
+      assert.equal(incident.type, 'bad-firmware-push');
+      assert.equal((incident.runbook as { slug: string }).slug, 'bad-firmware-push');
+      assert.deepEqual(incident.components, ['ota']);
+      assert.equal((incident.durations as { ttdMs: number }).ttdMs, 20_000);
+      h.clock.advance(MIN);
+      h.cp.alerts.engine.clear('ota-gate-failed', labels);
+      await until(async () => {
+        const d = (await h.call('GET', `/api/v1/incidents/${incident.id}`)).json() as {
+          alerts: Array<{ firing: boolean }>;
+        };
+        return d.alerts[0]?.firing === false ? true : undefined;
+      });
     });
 
     it('lifecycle over the API: roles, 409 on illegal transitions, TTx, audit', async (t) => {

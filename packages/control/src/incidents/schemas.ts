@@ -146,7 +146,13 @@ export const UpdateBody = Type.Object(
   {
     status: UpdateStatusSchema,
     message: Text,
-    title: Type.Optional({ ...Title, description: 'Public title on /status (default: the incident title).' }),
+    title: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'Public title on /status (default: the incident title).',
+      }),
+    ),
     reason: Type.Optional(Reason),
   },
   strict,
