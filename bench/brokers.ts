@@ -123,7 +123,8 @@ async function launch(
     stderr = (stderr + d).slice(-4000);
   });
   try {
-    await waitListening(child, port, 20_000, () => stderr);
+    // 60 s: starting the CLI from TypeScript source on a loaded 2-core host took over 20 s.
+    await waitListening(child, port, 60_000, () => stderr);
   } catch (err) {
     await stopChild(child);
     throw new Error(`${name}: ${(err as Error).message}`);

@@ -239,9 +239,10 @@ async function runOne(
     return r;
   } catch (err) {
     const mem = process.memoryUsage();
+    const alive = broker ? (broker.alive() ? '' : ' (the broker process had exited)') : '';
     return {
       ok: false,
-      note: (err as Error).message,
+      note: `${(err as Error).message}${alive}`,
       devices: opts.devices,
       allConnectedMs: null,
       p99ConnectedMs: null,
@@ -352,7 +353,9 @@ export function stormMarkdown(
         fmtNumber(r.p99ConnectedMs),
         ...(opts.kind === 'reboot-storm' ? [fmtNumber(r.recoveryMs)] : []),
         fmtNumber(r.connectsPerSec),
-        name !== 'breakwater' && bw?.ok && r.ok ? fmtRatio(bw.connectsPerSec, r.connectsPerSec) : '',
+        (name === 'mosquitto' || name === 'aedes') && bw?.ok && r.ok
+          ? fmtRatio(bw.connectsPerSec, r.connectsPerSec)
+          : '',
         `${fmtNumber(r.handshakeP50Ms, 1)} / ${fmtNumber(r.handshakeP99Ms, 1)}`,
         fmtNumber(r.attempts),
         fmtRefusals(r.refusals),
