@@ -117,10 +117,13 @@ export function assertAgreesWithBroker(run: SmallRun, settled = true): void {
   // baseline scrape); attempts that failed on the network (refused, reset before CONNECT) may not
   // have reached it.
   assert.ok(totals.connectionAttempts <= r.fleet.attempts, 'broker CONNECTs <= fleet attempts');
-  assert.ok(
-    totals.connectionAttempts >= r.fleet.attempts - r.fleet.networkErrors,
-    'broker CONNECTs >= fleet attempts without network errors',
-  );
+  if (settled) {
+    // (With devices crash-looping, an attempt can still be on its way when the run ends.)
+    assert.ok(
+      totals.connectionAttempts >= r.fleet.attempts - r.fleet.networkErrors,
+      'broker CONNECTs >= fleet attempts without network errors',
+    );
+  }
   // Whatever a device had acknowledged, the broker had received.
   assert.ok(r.scores.qos1Acked <= totals.messagesIn, 'acked <= received');
   // Connected as the fleet sees it = as the broker sees it (+1: the QoS probe), at the end.

@@ -17,8 +17,12 @@ import {
 } from './common.js';
 import type { ScenarioDefinition } from './types.js';
 
-/** At most this many connection attempts per device in any (scaled) minute. */
-export const MAX_ATTEMPTS_PER_DEVICE_MINUTE = 4;
+/**
+ * At most this many connection attempts per device in any (scaled) minute. The fleet profile makes
+ * at most two retries in any minute (5-15 s, then 30-120 s, then 5-10 min) plus the one that
+ * succeeds; a 1 s retry makes sixty.
+ */
+export const MAX_ATTEMPTS_PER_DEVICE_MINUTE = 3;
 
 export const massDisconnect: ScenarioDefinition = {
   name: 'mass-disconnect',
