@@ -17,6 +17,8 @@ export interface AlertFeed {
   setOrigin(t0: number): void;
   firing(): number;
   records(): AlertRecord[];
+  /** Raises an event rule (e.g. `telemetry-validation-failures`, which a validator reports). */
+  raise(ruleId: string, input: { value?: number; summary?: string; startedAt?: number }): void;
 }
 
 /** OTA campaigns through the control plane's API. */
@@ -126,7 +128,8 @@ interface ControlPlaneLike {
   alerts?: {
     engine?: {
       subscribe(sink: { onAlert(e: AlertEventLike): void }): () => void;
-      active?(): unknown[];
+      active?(): { state: string }[];
+      raise?(ruleId: string, input: Record<string, unknown>): void;
     };
   };
 }
@@ -202,7 +205,10 @@ async function startControlPlane(
         setOrigin(t0) {
           origin = t0;
         },
-        firing: () => engine.active?.().length ?? 0,
+        firing: () => engine.active?.().filter((a) => a.state === 'firing').length ?? 0,
+        raise(ruleId, input) {
+          engine.raise?.(ruleId, input);
+        },
         records: () =>
           records
             .filter((r) => r.at >= origin)

@@ -112,7 +112,9 @@ export async function runScenario(
     }
 
     let control: ControlAdapter | null = null;
-    if (plan.controlPlane) {
+    // In-process, the control plane always runs beside the broker when installed: its alert engine
+    // gives the report its time to detect. Scenarios that act through it require it.
+    if (plan.controlPlane || env.inProcess) {
       control = await startControl(env, dataDir, log);
       const c = control;
       cleanups.push(() => c.close());

@@ -26,6 +26,7 @@ interface CorruptionState {
   detectedAt: number | null;
   containedAt: number | null;
   quarantined: Set<string>;
+  lastRaisedAt: number | null;
 }
 
 function stateOf(ctx: RunContext): CorruptionState {
@@ -41,6 +42,7 @@ function stateOf(ctx: RunContext): CorruptionState {
       detectedAt: null,
       containedAt: null,
       quarantined: new Set(),
+      lastRaisedAt: null,
     };
     ctx.state.set('corruption', s);
   }
@@ -96,6 +98,15 @@ export const telemetryCorruption: ScenarioDefinition = {
         if (s.detectedAt === null) {
           s.detectedAt = at;
           ctx.note(`validator: invalid telemetry from ${id}`);
+        }
+        // The validator reports to the alert engine (an event rule), once a second at most.
+        if (s.lastRaisedAt === null || at - s.lastRaisedAt >= 1_000) {
+          s.lastRaisedAt = at;
+          ctx.control?.alerts?.raise('telemetry-validation-failures', {
+            value: s.invalid,
+            summary: `${s.invalid} telemetry messages failed validation (${s.offenders.size} devices)`,
+            ...(s.startedAt !== null ? { startedAt: s.startedAt } : {}),
+          });
         }
         if (p.protections === 'on' && !s.quarantined.has(id)) {
           // The responder: quarantine each offender as it is named (credential kill switch).
