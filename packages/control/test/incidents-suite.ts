@@ -8,6 +8,8 @@ import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import type { AlertEvent } from '../src/alerts/types.js';
+import { IncidentManager } from '../src/incidents/manager.js';
+import { RunbookLibrary } from '../src/incidents/runbooks.js';
 import { type Driver, errorOf, type Harness, startControlPlane } from './harness.js';
 
 const MIN = 60_000;
@@ -231,6 +233,37 @@ export function incidentsSuite(driver: Driver): void {
       };
       assert.equal(audit.items.length, 3);
       assert.ok(audit.items.every((e) => e.actor.id === 'system'));
+    });
+
+    it('two control planes seeing the same alert storm open one incident', async (t) => {
+      const h = await start(t);
+      if (!h) return;
+      // Two managers with their own queues over one database: what two processes sharing
+      // PostgreSQL are. Grouping is serialised in the database, not in memory.
+      const other = new IncidentManager({
+        storage: h.storage,
+        clock: h.clock,
+        runbooks: new RunbookLibrary(),
+      });
+      const events = [
+        alert(h),
+        alert(h, { ruleId: 'auth-backend-latency', labels: { backend: 'pg' } }),
+        alert(h, { ruleId: 'auth-backend-breaker-open', labels: { backend: 'pg' } }),
+      ];
+      await Promise.all(events.flatMap((e) => [h.cp.incidents.onAlert(e), other.onAlert(e)]));
+      const items = ((await h.call('GET', '/api/v1/incidents')).json() as { items: Array<{ id: number }> })
+        .items;
+      assert.equal(items.length, 1);
+      const d = (await h.call('GET', `/api/v1/incidents/${items[0]!.id}`)).json() as {
+        alerts: unknown[];
+        timeline: Array<{ kind: string }>;
+      };
+      assert.equal(d.alerts.length, 3);
+      assert.equal(
+        d.timeline.filter((e) => e.kind === 'alert').length,
+        3,
+        'duplicates dropped across processes',
+      );
     });
 
     it('the control plane subscribes incidents to its alert engine', async (t) => {

@@ -151,6 +151,7 @@ export class IncidentManager implements AlertSink {
     const key = alertKey(e.ruleId, e.labels);
     await this.#storage.transaction(async (tx) => {
       const repo = tx.incidents;
+      await repo.lockGrouping();
       const held = await repo.findAlert(key);
       if (e.state === 'resolved') {
         if (held === null || !held.firing) return; // nothing open holds this series

@@ -113,6 +113,12 @@ export interface IncidentFilter {
 }
 
 export interface IncidentRepository {
+  /**
+   * Call first in an alert-grouping transaction: serialises grouping between control planes
+   * sharing PostgreSQL (transaction-scoped advisory lock), so one alert storm seen by two
+   * processes opens one incident. SQLite transactions are already serial.
+   */
+  lockGrouping(): Promise<void>;
   insert(incident: NewIncident): Promise<IncidentRecord>;
   get(id: number): Promise<IncidentRecord | null>;
   /** Newest first. */

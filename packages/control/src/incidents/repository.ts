@@ -110,8 +110,17 @@ function cursorId(cursor: string): number {
   return Number(value);
 }
 
+/** Advisory lock id for alert grouping ("bwincidt"). */
+const GROUPING_LOCK = 0x6277_696e_6369_6474n;
+
 export class SqlIncidents implements IncidentRepository {
   constructor(private readonly db: SqlExecutor) {}
+
+  async lockGrouping(): Promise<void> {
+    if (this.db.dialect === 'postgres') {
+      await this.db.query('SELECT pg_advisory_xact_lock($1)', [GROUPING_LOCK.toString()]);
+    }
+  }
 
   async insert(n: NewIncident): Promise<IncidentRecord> {
     const rows = await this.db.query<{ id: unknown }>(
