@@ -154,7 +154,9 @@ ul.timeline{font-size:13.5px;padding-left:18px}
 .k-fault{color:#c62828;font-weight:600}.k-repair{color:#2e7d32;font-weight:600}.k-action{color:#6a1b9a;font-weight:600}.k-alert{color:#ef6c00;font-weight:600}
 .scores{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px}
 .score{background:#fff;border:1px solid #e0e3e8;border-radius:4px;padding:8px 10px}
-.score .k{font-size:12px;color:#555}.score .v{font-size:17px;font-weight:600;margin-top:2px}
+.score .k{font-size:12px;color:#555}.score .v{font-size:18px;font-weight:600;margin-top:2px}
+.score .n{font-size:11.5px;color:#666;margin-top:2px;overflow-wrap:anywhere}
+.legend-note{font-size:12px;color:#666;margin:4px 0 0}
 `;
 
 export function renderHtml(r: Report): string {
@@ -167,7 +169,10 @@ export function renderHtml(r: Report): string {
     )
     .join('');
   const scores = scoreRows(r)
-    .map(([k, v]) => `<div class="score"><div class="k">${esc(k)}</div><div class="v">${esc(v)}</div></div>`)
+    .map(
+      (row) =>
+        `<div class="score"><div class="k">${esc(row.name)}</div><div class="v">${esc(row.value)}</div>${row.note ? `<div class="n">${esc(row.note)}</div>` : ''}</div>`,
+    )
     .join('');
   const events = [
     ...r.events.map((e) => ({ t: e.t, kind: e.kind, label: e.label })),
@@ -206,6 +211,7 @@ ${p.protections === 'off' ? `<p class="summary"><b>Protections off:</b> ${esc(r.
 <h2>Scores</h2>
 <div class="scores">${scores}</div>
 <h2>Per second</h2>
+<p class="legend-note">Shaded: fault to repair. Dashed verticals: <span class="k-fault">fault</span>, <span class="k-repair">repair</span>, <span class="k-action">action</span>${r.alerts.length ? ', <span class="k-alert">alert fired</span> (named in the timeline)' : ''}.</p>
 ${charts(r)
   .map((c) => `<div class="chart">${c}</div>`)
   .join('\n')}

@@ -6,26 +6,45 @@ function cell(s: string): string {
   return s.replaceAll('|', '\\|').replaceAll('\n', ' ');
 }
 
-export function scoreRows(r: Report): [string, string][] {
+export interface ScoreRow {
+  name: string;
+  value: string;
+  note: string | null;
+}
+
+export function scoreRows(r: Report): ScoreRow[] {
   const s = r.scores;
   return [
-    [
-      'Time to detect',
-      s.timeToDetectS === null
-        ? `n/a (${s.timeToDetectNote ?? 'no alert'})`
-        : `${fmt(s.timeToDetectS)} s — ${s.timeToDetectNote ?? ''}`,
-    ],
-    ['Peak connection attempts/min', fmt(s.peakAttemptsPerMin)],
-    ['Peak auth backend queries/s', fmt(s.peakBackendQueriesPerSec)],
-    ['Time to 99 % reconnected', withUnit(s.timeTo99ReconnectedS, 's')],
-    [
-      'QoS 1 messages lost',
-      s.qos1Lost === null
-        ? 'n/a (no probe)'
-        : `${fmt(s.qos1Lost)} (of ${fmt(s.qos1Acked)} acked, ${fmt(s.qos1Delivered)} delivered)`,
-    ],
-    ['FD peak (process)', fmt(s.fdPeak)],
-    ['Broker open sockets peak', fmt(s.openSocketsPeak)],
+    {
+      name: 'Time to detect (first alert after the fault)',
+      value: s.timeToDetectS === null ? 'n/a' : `${fmt(s.timeToDetectS)} s`,
+      note: s.timeToDetectNote,
+    },
+    {
+      name: 'Peak connection attempts/min',
+      value: fmt(s.peakAttemptsPerMin),
+      note: 'fleet side, rolling 60 s',
+    },
+    { name: 'Peak auth backend queries/s', value: fmt(s.peakBackendQueriesPerSec), note: null },
+    {
+      name: 'Time to 99 % reconnected',
+      value: withUnit(s.timeTo99ReconnectedS, 's'),
+      note: r.events.some((e) => e.kind === 'repair') ? 'after the repair' : 'after the fault',
+    },
+    {
+      name: 'QoS 1 messages lost',
+      value: s.qos1Lost === null ? 'n/a' : fmt(s.qos1Lost),
+      note:
+        s.qos1Lost === null
+          ? 'no QoS probe'
+          : `${fmt(s.qos1Acked)} acked by the broker, ${fmt(s.qos1Delivered)} delivered`,
+    },
+    {
+      name: 'FD peak',
+      value: fmt(s.fdPeak),
+      note: r.broker.kind === 'in-process' ? 'one process: broker + simulator' : 'broker process',
+    },
+    { name: 'Broker open sockets peak', value: fmt(s.openSocketsPeak), note: null },
   ];
 }
 
@@ -58,7 +77,9 @@ export function renderMarkdown(r: Report): string {
   lines.push('');
   lines.push('| score | value |');
   lines.push('|---|---|');
-  for (const [k, v] of scoreRows(r)) lines.push(`| ${k} | ${cell(v)} |`);
+  for (const row of scoreRows(r)) {
+    lines.push(`| ${row.name} | ${cell(row.value)}${row.note ? ` (${cell(row.note)})` : ''} |`);
+  }
   lines.push('');
   const t = r.broker.totals;
   if (t) {

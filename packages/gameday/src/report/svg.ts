@@ -63,7 +63,11 @@ export function lineChart(o: ChartOptions): string {
   const H = o.height ?? 240;
   const left = 64;
   const right = 16;
-  const top = 34;
+  // Legend beside the title when both fit, else on a line of its own below it.
+  const legendWidth = o.series.reduce((a, s) => a + 26 + s.name.length * 6.3, 0);
+  const legendBelow = left + o.title.length * 7.6 + 24 + legendWidth > W - right;
+  const legendY = legendBelow ? 36 : 14;
+  const top = legendBelow ? 52 : 34;
   const bottom = 34;
   const plotW = W - left - right;
   const plotH = H - top - bottom;
@@ -124,19 +128,26 @@ export function lineChart(o: ChartOptions): string {
       `<text x="${W - right - 4}" y="${(+yy - 4).toFixed(1)}" font-size="11" text-anchor="end" fill="${r.color}">${escapeXml(r.label)}</text>`,
     );
   }
-  // Markers: vertical lines, labels staggered so neighbours do not overlap.
-  o.markers.forEach((m, i) => {
-    const xx = x(Math.min(tMax, Math.max(tMin, m.t))).toFixed(1);
+  // Markers: vertical lines. Labels (alerts have none: the timeline names them) go in up to three
+  // rows, a label moving down a row when the previous one in its row is too close.
+  const rowEnds = [Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY];
+  for (const m of [...o.markers].sort((a, b) => a.t - b.t)) {
+    const xx = x(Math.min(tMax, Math.max(tMin, m.t)));
     const color = markerColor[m.kind];
     parts.push(
-      `<line x1="${xx}" x2="${xx}" y1="${top}" y2="${top + plotH}" stroke="${color}" stroke-width="1.2" stroke-dasharray="3 3"/>`,
+      `<line x1="${xx.toFixed(1)}" x2="${xx.toFixed(1)}" y1="${top}" y2="${top + plotH}" stroke="${color}" stroke-width="1.2" stroke-dasharray="3 3"${m.kind === 'alert' ? ' stroke-opacity="0.8"' : ''}/>`,
     );
-    const anchor = +xx > W - 200 ? 'end' : 'start';
-    const dx = anchor === 'end' ? -4 : 4;
+    if (m.kind === 'alert' || m.label === '') continue;
+    const width = m.label.length * 5.8 + 8;
+    const anchor = xx + width > W - right ? 'end' : 'start';
+    const from = anchor === 'end' ? xx - width : xx;
+    const row = rowEnds.findIndex((end) => from > end + 6);
+    if (row === -1) continue;
+    rowEnds[row] = from + width;
     parts.push(
-      `<text x="${(+xx + dx).toFixed(1)}" y="${top + 12 + (i % 2) * 13}" font-size="10.5" text-anchor="${anchor}" fill="${color}">${escapeXml(m.label)}</text>`,
+      `<text x="${(xx + (anchor === 'end' ? -4 : 4)).toFixed(1)}" y="${top + 12 + row * 13}" font-size="10.5" text-anchor="${anchor}" fill="${color}">${escapeXml(m.label)}</text>`,
     );
-  });
+  }
   for (const s of o.series) {
     let d = '';
     let pen = false;
@@ -162,8 +173,8 @@ export function lineChart(o: ChartOptions): string {
     const w = 26 + s.name.length * 6.3;
     lx -= w;
     legend.push(
-      `<line x1="${lx.toFixed(1)}" x2="${(lx + 16).toFixed(1)}" y1="14" y2="14" stroke="${s.color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
-      `<text x="${(lx + 20).toFixed(1)}" y="18" font-size="11" fill="#333">${escapeXml(s.name)}</text>`,
+      `<line x1="${lx.toFixed(1)}" x2="${(lx + 16).toFixed(1)}" y1="${legendY}" y2="${legendY}" stroke="${s.color}" stroke-width="2.5"${s.dashed ? ' stroke-dasharray="5 3"' : ''}/>`,
+      `<text x="${(lx + 20).toFixed(1)}" y="${legendY + 4}" font-size="11" fill="#333">${escapeXml(s.name)}</text>`,
     );
   }
   parts.push(...legend);
