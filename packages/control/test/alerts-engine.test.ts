@@ -321,11 +321,12 @@ describe('event rules', () => {
     const s = new Scenario();
     s.engine.raise('ota-gate-failed', { labels: { campaign: 'c1', wave: '2' }, value: 0.12 });
     s.engine.raise('ota-gate-failed', { labels: { campaign: 'c1', wave: '2' }, value: 0.15 });
-    s.engine.raise('ota-gate-failed', { labels: { campaign: 'c2', wave: '1' }, value: 0.3 });
+    s.engine.raise('ota-gate-failed', { labels: { campaign: 'c2', wave: '1' }, value: 0.3, threshold: 0.05 });
     assert.equal(s.of('ota-gate-failed', 'firing').length, 2);
     const first = s.of('ota-gate-failed', 'firing')[0]!;
     assert.equal(first.incidentType, 'bad-firmware-push');
     assert.equal(first.runbook, 'bad-firmware-push');
+    assert.equal(s.of('ota-gate-failed', 'firing')[1]!.threshold, 0.05, "the campaign's gate");
     s.run(3600, () => {});
     assert.equal(s.of('ota-gate-failed', 'resolved').length, 0, 'stays until cleared');
     assert.equal(s.engine.clear('ota-gate-failed', { campaign: 'c1', wave: '2' }), true);

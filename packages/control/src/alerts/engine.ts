@@ -25,6 +25,8 @@ export interface ActiveAlert {
   pendingSince: number;
   firedAt: number | null;
   value: number;
+  /** The rule's threshold, or the one given to raise() (e.g. the campaign's gate). */
+  threshold: number;
   /** Start of the current normal streak while firing, else null. */
   normalSince: number | null;
   /** Event rules: the latest raise. */
@@ -35,6 +37,8 @@ export interface ActiveAlert {
 export interface RaiseInput {
   labels?: Record<string, string>;
   value?: number;
+  /** The limit that was crossed, when it is not the rule's (e.g. the OTA campaign's gate). */
+  threshold?: number;
   /** Overrides the rule's summary. */
   summary?: string;
   /** When the problem began (default: now). */
@@ -141,6 +145,7 @@ export class AlertEngine {
       pendingSince: now,
       firedAt: now,
       value,
+      threshold: input.threshold ?? rule.params.threshold,
       normalSince: null,
       lastRaisedAt: now,
       summary: input.summary ?? rule.summarize(value, rule.params, labels),
@@ -199,6 +204,7 @@ export class AlertEngine {
         pendingSince: nowMs,
         firedAt: null,
         value,
+        threshold: p.threshold,
         normalSince: null,
         lastRaisedAt: null,
         summary: rule.summarize(value, p, labels),
@@ -246,7 +252,7 @@ export class AlertEngine {
       runbook: rule.runbook,
       labels: { ...alert.labels },
       value: alert.value,
-      threshold: rule.params.threshold,
+      threshold: alert.threshold,
       startedAt: alert.startedAt,
       at,
       summary: state === 'resolved' ? `resolved: ${alert.summary}` : alert.summary,

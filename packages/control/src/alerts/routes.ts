@@ -98,7 +98,7 @@ export function alertRoutes(app: FastifyInstance, _ctx: RouteContext, engine: Al
           runbook: rule.runbook,
           labels: { ...a.labels },
           value: finite(a.value),
-          threshold: rule.params.threshold,
+          threshold: a.threshold,
           startedAt: iso(a.startedAt),
           firedAt: isoOrNull(a.firedAt),
           summary: a.summary,
