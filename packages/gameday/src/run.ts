@@ -110,17 +110,18 @@ export function listScenarios(io: GamedayIo): number {
   return 0;
 }
 
-/** The live progress line (one line, rewritten every second). */
-export function progressLine(name: string, s: SecondSample, durationS: number, devices: number): string {
+/** The live progress line (one line, rewritten every second; the header names the scenario). */
+export function progressLine(s: SecondSample, durationS: number, devices: number, phase: string): string {
   const refused = Object.values(s.refusals).reduce((a, b) => a + b, 0);
   const parts = [
-    `${name} t=${s.t}/${durationS}s`,
-    `connected ${s.connected}/${devices}`,
-    `attempts ${s.attempts}/s`,
-    s.backendQueries !== null ? `queries ${s.backendQueries}/s` : null,
+    `t=${s.t}/${durationS}s${phase ? ` ${phase}` : ''}`,
+    `conn ${s.connected}/${devices}`,
+    `att ${s.attempts}/s`,
     `refused ${refused}/s`,
+    s.backendQueries !== null ? `queries ${s.backendQueries}/s` : null,
     s.openSockets !== null ? `sockets ${s.openSockets}` : null,
     `msgs ${s.delivered}/s`,
+    s.alertsFiring ? `alerts ${s.alertsFiring}` : null,
   ];
   return parts.filter(Boolean).join(' | ');
 }
@@ -151,6 +152,7 @@ export async function runGameday(name: string, flags: GamedayRunFlags, io: Gamed
   }
   const tty = io.stdout.isTTY === true;
   let lineShown = false;
+  let phase = '';
   const clearLine = () => {
     if (tty && lineShown) {
       io.stdout.write('\r\x1b[2K');
@@ -168,12 +170,16 @@ export async function runGameday(name: string, flags: GamedayRunFlags, io: Gamed
   try {
     report = await runScenario(def, params, {
       log: (l) => say(`  ${l}`),
-      onEvent: (e: TimelineEvent) => say(`  t=${e.t}s ${e.kind === 'note' ? '' : `${e.kind}: `}${e.label}`),
+      onEvent: (e: TimelineEvent) => {
+        if (e.kind === 'fault') phase = '[fault]';
+        else if (e.kind === 'repair') phase = '[repaired]';
+        say(`  t=${e.t}s ${e.kind === 'note' ? '' : `${e.kind}: `}${e.label}`);
+      },
       onSecond: (s) => {
         if (!tty) return;
         const cols = io.stdout.columns ?? 120;
         io.stdout.write(
-          `\r\x1b[2K${progressLine(def.name, s, params.durationS, params.devices).slice(0, cols - 1)}`,
+          `\r\x1b[2K${progressLine(s, params.durationS, params.devices, phase).slice(0, cols - 1)}`,
         );
         lineShown = true;
       },
