@@ -18,7 +18,7 @@ export interface QosProbeOptions {
   clientId?: string;
   /** Topic filters (default every device topic). */
   filters?: string[];
-  /** Which topics are device traffic (default: `devices/...` and `$fleet/<id>/.../status|reported`). */
+  /** Which topics count (default: device data under `devices/...`, what Fleet's qos1Acked counts). */
   countable?: (topic: string) => boolean;
   onMessage?: (topic: string, payload: Buffer, atMs: number) => void;
 }
@@ -31,11 +31,14 @@ export interface QosProbeStats {
   reconnects: number;
 }
 
-const defaultFilters = ['devices/#', '$fleet/#'];
+const defaultFilters = ['devices/#'];
 
+/**
+ * Device data (telemetry under `devices/{id}/...`): the messages the fleet's `qos1Acked` counts
+ * (its OTA status and config reports under `$fleet/` are not part of it).
+ */
 export function isDeviceTraffic(topic: string): boolean {
-  if (topic.startsWith('devices/')) return true;
-  return topic.startsWith('$fleet/') && /\/(status|reported)$/.test(topic);
+  return topic.startsWith('devices/');
 }
 
 export class QosProbe {
