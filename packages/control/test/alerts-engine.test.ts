@@ -414,6 +414,11 @@ describe('RegistrySampler', () => {
     const le1 = buckets.find((b) => b.labels.le === '1')!;
     assert.equal(le1.ring.at(T0 + 2000), 1, '2 observations <= 1 s over 2 s');
     assert.deepEqual(history.series('unrelated_gauge'), []);
+    // A label set first used after sampling began counts from 0 at the previous sample.
+    attempts.inc({ listener: 'ws' }, 8);
+    await sampler.sample(T0 + 5000);
+    const ws = history.series('breakwater_x_total').find((x) => x.labels.listener === 'ws')!;
+    assert.deepEqual(ws.ring.range(T0, T0 + 5000), [[T0 + 5000, 4]]);
   });
 
   it('caps the number of series', () => {

@@ -42,6 +42,7 @@ export class RegistrySampler {
   readonly #history: MetricHistory;
   readonly #include: (name: string) => boolean;
   readonly #previous = new Map<string, { value: number; atMs: number }>();
+  #lastSampleAt: number | null = null;
 
   constructor(registry: Registry, history: MetricHistory, options: RegistrySamplerOptions = {}) {
     this.#registry = registry;
@@ -66,12 +67,18 @@ export class RegistrySampler {
           continue;
         }
         const key = seriesKey(name, labels);
-        const prev = this.#previous.get(key);
+        // A labelled counter appears on its first increment, counting from 0: a series that is
+        // new after the first round started at 0 at the previous sample (so the first second of
+        // a storm of a never-seen outcome, e.g. auth `error`, is not lost).
+        const prev =
+          this.#previous.get(key) ??
+          (this.#lastSampleAt === null ? undefined : { value: 0, atMs: this.#lastSampleAt });
         this.#previous.set(key, { value: v.value, atMs });
         if (prev === undefined || atMs <= prev.atMs) continue;
         const delta = v.value >= prev.value ? v.value - prev.value : v.value;
         this.#history.record(name, labels, atMs, delta / ((atMs - prev.atMs) / 1000), 'rate');
       }
     }
+    this.#lastSampleAt = atMs;
   }
 }
