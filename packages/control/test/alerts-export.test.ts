@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,9 +177,11 @@ describe('grafana-dashboard export', () => {
     assert.equal(zombie.fieldConfig.defaults.thresholds.steps[1]!.value, 750);
   });
 
-  it('every built-in rule names a runbook slug and an incident type', () => {
+  it('every built-in rule links a runbook that exists in runbooks/ and an incident type', () => {
+    const runbooks = new URL('../../../runbooks/', import.meta.url);
     for (const rule of Object.values(builtinRules)) {
       assert.match(rule.runbook, /^[a-z0-9-]+$/);
+      assert.ok(existsSync(new URL(`${rule.runbook}.md`, runbooks)), `runbooks/${rule.runbook}.md exists`);
       assert.ok(
         ['bad-firmware-push', 'mass-disconnect', 'security', 'data-quality', 'capacity-cost'].includes(
           rule.incidentType,
