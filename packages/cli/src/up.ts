@@ -25,14 +25,9 @@ import {
   systemClock,
   urlHost,
 } from '@breakwater/broker';
-import {
-  brokerFleet,
-  type ControlPlane,
-  type ControlStorage,
-  createControlPlane,
-  PostgresControlStorage,
-  SqliteControlStorage,
-} from '@breakwater/control';
+// Types only: the control plane is loaded when it is enabled, so the other `breakwater` commands
+// (which all go through this module) do not pay for importing it.
+import type { ControlPlane, ControlStorage } from '@breakwater/control';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { type Logger, pino } from 'pino';
 import {
@@ -151,6 +146,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const lines: string[] = [];
   try {
     if (resolved.control) {
+      const { brokerFleet, createControlPlane } = await import('@breakwater/control');
       controlStorage = await openControlStorage(resolved.control);
       control = await createControlPlane({
         storage: controlStorage,
@@ -270,6 +266,7 @@ function warnAboutAuthentication(config: Readonly<BreakwaterConfig>, logger: Log
 
 /** Opens the control plane's database; errors name the config key, never a password. */
 async function openControlStorage(c: ControlStorageConfig): Promise<ControlStorage> {
+  const { PostgresControlStorage, SqliteControlStorage } = await import('@breakwater/control');
   try {
     if (c.driver === 'sqlite') {
       mkdirSync(dirname(c.file), { recursive: true });

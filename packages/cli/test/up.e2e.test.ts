@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type EventEmitter, once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -39,9 +39,10 @@ async function startCli(dataDir: string, extra: string[] = []) {
     ...extra,
   ]);
   after(() => cli.stop());
-  const [mqttUrl] = await cli.waitForStdout(/mqtt:\/\/127\.0\.0\.1:\d+/);
-  const [wsUrl] = await cli.waitForStdout(/ws:\/\/127\.0\.0\.1:\d+\/mqtt/);
-  const [metricsUrl] = await cli.waitForStdout(/http:\/\/127\.0\.0\.1:\d+\/metrics/);
+  // Generous: from source (tsx) on a loaded 2-core machine a start can take well over 20 s.
+  const [mqttUrl] = await cli.waitForStdout(/mqtt:\/\/127\.0\.0\.1:\d+/, 90_000);
+  const [wsUrl] = await cli.waitForStdout(/ws:\/\/127\.0\.0\.1:\d+\/mqtt/, 90_000);
+  const [metricsUrl] = await cli.waitForStdout(/http:\/\/127\.0\.0\.1:\d+\/metrics/, 90_000);
   return { cli, mqttUrl, wsUrl, metricsUrl, httpBase: metricsUrl.replace(/\/metrics$/, '') };
 }
 
@@ -50,17 +51,6 @@ async function connect(url: string, options: mqtt.IClientOptions = {}): Promise<
   after(() => client.end(true));
   await once(events(client), 'connect');
   return client;
-}
-
-/** Polls `probe` until it returns a value; fails with `what` after a generous deadline. */
-async function waitFor<T>(probe: () => Promise<T | null>, what: string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== null) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('breakwater up (child process)', () => {
@@ -186,98 +176,6 @@ describe('breakwater up (child process)', () => {
     assert.match(stderr, /between 0 and 65535/);
   });
 
-  test('serves the control plane: admin key from the data dir, presence feed marks a device online', async () => {
-    const dataDir = tempDir();
-    const { cli, mqttUrl, httpBase } = await startCli(dataDir);
-    const [, controlBase] = await cli.waitForStdout(/control\s+(http:\/\/127\.0\.0\.1:\d+)\/api\/v1/);
-    assert.equal(controlBase, httpBase, 'the control API is on the HTTP port');
-    const keyFile = join(dataDir, 'admin.key');
-    const key = readFileSync(keyFile, 'utf8').trim();
-    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
-    const [, printed] = await cli.waitForStdout(
-      /admin API key \(created (\S+), mode 0600; shown only now\): (\S+)/,
-    );
-    assert.equal(printed, keyFile);
-    assert.match(
-      cli.stdout,
-      new RegExp(`shown only now\\): ${key}\n`),
-      'the key printed is the one in the file',
-    );
-    const api = (path: string, init: RequestInit = {}) =>
-      fetch(`${httpBase}${path}`, {
-        ...init,
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-      });
-
-    assert.equal((await fetch(`${httpBase}/api/v1/devices`)).status, 401, 'no key, no answer');
-    const created = await api('/api/v1/devices', {
-      method: 'POST',
-      body: JSON.stringify({ id: 'e2e-sensor', tags: ['eu'] }),
-    });
-    assert.equal(created.status, 201);
-    // The broker's admin API on the same instance still answers (its token, not the API key).
-    const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
-    const authn = await fetch(`${httpBase}/api/v1/listeners/mqtt/authn`, {
-      headers: { authorization: `Bearer ${token}` },
-    });
-    assert.equal(authn.status, 200);
-    assert.equal((await fetch(`${httpBase}/.well-known/jwks.json`)).status, 200);
-
-    await connect(mqttUrl, { protocolVersion: 5, clientId: 'e2e-sensor' });
-    const device = await waitFor(async () => {
-      const d = (await (await api('/api/v1/devices/e2e-sensor')).json()) as { connectionState: string };
-      return d.connectionState === 'online' ? d : null;
-    }, 'e2e-sensor online');
-    assert.equal(device.connectionState, 'online');
-
-    // A restart does not create (or print) another key.
-    cli.child.kill('SIGTERM');
-    assert.equal((await cli.exited).code, 0);
-    const second = await startCli(dataDir);
-    assert.doesNotMatch(second.cli.stdout, /admin API key/);
-    assert.equal(readFileSync(keyFile, 'utf8').trim(), key);
-  });
-
-  test('a jwt authenticator without a key source verifies against the local JWKS', async () => {
-    const dataDir = tempDir();
-    const file = join(dataDir, 'breakwater.yaml');
-    writeFileSync(
-      file,
-      'guard:\n  authenticators:\n    jwt:\n      fleet: {}\n  listeners:\n    mqtt:\n      authn: [fleet]\n',
-    );
-    const { mqttUrl, httpBase } = await startCli(dataDir, ['--config', file]);
-    const key = readFileSync(join(dataDir, 'admin.key'), 'utf8').trim();
-    const post = async (path: string, body: unknown) =>
-      fetch(`${httpBase}${path}`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
-    assert.equal((await post('/api/v1/devices', { id: 'jwt-dev' })).status, 201);
-    const minted = (await (await post('/api/v1/tokens', { deviceId: 'jwt-dev', ttl: 600 })).json()) as {
-      token: string;
-    };
-
-    const client = await connect(mqttUrl, {
-      protocolVersion: 5,
-      clientId: 'jwt-dev',
-      username: 'jwt-dev',
-      password: minted.token,
-    });
-    assert.ok(client.connected);
-
-    const refused = mqtt.connect(mqttUrl, {
-      protocolVersion: 5,
-      clientId: 'jwt-dev-2',
-      username: 'jwt-dev-2',
-      password: minted.token, // sub is jwt-dev, not this client id
-      reconnectPeriod: 0,
-    });
-    after(() => refused.end(true));
-    const [err] = (await once(events(refused), 'error')) as [{ code?: number }];
-    assert.equal(err.code, 0x86, 'bad user name or password');
-  });
-
   test('a config error names the file and the key, exit 1', async () => {
     const dir = tempDir();
     const file = join(dir, 'breakwater.yaml');
@@ -285,15 +183,5 @@ describe('breakwater up (child process)', () => {
     const { code, stderr } = await runCli(['up', '--config', file, '--data-dir', dir]);
     assert.equal(code, 1);
     assert.match(stderr, new RegExp(`config error in ${file}: mqtt\\.maxPacketSize must be an integer`));
-  });
-
-  test('control.storage postgres without a url names the key, exit 1', async () => {
-    const dir = tempDir();
-    const file = join(dir, 'breakwater.yaml');
-    writeFileSync(file, 'control:\n  storage:\n    driver: postgres\n');
-    const { code, stderr } = await runCli(['up', '--config', file, '--data-dir', dir]);
-    assert.equal(code, 1);
-    assert.match(stderr, /control\.storage\.url is required with driver "postgres"/);
-    assert.equal(stderr.trim().split('\n').length, 1, stderr);
   });
 });
