@@ -67,7 +67,6 @@ export async function runScenario(
   const startedAt = new Date();
   let fleetFinal: FleetStats | null = null;
   let sampler: Sampler | null = null;
-  let ctxRef: RunContext | null = null;
 
   try {
     let postgres: PostgresBackend | null = null;
@@ -161,7 +160,6 @@ export async function runScenario(
         );
       },
     };
-    ctxRef = ctx;
 
     try {
       probe = new QosProbe({
@@ -281,7 +279,6 @@ export async function runScenario(
         log(`teardown: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    void ctxRef;
   }
 }
 
