@@ -1,18 +1,12 @@
 /**
- * OTA campaign API, in-process (fastify.inject) with both storage drivers, an in-memory fleet
- * and a fake clock (soak times and report timeouts move only when the test advances time).
+ * OTA campaign API, in-process (fastify.inject), run once per storage driver
+ * (ota-api-sqlite.test.ts, ota-api-postgres.test.ts), with an in-memory fleet and a fake clock
+ * (soak times and report timeouts move only when the test advances time).
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  type Driver,
-  errorOf,
-  type Harness,
-  postgresDriver,
-  sqliteDriver,
-  startControlPlane,
-} from './harness.js';
+import { type Driver, errorOf, type Harness, startControlPlane } from './harness.js';
 import { MemoryFleet } from './ota-fleet.js';
 
 const SHA = 'ab'.repeat(32);
@@ -152,7 +146,7 @@ async function waitState(h: Harness, id: string, state: string, wave?: number): 
   });
 }
 
-function apiSuite(driver: Driver): void {
+export function otaApiSuite(driver: Driver): void {
   describe(`OTA campaigns API (${driver.name})`, () => {
     it('validates campaigns: 400 naming the field, 403 for viewers', async (t) => {
       const s = await setup(t, driver, 0);
@@ -553,6 +547,3 @@ function apiSuite(driver: Driver): void {
     });
   });
 }
-
-apiSuite(sqliteDriver);
-apiSuite(postgresDriver);

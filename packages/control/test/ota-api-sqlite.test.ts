@@ -1,0 +1,4 @@
+import { sqliteDriver } from './harness.js';
+import { otaApiSuite } from './ota-api-suite.js';
+
+otaApiSuite(sqliteDriver);
