@@ -363,6 +363,32 @@ for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
       assert.equal(errorOf(bad).field, 'kind');
     });
 
+    it('concurrent un-revokes of overlapping revocations release the device (no entry left behind)', async (t) => {
+      const fleet = new RecordingFleet();
+      const h = await start(t, fleet);
+      if (!h) return;
+      await devices(h, { id: 'a', tags: ['t'] });
+      const [r1, r2, r3] = await Promise.all([
+        revoke(h, { deviceId: 'a' }),
+        revoke(h, { selector: { tags: ['t'] } }),
+        revoke(h, { selector: { ids: ['a'] } }),
+      ]);
+      const results = await Promise.all(
+        [r1, r2, r3].map((r) => h.call('DELETE', `/api/v1/revocations/${r.revocation.id}`)),
+      );
+      assert.deepEqual(
+        results.map((r) => r.statusCode),
+        [200, 200, 200],
+      );
+      const released = results.map((r) => (r.json() as { released: number }).released);
+      assert.equal(
+        released.reduce((a, b) => a + b, 0),
+        1,
+        'exactly the last one releases it',
+      );
+      assert.equal(fleet.connect('a'), true);
+    });
+
     it('without a broker: stored, 0 disconnected, a warning; loaded into the guard at the next start with a broker', async (t) => {
       const h = await start(t, null);
       if (!h) return;

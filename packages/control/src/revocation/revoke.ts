@@ -195,16 +195,34 @@ async function act(ctx: RouteContext, p: Plan): Promise<RevokeOutcome> {
   };
 }
 
+/**
+ * Creating and reverting run one at a time per storage (store + broker step together): a revert
+ * decides which denylist entries another active revocation still needs, and a revocation being
+ * created at that moment must be either fully seen or fully after it.
+ */
+const queues = new WeakMap<object, Promise<unknown>>();
+
+function serialized<T>(key: object, fn: () => Promise<T>): Promise<T> {
+  const run = (queues.get(key) ?? Promise.resolve()).then(fn, fn);
+  queues.set(
+    key,
+    run.catch(() => {}),
+  );
+  return run;
+}
+
 /** Resolve, store (with its audit entry, one transaction), then act on the broker. */
-export async function createRevocation(
+export function createRevocation(
   ctx: RouteContext,
   request: FastifyRequest,
   input: RevokeInput,
   via: 'api' | 'killswitch',
 ): Promise<RevokeOutcome> {
-  const p = await plan(ctx.storage, ctx, request, input, reasonOf(request));
-  await ctx.storage.transaction((tx) => persist(tx, ctx, request, p, via));
-  return act(ctx, p);
+  return serialized(ctx.storage, async () => {
+    const p = await plan(ctx.storage, ctx, request, input, reasonOf(request));
+    await ctx.storage.transaction((tx) => persist(tx, ctx, request, p, via));
+    return act(ctx, p);
+  });
 }
 
 /**
@@ -234,11 +252,15 @@ export interface RevertOutcome {
 }
 
 /** Un-revokes: marks it reverted (audited, one transaction) and releases what nothing else covers. */
-export async function revertRevocation(
+export function revertRevocation(
   ctx: RouteContext,
   request: FastifyRequest,
   id: string,
 ): Promise<RevertOutcome> {
+  return serialized(ctx.storage, () => revert(ctx, request, id));
+}
+
+async function revert(ctx: RouteContext, request: FastifyRequest, id: string): Promise<RevertOutcome> {
   const actor = request.actor;
   const by = { id: actor?.id ?? 'system', name: actor?.name ?? 'system' };
   const { entries, covered } = await ctx.storage.transaction(async (tx) => {
