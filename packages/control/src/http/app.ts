@@ -51,7 +51,8 @@ export interface ControlPlaneOptions {
   logger?: Logger;
   /**
    * The broker the kill switches act on (`brokerFleet(broker, guard)` in-process). Without it the
-   * registry and issuer work, and the kill-switch routes answer 409 (no broker attached).
+   * registry and issuer work; revocations and config pushes are stored and answer with a
+   * `warnings` entry (no broker attached); revocations are loaded into the guard at a start with one.
    */
   fleet?: FleetBroker;
   /** Overrides `<dataDir>/signing-keys.kek` (processes sharing PostgreSQL must share it). */
