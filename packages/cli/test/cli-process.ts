@@ -42,8 +42,12 @@ export class CliProcess {
     for (const w of waiters) w();
   }
 
-  /** Resolves with the first match of `pattern` in stdout; rejects if the process exits first. */
-  async waitForStdout(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpMatchArray> {
+  /**
+   * Resolves with the first match of `pattern` in stdout; rejects if the process exits first.
+   * The default deadline is generous: `breakwater up` from source (tsx) with the control plane
+   * can take well over 20 s to start on a loaded 2-core machine.
+   */
+  async waitForStdout(pattern: RegExp, timeoutMs = 90_000): Promise<RegExpMatchArray> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const match = pattern.exec(this.stdout);
