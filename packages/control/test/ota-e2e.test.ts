@@ -10,14 +10,23 @@
  * 2. A second campaign halted by the kill switch while its first wave is downloading: nothing is
  *    published as a job after the call returns, the working devices are told to stop and confirm.
  *
+ * 3. Wire compatibility with the real device SDK (packages/device): two SDK devices download a
+ *    real artifact over HTTP and install it; a halt aborts an install in progress and the SDK's
+ *    cancel report lands as `cancelled`.
+ *
  * No timing assertions: every wait is for a condition, with a generous deadline.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createDevice, type Device, type OtaStatusReport } from '@breakwater/device';
 import { startBroker, type TestBroker } from '@breakwater/testkit';
 import Fastify, { type FastifyInstance } from 'fastify';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -372,5 +381,89 @@ describe('OTA campaigns end to end (broker + control plane + 50 MQTT.js devices)
     const d = await detail(id);
     assert.equal(d.campaign.state, 'halted');
     assert.deepEqual(d.waves[1]!.states, { pending: 40 });
+  });
+  it('speaks the device SDK wire format: real download + install, and a halt aborts an install', async () => {
+    const artifact = Buffer.alloc(64 * 1024, 7);
+    const sha256 = createHash('sha256').update(artifact).digest('hex');
+    const server = http.createServer((_req, res) => res.end(artifact));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/fw.bin`;
+    const sdkIds = ['sdk-a', 'sdk-b'];
+    const imported = await call(
+      'POST',
+      '/devices/import',
+      sdkIds.map((id) => ({ id, tags: ['sdk'], firmwareVersion: '1.0.0' })),
+    );
+    assert.equal(imported.status, 201);
+    /** What apply does: install at once, or hang until the job is cancelled. */
+    let applyMode: 'ok' | 'hang' = 'ok';
+    const reports: OtaStatusReport[] = [];
+    const sdk: Device[] = sdkIds.map((deviceId) => {
+      const d = createDevice({
+        servers: tb.url,
+        deviceId,
+        firmware: '1.0.0',
+        policy: { name: 'test-quick', nextDelayMs: () => 50 },
+      });
+      d.on('error', () => {});
+      d.on('ota', (r) => reports.push(r));
+      d.onOta({
+        apply: (_job, _artifact, { signal }) =>
+          applyMode === 'ok'
+            ? undefined
+            : new Promise<void>((_, reject) =>
+                signal.addEventListener('abort', () => reject(new Error('aborted'))),
+              ),
+      });
+      return d;
+    });
+    try {
+      await Promise.all(
+        sdk.map((d) => {
+          const connected = once(d, 'connected');
+          d.start();
+          return connected;
+        }),
+      );
+      const create = async (version: string) => {
+        const res = await call('POST', '/campaigns', {
+          name: `sdk ${version}`,
+          artifact: { url, version, sha256, size: artifact.length },
+          selector: { tags: ['sdk'] },
+          waves: [{ percent: 100 }],
+          gate: { maxFailureRatio: 0, reportTimeoutMs: 60_000 },
+        });
+        assert.equal(res.status, 201);
+        const id = (res.json as { campaign: { id: string } }).campaign.id;
+        assert.equal((await call('POST', `/campaigns/${id}/start`, {})).status, 200);
+        return id;
+      };
+
+      const ok = await create('2.0.0');
+      await waitFor('SDK campaign completed', async () => (await detail(ok)).campaign.state === 'completed');
+      assert.equal((await detail(ok)).states.succeeded, 2);
+      for (const id of sdkIds) {
+        const dev = (await call('GET', `/devices/${id}`)).json as { firmwareVersion: string };
+        assert.equal(dev.firmwareVersion, '2.0.0');
+      }
+      assert.deepEqual(
+        [...new Set(reports.filter((r) => r.campaignId === ok).map((r) => r.status))],
+        ['queued', 'downloading', 'installing', 'succeeded'],
+      );
+
+      applyMode = 'hang';
+      const halting = await create('3.0.0');
+      await waitFor('SDK devices installing', async () => (await detail(halting)).states.installing === 2);
+      const res = await call('POST', '/killswitch/ota-halt', { campaignId: halting, reason: 'e2e sdk' });
+      assert.equal(res.status, 200);
+      assert.equal((res.json as { toldToStop: number }).toldToStop, 2);
+      await waitFor('SDK cancels confirmed', async () => (await detail(halting)).states.cancelled === 2);
+      const cancelReports = reports.filter((r) => r.campaignId === halting && r.status === 'failed');
+      assert.ok(cancelReports.every((r) => r.error?.code === 'BW_ERR_DEVICE_OTA_CANCELLED'));
+    } finally {
+      await Promise.all(sdk.map((d) => d.stop()));
+      server.close();
+    }
   });
 });
