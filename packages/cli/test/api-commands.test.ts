@@ -419,6 +419,37 @@ describe('breakwater campaign', () => {
     assert.equal(rolled.code, 0, rolled.stderr);
     assert.ok(Array.isArray((JSON.parse(rolled.stdout) as { campaigns: unknown[] }).campaigns));
 
+    // The ota-halt kill switch: every running campaign in one call.
+    const second = await okJson<{ campaign: { id: string } }>([
+      'campaign',
+      'create',
+      '--name',
+      'fw 2.1',
+      '--artifact-url',
+      'https://fw.example/2.1.bin',
+      '--artifact-version',
+      '2.1.0',
+      '--sha256',
+      'cd'.repeat(32),
+      '--waves',
+      '100',
+      '--tag',
+      'ota',
+    ]);
+    await ok(['campaign', 'start', second.campaign.id]);
+    assert.match(await fails(['campaign', 'halt', '--all']), /--all needs --reason/);
+    const all = await okJson<{ campaigns: Array<{ campaignId: string; state: string }> }>([
+      'campaign',
+      'halt',
+      '--all',
+      '--reason',
+      'stop everything',
+    ]);
+    assert.deepEqual(
+      all.campaigns.map((c) => [c.campaignId, c.state]),
+      [[second.campaign.id, 'halted']],
+    );
+
     assert.match(await fails(['campaign', 'start', 'cmp_nope']), /\(HTTP 404\) \[BW_ERR_API_NOT_FOUND\]$/);
     assert.match(await fails(['campaign', 'create', '--name', 'x', '--all']), /missing --artifact-url/);
   });

@@ -302,13 +302,50 @@ export function registerCampaignCommands(program: Command, ctx: ApiCommandContex
 
   apiCommand(
     campaign
-      .command('halt <id>')
+      .command('halt [id]')
       .description(
         'OTA halt: no further device is notified, queued notifications are cancelled, devices mid-update are told to stop',
       )
+      .option('--all', 'every running campaign, in one call (the ota-halt kill switch; needs --reason)')
       .addOption(reasonOption()),
-  ).action((id: string, flags: OutputFlags & { reason?: string }) =>
+  ).action((id: string | undefined, flags: OutputFlags & { all?: boolean; reason?: string }) =>
     runApi(ctx, flags, async (api) => {
+      if ((id === undefined) === !flags.all) {
+        throw new BreakwaterError(
+          'BW_ERR_API_VALIDATION',
+          'name one campaign <id>, or --all for every running one',
+        );
+      }
+      if (id === undefined) {
+        if (flags.reason === undefined) {
+          throw new BreakwaterError(
+            'BW_ERR_API_VALIDATION',
+            '--all needs --reason (the kill switch is audited)',
+          );
+        }
+        const res = await api.post<{
+          campaigns: HaltView[];
+          cancelledNotifications: number;
+          toldToStop: number;
+          devicesReached: number;
+        }>('/api/v1/killswitch/ota-halt', { body: { reason: flags.reason } });
+        if (flags.json) return writeJson(ctx, res);
+        out.write(
+          `OTA halt: ${res.campaigns.length} campaign(s) halted, ${res.cancelledNotifications} queued notifications cancelled, ` +
+            `${res.toldToStop} devices told to stop, ${res.devicesReached} reached\n`,
+        );
+        if (res.campaigns.length > 0) {
+          out.write(
+            renderTable(res.campaigns, [
+              ['id', (h) => h.campaignId],
+              ['name', (h) => h.name],
+              ['was', (h) => h.previousState],
+              ['state', (h) => h.state],
+            ]),
+          );
+        }
+        return;
+      }
       const res = await api.post<{ halt: HaltView; campaign: CampaignView }>(
         `/api/v1/campaigns/${seg(id)}/halt`,
         reasonBody(flags.reason),
