@@ -321,7 +321,31 @@ describe('breakwater revoke / revocations', () => {
     assert.deepEqual(res.revocation.selector, { cohort: 'bad-batch' });
     assert.equal(res.matchedDevices, 2);
 
+    const byToken = await okJson<{ revocation: { kind: string; tokenId: string } }>([
+      'revoke',
+      '--token-id',
+      'jti-leaked',
+      '--reason',
+      'token in a log',
+    ]);
+    assert.deepEqual([byToken.revocation.kind, byToken.revocation.tokenId], ['token', 'jti-leaked']);
+    const before = await okJson<{ revocation: { kind: string; issuedBefore: string } }>([
+      'revoke',
+      '--issued-before',
+      '2026-01-01T00:00:00Z',
+      '--reason',
+      'signing key leaked',
+    ]);
+    assert.deepEqual(
+      [before.revocation.kind, before.revocation.issuedBefore],
+      ['all', '2026-01-01T00:00:00.000Z'],
+    );
+
     assert.match(await fails(['revoke', '--reason', 'oops']), /name exactly one target/);
+    assert.match(
+      await fails(['revoke', 'rev-sel-1', '--cohort', 'x', '--reason', 'oops']),
+      /name exactly one target/,
+    );
     assert.match(await usage(['revoke', 'rev-sel-1']), /required option '--reason <text>'/);
   });
 });
