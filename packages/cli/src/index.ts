@@ -69,14 +69,20 @@ export async function main(
 
   program
     .command('up')
-    .description('run the broker: MQTT (TCP, WebSocket, TLS), /metrics, /healthz, /readyz')
+    .description(
+      'run the broker: MQTT (TCP, WebSocket, TLS), /metrics, /healthz, /readyz, and the fleet control plane API',
+    )
     .option('--config <file>', 'YAML configuration file (flags override its values)')
     .option('--host <address>', 'bind address for every listener and HTTP (default: 0.0.0.0)')
     .option('--mqtt-port <n>', 'MQTT over TCP port (default: 1883; 0 = any free port)', parsePort)
     .option('--ws-port <n>', 'MQTT over WebSocket port, path /mqtt (default: 8083)', parsePort)
     .option('--mqtts-port <n>', 'MQTT over TLS port (needs a tls listener in --config)', parsePort)
     .option('--wss-port <n>', 'MQTT over secure WebSocket port (needs a wss listener in --config)', parsePort)
-    .option('--http-port <n>', 'HTTP port for /metrics, /healthz, /readyz (default: 8080)', parsePort)
+    .option(
+      '--http-port <n>',
+      'HTTP port for /metrics, /healthz, /readyz and the control plane /api (default: 8080)',
+      parsePort,
+    )
     .option('--data-dir <dir>', 'directory for persistent state (default: ./data)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(logLevels))
     .action(async (options: UpFlags & { logLevel?: LogLevel }) => {
