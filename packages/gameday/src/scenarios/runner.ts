@@ -191,7 +191,11 @@ export async function runScenario(
     t0 = Date.now();
     control?.alerts?.setOrigin(t0);
     const startAt = performance.now();
-    await fleet.start();
+    // start() resolves when every device has made its first attempt: the ramp (500/s by default)
+    // is part of the run, so sampling starts now, not after it.
+    ctx.background(
+      fleet.start().then(() => ctx.note('fleet ramp done: every device made its first attempt')),
+    );
     log(
       `fleet: ${params.devices} devices, policy ${policyName(plan.fleet.policy)}, time scale ${params.timeScale}`,
     );
