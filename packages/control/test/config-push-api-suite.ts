@@ -1,5 +1,6 @@
 /**
- * Config push HTTP API, in-process (fastify.inject), once per storage driver, against a
+ * Config push HTTP API, in-process (fastify.inject), once per storage driver
+ * (config-push-api-sqlite.test.ts, config-push-api-postgres.test.ts), against a
  * recording FleetBroker (what is published, who is online, and a tap the test feeds reports
  * into). The real broker and device SDK are in config-push-e2e.test.ts.
  */
@@ -7,14 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import type { FleetBroker, FleetMessageHandler } from '../src/fleet-broker.js';
 import type { ControlPlaneOptions } from '../src/http/app.js';
-import {
-  type Driver,
-  errorOf,
-  type Harness,
-  postgresDriver,
-  sqliteDriver,
-  startControlPlane,
-} from './harness.js';
+import { type Driver, errorOf, type Harness, startControlPlane } from './harness.js';
 
 interface Published {
   topic: string;
@@ -117,7 +111,7 @@ async function devices(h: Harness, ...rows: Array<{ id: string; tags?: string[] 
   assert.equal(res.statusCode, 201, res.body);
 }
 
-for (const driver of [sqliteDriver, postgresDriver] satisfies Driver[]) {
+export function configPushApiSuite(driver: Driver): void {
   describe(`config push API (${driver.name})`, () => {
     async function start(
       t: TestContext,
