@@ -235,6 +235,39 @@ export function incidentsSuite(driver: Driver): void {
       assert.ok(audit.items.every((e) => e.actor.id === 'system'));
     });
 
+    it('a storm that trips the generic rule first ends up with the specific runbook', async (t) => {
+      const h = await start(t);
+      if (!h) return;
+      await h.cp.incidents.onAlert(
+        alert(h, {
+          ruleId: 'new-connection-burst',
+          name: 'New connection burst',
+          incidentType: 'mass-disconnect',
+          runbook: 'mass-disconnect',
+          labels: {},
+        }),
+      );
+      h.clock.advance(5_000);
+      await h.cp.incidents.onAlert(alert(h, { incidentType: 'mass-disconnect', severity: 'critical' }));
+      const items = (
+        (await h.call('GET', '/api/v1/incidents')).json() as {
+          items: Array<{ id: number; runbook: { slug: string }; components: string[] }>;
+        }
+      ).items;
+      assert.equal(items.length, 1);
+      assert.equal(items[0]!.runbook.slug, 'auth-failing-fleet-wide');
+      assert.deepEqual(items[0]!.components, ['broker', 'auth']);
+      const d = (await h.call('GET', `/api/v1/incidents/${items[0]!.id}`)).json() as {
+        timeline: Array<{ text: string }>;
+      };
+      assert.ok(
+        d.timeline.some(
+          (e) =>
+            e.text === 'Runbook mass-disconnect → auth-failing-fleet-wide (alert Auth failure ratio high)',
+        ),
+      );
+    });
+
     it('two control planes seeing the same alert storm open one incident', async (t) => {
       const h = await start(t);
       if (!h) return;

@@ -14,7 +14,7 @@ import {
   summarize,
   transition,
 } from '../src/incidents/lifecycle.js';
-import { alertKey, defaultComponents } from '../src/incidents/manager.js';
+import { alertKey, betterRunbook, defaultComponents } from '../src/incidents/manager.js';
 import type { IncidentRecord, IncidentState } from '../src/incidents/model.js';
 import { parseRunbook } from '../src/incidents/runbooks.js';
 import { readBrokerAudit } from '../src/incidents/timeline.js';
@@ -176,6 +176,21 @@ describe('grouping keys, components, runbook parsing, broker log', () => {
     assert.notEqual(alertKey('r', { a: '1' }), alertKey('r', { a: '2' }));
     assert.deepEqual(defaultComponents('security', 'auth-failing-fleet-wide'), ['auth', 'broker']);
     assert.deepEqual(defaultComponents('bad-firmware-push', 'bad-firmware-push'), ['ota']);
+  });
+
+  it('a specific runbook replaces a generic one; the more severe alert wins between equals', () => {
+    const generic = { runbook: 'mass-disconnect', severity: 'warning' as const };
+    assert.equal(betterRunbook(generic, 'auth-failing-fleet-wide', 'warning'), true);
+    assert.equal(betterRunbook(generic, 'mass-disconnect', 'critical'), false, 'same runbook');
+    assert.equal(betterRunbook(generic, 'capacity-cost', 'critical'), true, 'generic, more severe');
+    assert.equal(betterRunbook(generic, 'capacity-cost', 'warning'), false);
+    const specific = { runbook: 'auth-failing-fleet-wide', severity: 'warning' as const };
+    assert.equal(betterRunbook(specific, 'mass-disconnect', 'critical'), false, 'never specific → generic');
+    assert.equal(betterRunbook(specific, 'socket-fd-exhaustion', 'critical'), true);
+    assert.equal(
+      betterRunbook({ ...specific, severity: 'critical' }, 'socket-fd-exhaustion', 'critical'),
+      false,
+    );
   });
 
   it('parses front matter, title and sections', () => {

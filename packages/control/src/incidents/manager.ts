@@ -29,6 +29,7 @@ import {
   type IncidentState,
   type IncidentType,
   incidentRef,
+  incidentTypes,
   type StatusComponent,
   type TimelineRecord,
   type UpdateStatus,
@@ -62,6 +63,26 @@ const componentsByRunbook: Record<string, StatusComponent[]> = {
 
 export function defaultComponents(type: IncidentType, runbook: string): StatusComponent[] {
   return [...new Set([...componentsByType[type], ...(componentsByRunbook[runbook] ?? [])])];
+}
+
+const genericRunbooks: ReadonlySet<string> = new Set(incidentTypes);
+
+/**
+ * Whether a joining alert's runbook should replace the incident's. A storm trips the generic
+ * rules first (connection bursts: the mass-disconnect runbook) and the telling one a few seconds
+ * later (auth failure ratio: auth-failing-fleet-wide); responders need the specific one. So: a
+ * specific runbook replaces a generic one, and between two of the same kind the more severe
+ * alert's wins. Never specific → generic.
+ */
+export function betterRunbook(
+  incident: Pick<IncidentRecord, 'runbook' | 'severity'>,
+  runbook: string,
+  severity: AlertSeverity,
+): boolean {
+  if (runbook === incident.runbook) return false;
+  const specific = (slug: string) => (genericRunbooks.has(slug) ? 0 : 1);
+  const delta = specific(runbook) - specific(incident.runbook);
+  return delta > 0 || (delta === 0 && severityRank[severity] > severityRank[incident.severity]);
 }
 
 /** Dedup key of an alert series: `rule{a="1",b="2"}` with labels sorted. */
@@ -220,15 +241,27 @@ export class IncidentManager implements AlertSink {
         const components = [
           ...new Set([...incident.components, ...defaultComponents(e.incidentType, runbook)]),
         ];
+        const adopt = betterRunbook(incident, runbook, e.severity);
         const patch = {
           severity:
             severityRank[e.severity] > severityRank[incident.severity] ? e.severity : incident.severity,
           startedAt: Math.min(incident.startedAt, e.startedAt),
           components,
+          ...(adopt ? { runbook } : {}),
         };
         if (!(await repo.update(incident.id, patch, e.at, incident.state))) {
           const now = (await repo.get(incident.id))!;
           await repo.update(incident.id, patch, e.at, now.state);
+        }
+        if (adopt) {
+          await repo.appendTimeline({
+            incidentId: incident.id,
+            at: e.at,
+            kind: 'state',
+            actor: ALERT_ENGINE.name,
+            text: `Runbook ${incident.runbook} → ${runbook} (alert ${e.name})`,
+            details: { runbook, previous: incident.runbook, ruleId: e.ruleId },
+          });
         }
         await this.#audit(tx, ALERT_ENGINE, 'incident.alert', incident.id, {
           ruleId: e.ruleId,

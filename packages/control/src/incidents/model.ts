@@ -61,6 +61,7 @@ export interface IncidentPatch {
   severity?: AlertSeverity;
   commander?: string | null;
   components?: StatusComponent[];
+  runbook?: string;
   startedAt?: number;
   acknowledgedAt?: number | null;
   mitigatedAt?: number | null;

@@ -53,6 +53,7 @@ const columns: Record<keyof IncidentPatch, string> = {
   severity: 'severity',
   commander: 'commander',
   components: 'components',
+  runbook: 'runbook',
   startedAt: 'started_at',
   acknowledgedAt: 'acknowledged_at',
   mitigatedAt: 'mitigated_at',
