@@ -16,7 +16,8 @@ const SHARE_PREFIX = '$share/';
 
 /**
  * Topic authorization for one listener. Rules are allow-list filters with `{clientId}` and
- * `{username}` placeholders (default: `devices/{clientId}/#` and `$fleet/{clientId}/#`).
+ * `{username}` placeholders (default: `devices/{clientId}/#`; subscribe `$fleet/{clientId}/#`; publish only the reports
+ * `$fleet/{clientId}/config/reported` and `$fleet/{clientId}/ota/status`).
  * A SUBSCRIBE filter is allowed only if every topic it can match is allowed, i.e. the filter is a
  * subset of a rule: `devices/me/+` is, `devices/+/temp` is not (it would read other devices).
  */

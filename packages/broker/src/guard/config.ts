@@ -202,9 +202,16 @@ export const AuthzRuleSchema = Type.Object(
   strict,
 );
 
+/**
+ * A device owns `devices/{id}/…`. Under `$fleet/{id}/…` it only reads what the control plane
+ * sends (config, OTA jobs, commands) and writes its reports: were it allowed to publish there, a
+ * compromised device could overwrite its own retained desired config or fake an OTA job.
+ */
 export const defaultAuthzRules = [
   { action: 'all', topic: 'devices/{clientId}/#' },
-  { action: 'all', topic: '$fleet/{clientId}/#' },
+  { action: 'subscribe', topic: '$fleet/{clientId}/#' },
+  { action: 'publish', topic: '$fleet/{clientId}/config/reported' },
+  { action: 'publish', topic: '$fleet/{clientId}/ota/status' },
 ] as const;
 
 export const AuthzSchema = Type.Object(

@@ -20,6 +20,15 @@ describe('TopicAuthorizer', () => {
     assert.equal(authz.allowsSubscribe(dev, '$share/g/devices/dev-1/x'), true);
   });
 
+  it('default rules: under $fleet a device reads everything of its own but writes only its reports', () => {
+    assert.equal(authz.allowsPublish(dev, '$fleet/dev-1/config/reported'), true);
+    assert.equal(authz.allowsPublish(dev, '$fleet/dev-1/config'), false, 'no overwriting its desired config');
+    assert.equal(authz.allowsPublish(dev, '$fleet/dev-1/ota'), false, 'no fake OTA job');
+    assert.equal(authz.allowsPublish(dev, '$fleet/dev-1/commands/reboot'), false);
+    assert.equal(authz.allowsSubscribe(dev, '$fleet/dev-1/#'), true);
+    assert.equal(authz.allowsSubscribe(dev, '$fleet/dev-2/config'), false);
+  });
+
   it('a filter that could match other devices is refused', () => {
     assert.equal(authz.allowsSubscribe(dev, 'devices/+/telemetry'), false);
     assert.equal(authz.allowsSubscribe(dev, 'devices/#'), false);

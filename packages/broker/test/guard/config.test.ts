@@ -19,7 +19,12 @@ describe('guard config', () => {
     assert.equal(l.maxCredentialBytes, 4096);
     assert.deepEqual(
       l.authz.rules.map((r) => r.topic),
-      ['devices/{clientId}/#', '$fleet/{clientId}/#'],
+      [
+        'devices/{clientId}/#',
+        '$fleet/{clientId}/#',
+        '$fleet/{clientId}/config/reported',
+        '$fleet/{clientId}/ota/status',
+      ],
     );
     const pg = c.authenticators.postgres.pg!;
     // At most 50 backend queries in any one second (DESIGN.md §3 cap): 45/s plus a burst of 5.
