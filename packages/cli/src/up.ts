@@ -112,6 +112,11 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     return fail(io, err);
   }
   warnAboutAuthentication(config, logger);
+  if (config.control.enabled && !config.http.enabled) {
+    logger.warn(
+      'the control plane is not served: it needs http.enabled (set control.enabled: false to silence this)',
+    );
+  }
   const admission = new AdmissionGate(admissionConfig, {
     clock: systemClock,
     metrics: new AdmissionMetrics(metrics.registry),
