@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createControlPlane } from '../src/http/app.js';
 import { type Driver, errorOf, type Harness, startControlPlane } from './harness.js';
 import { MemoryFleet } from './ota-fleet.js';
 
@@ -516,6 +517,31 @@ export function otaApiSuite(driver: Driver): void {
         assert.equal(j.previousVersion, '2.0.0', 'the registry followed the update');
       }
       assert.equal((await h.call('POST', `/api/v1/campaigns/${id}/rollback`)).statusCode, 409);
+    });
+
+    it('a restarted control plane re-sends the notified jobs (same job ids) and carries on', async (t) => {
+      const s = await setup(t, driver, 6);
+      if (!s) return;
+      const { h, fleet } = s;
+      const id = await create(h, { waves: [{ percent: 100 }] });
+      await h.call('POST', `/api/v1/campaigns/${id}/start`);
+      const w1 = await notifiedWave(h, id, 1);
+      await h.cp.close();
+      const mark = fleet.published.length;
+      const cp2 = await createControlPlane({ storage: h.storage, dataDir: h.dataDir, clock: h.clock, fleet });
+      t.after(() => cp2.close());
+      await cp2.start();
+      const resent = await waitFor('jobs re-sent', async () => {
+        const again = fleet.published.slice(mark).filter((p) => p.payload !== '');
+        return again.length >= 6 ? again : undefined;
+      });
+      assert.deepEqual(
+        resent.map((p) => (JSON.parse(p.payload) as { jobId: string }).jobId).sort(),
+        w1.map((j) => j.jobId).sort(),
+      );
+      assert.ok(resent.every((p) => p.retain && p.qos === 1));
+      succeedAll(fleet, w1);
+      await waitState(h, id, 'completed');
     });
 
     it('ignores reports published by another client; no broker → start is 409', async (t) => {

@@ -353,8 +353,10 @@ describe('OTA campaigns end to end (broker + control plane + 50 MQTT.js devices)
     });
     assert.equal(firstWave.campaign.currentWave, 1);
 
+    const t0 = performance.now();
     const res = await call('POST', '/killswitch/ota-halt', { campaignId: id, reason: 'e2e: bricking' });
     const mark = published.length;
+    const haltMs = performance.now() - t0;
     assert.equal(res.status, 200, JSON.stringify(res.json));
     const body = res.json as {
       action: string;
@@ -369,6 +371,10 @@ describe('OTA campaigns end to end (broker + control plane + 50 MQTT.js devices)
 
     // The devices confirm the stop (failed / BW_ERR_DEVICE_OTA_CANCELLED → cancelled).
     await waitFor('cancels confirmed', async () => (await detail(id)).waves[0]!.states.cancelled === 10);
+    // Printed, not asserted (loaded machines vary): how long the kill switch took.
+    console.log(
+      `ota-halt: call returned in ${haltMs.toFixed(0)} ms; all 10 devices confirmed the stop after ${(performance.now() - t0).toFixed(0)} ms`,
+    );
     const after = published.slice(mark);
     const jobsAfter = after.filter((p) => {
       if (p.payload === '') return false;

@@ -47,6 +47,19 @@ export function otaTopic(deviceId: string): string {
 
 export const OTA_STATUS_FILTER = '$fleet/+/ota/status';
 
+/** The job as the device SDK parses it (packages/device/src/ota.ts `parseOtaMessage`). */
+export function jobPayload(c: Pick<CampaignRecord, 'id' | 'artifact'>, jobId: string): string {
+  const job: Record<string, unknown> = {
+    jobId,
+    campaignId: c.id,
+    version: c.artifact.version,
+    url: c.artifact.url,
+    sha256: c.artifact.sha256,
+  };
+  if (c.artifact.size !== null) job.size = c.artifact.size;
+  return JSON.stringify(job);
+}
+
 /** Who asked (an API key), written to the audit log with the change. */
 export interface Actor {
   id: string;
@@ -199,8 +212,13 @@ export class CampaignEngine implements ControlService {
     this.#unsubscribe = this.#fleet.subscribe(OTA_STATUS_FILTER, (topic, payload, publisherId) =>
       this.#onReport(topic, payload, publisherId),
     );
-    // Pick up campaigns that were running when the process stopped.
-    for (const id of await this.#storage.campaigns.idsInState('running')) this.#requestEvaluate(id);
+    // Pick up campaigns that were running when the process stopped. A job is stored as notified
+    // just before it is published: send those again (same job id; devices ignore duplicates) in
+    // case the process stopped in between.
+    for (const id of await this.#storage.campaigns.idsInState('running')) {
+      this.#serial(() => this.#republishNotified(id)).catch(() => {}); // logged by #serial
+      this.#requestEvaluate(id);
+    }
   }
 
   async close(): Promise<void> {
@@ -730,22 +748,14 @@ export class CampaignEngine implements ControlService {
       });
       if (this.#stopNotifying.has(c.id) || this.#closed) break;
       const results = await Promise.allSettled(
-        out.map((o) => {
-          const job: Record<string, unknown> = {
-            jobId: o.jobId,
-            campaignId: c.id,
-            version: c.artifact.version,
-            url: c.artifact.url,
-            sha256: c.artifact.sha256,
-          };
-          if (c.artifact.size !== null) job.size = c.artifact.size;
-          return fleet.publish({
+        out.map((o) =>
+          fleet.publish({
             topic: otaTopic(o.job.deviceId),
-            payload: JSON.stringify(job),
+            payload: jobPayload(c, o.jobId),
             qos: 1,
             retain: true,
-          });
-        }),
+          }),
+        ),
       );
       for (const r of results) {
         if (r.status === 'fulfilled') sent++;
@@ -754,6 +764,29 @@ export class CampaignEngine implements ControlService {
       }
     }
     return sent;
+  }
+
+  async #republishNotified(id: string): Promise<void> {
+    const c = await this.#storage.campaigns.get(id);
+    const fleet = this.#fleet;
+    if (c?.state !== 'running' || fleet === null) return;
+    const jobs = await this.#storage.campaigns.allJobs(id, { states: ['notified'] });
+    for (let i = 0; i < jobs.length; i += NOTIFY_CHUNK) {
+      if (this.#stopNotifying.has(id) || this.#closed) return;
+      await Promise.allSettled(
+        jobs
+          .slice(i, i + NOTIFY_CHUNK)
+          .filter((j) => j.jobId !== null)
+          .map((j) =>
+            fleet.publish({
+              topic: otaTopic(j.deviceId),
+              payload: jobPayload(c, j.jobId!),
+              qos: 1,
+              retain: true,
+            }),
+          ),
+      );
+    }
   }
 
   #requestEvaluate(id: string): void {
