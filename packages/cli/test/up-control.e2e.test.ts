@@ -46,12 +46,23 @@ describe('breakwater up: control plane', () => {
     assert.equal(authn.status, 200);
     assert.equal((await fetch(`${httpBase}/.well-known/jwks.json`)).status, 200);
 
-    await connect(mqttUrl, { protocolVersion: 5, clientId: 'e2e-sensor' });
-    const device = await waitFor(async () => {
-      const d = (await (await api('/api/v1/devices/e2e-sensor')).json()) as { connectionState: string };
-      return d.connectionState === 'online' ? d : null;
-    }, 'e2e-sensor online');
-    assert.equal(device.connectionState, 'online');
+    interface Device {
+      connectionState: string;
+      lastSeen: string | null;
+      lastDisconnectReason: string | null;
+    }
+    const deviceIn = (state: string) =>
+      waitFor(async () => {
+        const d = (await (await api('/api/v1/devices/e2e-sensor')).json()) as Device;
+        return d.connectionState === state ? d : null;
+      }, `e2e-sensor ${state}`);
+    const client = await connect(mqttUrl, { protocolVersion: 5, clientId: 'e2e-sensor' });
+    const online = await deviceIn('online');
+    assert.ok(online.lastSeen, 'last seen is set');
+
+    await client.endAsync();
+    const offline = await deviceIn('offline');
+    assert.ok(offline.lastDisconnectReason, 'the disconnect reason is recorded');
 
     // A restart does not create (or print) another key.
     cli.child.kill('SIGTERM');
