@@ -52,6 +52,7 @@ function sample(t: number, attempts: number, connected: number): SecondSample {
     backendQueries: null,
     authOutcomes: {},
     admissionRefusals: {},
+    messagesDropped: {},
     openSockets: null,
     socketsWithoutConnect: null,
     openFds: null,

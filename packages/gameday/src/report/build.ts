@@ -39,6 +39,7 @@ export interface BrokerTotals {
   messagesOut: number;
   authOutcomes: Record<string, number>;
   admissionRefusals: Record<string, number>;
+  messagesDropped: Record<string, number>;
 }
 
 export interface RawValues {
@@ -147,6 +148,7 @@ function brokerTotals(first: MetricsSnapshot | null, last: MetricsSnapshot | nul
     messagesOut: delta(Series.messagesOut),
     authOutcomes: byLabel(Series.auth, 'outcome'),
     admissionRefusals: byLabel(Series.admissionRefused, 'reason'),
+    messagesDropped: byLabel(Series.dropped, 'reason'),
   };
 }
 

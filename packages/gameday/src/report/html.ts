@@ -186,7 +186,11 @@ export function renderHtml(r: Report): string {
     .join('');
   const totals = r.broker.totals;
   const totalsHtml = totals
-    ? `<table><tr><th>connection attempts</th><th>auth backend queries</th><th>messages in</th><th>messages out</th><th>auth outcomes</th><th>admission refusals</th></tr><tr><td class="num">${fmt(totals.connectionAttempts)}</td><td class="num">${fmt(totals.authBackendQueries)}</td><td class="num">${fmt(totals.messagesIn)}</td><td class="num">${fmt(totals.messagesOut)}</td><td>${esc(
+    ? `<table><tr><th>connection attempts</th><th>auth backend queries</th><th>messages in</th><th>messages out</th><th>dropped by the broker</th><th>auth outcomes</th><th>admission refusals</th></tr><tr><td class="num">${fmt(totals.connectionAttempts)}</td><td class="num">${fmt(totals.authBackendQueries)}</td><td class="num">${fmt(totals.messagesIn)}</td><td class="num">${fmt(totals.messagesOut)}</td><td>${esc(
+        Object.entries(totals.messagesDropped)
+          .map(([k, v]) => `${k} ${fmt(v)}`)
+          .join(', ') || '—',
+      )}</td><td>${esc(
         Object.entries(totals.authOutcomes)
           .map(([k, v]) => `${k} ${fmt(v)}`)
           .join(', ') || '—',

@@ -91,6 +91,9 @@ export function renderMarkdown(r: Report): string {
     const outcomes = Object.entries(t.authOutcomes);
     if (outcomes.length)
       lines.push(`- auth outcomes: ${outcomes.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
+    const dropped = Object.entries(t.messagesDropped);
+    if (dropped.length)
+      lines.push(`- messages dropped: ${dropped.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);
     const refusals = Object.entries(t.admissionRefusals);
     if (refusals.length)
       lines.push(`- admission refusals: ${refusals.map(([k, v]) => `${k} ${fmt(v)}`).join(', ')}`);

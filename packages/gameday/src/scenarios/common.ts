@@ -9,7 +9,7 @@
 import type { AdmissionConfigInput } from '@breakwater/broker';
 import type { TelemetryOptions } from '../fleet/types.js';
 import { peak, timeToConnected } from '../report/scores.js';
-import type { Expectation, ScenarioParams } from './types.js';
+import type { Expectation, ScenarioParams, SecondSample } from './types.js';
 
 /** Full-scale seconds → this run's seconds, never below `floorS`. */
 export function scaled(p: ScenarioParams, fullScaleS: number, floorS = 0): number {
@@ -65,6 +65,16 @@ export function anonymousGuard(): Record<string, unknown> {
   };
 }
 
+/** What the broker itself says it dropped (its bounded per-session queue, slow consumers). */
+function droppedNote(seconds: readonly SecondSample[]): string {
+  const total: Record<string, number> = {};
+  for (const s of seconds) {
+    for (const [k, v] of Object.entries(s.messagesDropped)) total[k] = (total[k] ?? 0) + v;
+  }
+  const parts = Object.entries(total).map(([k, v]) => `${v} ${k}`);
+  return parts.length ? `; the broker counted as dropped: ${parts.join(', ')}` : '';
+}
+
 /** The expectation every scenario with telemetry states. */
 export function noQos1Loss(): Expectation {
   return {
@@ -78,7 +88,7 @@ export function noQos1Loss(): Expectation {
       detail:
         r.scores.qos1Delivered === null
           ? 'no QoS probe (the broker refused its subscription)'
-          : `${r.scores.qos1Acked} acked, ${r.scores.qos1Delivered} delivered`,
+          : `${r.scores.qos1Acked} acked, ${r.scores.qos1Delivered} delivered${droppedNote(r.seconds)}`,
     }),
   };
 }

@@ -24,6 +24,7 @@ export const Series = {
   messagesIn: 'breakwater_messages_received_total',
   messagesOut: 'breakwater_messages_sent_total',
   breaker: 'breakwater_auth_backend_breaker_state',
+  dropped: 'breakwater_messages_dropped_total',
 } as const;
 
 export async function scrape(url: string, timeoutMs = 2_000): Promise<MetricsSnapshot> {
@@ -48,6 +49,7 @@ interface BrokerCounters {
   messagesOut: number;
   auth: Record<string, number>;
   admission: Record<string, number>;
+  dropped: Record<string, number>;
 }
 
 function brokerCounters(m: MetricsSnapshot): BrokerCounters {
@@ -58,6 +60,7 @@ function brokerCounters(m: MetricsSnapshot): BrokerCounters {
     messagesOut: m.sum(Series.messagesOut),
     auth: m.byLabel(Series.auth, 'outcome'),
     admission: m.byLabel(Series.admissionRefused, 'reason'),
+    dropped: m.byLabel(Series.dropped, 'reason'),
   };
 }
 
@@ -126,6 +129,7 @@ export class Sampler {
       backendQueries: null,
       authOutcomes: {},
       admissionRefusals: {},
+      messagesDropped: {},
       openSockets: null,
       socketsWithoutConnect: null,
       openFds: null,
@@ -148,6 +152,7 @@ export class Sampler {
       sample.messagesOut = c.messagesOut - p.messagesOut;
       sample.authOutcomes = diff(c.auth, p.auth);
       sample.admissionRefusals = diff(c.admission, p.admission);
+      sample.messagesDropped = diff(c.dropped, p.dropped);
       sample.brokerConnections = m.sum(Series.connections);
       sample.openSockets = m.has(Series.openSockets) ? m.sum(Series.openSockets) : null;
       sample.socketsWithoutConnect = m.has(Series.socketsWithoutConnect)

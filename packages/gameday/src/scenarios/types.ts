@@ -150,6 +150,8 @@ export interface SecondSample {
   backendQueries: number | null;
   authOutcomes: Record<string, number>;
   admissionRefusals: Record<string, number>;
+  /** Messages the broker dropped, by reason (offline_queue_full, slow_consumer, …). */
+  messagesDropped: Record<string, number>;
   openSockets: number | null;
   socketsWithoutConnect: number | null;
   openFds: number | null;
