@@ -61,12 +61,12 @@ export function jobPayload(c: Pick<CampaignRecord, 'id' | 'artifact'>, jobId: st
 }
 
 /** Who asked (an API key), written to the audit log with the change. */
-export interface Actor {
+export interface CampaignActor {
   id: string;
   name: string;
 }
 
-const SYSTEM: Actor = { id: 'system', name: 'ota campaign engine' };
+const SYSTEM: CampaignActor = { id: 'system', name: 'ota campaign engine' };
 
 export const DEFAULT_GATE: Gate = {
   maxFailureRatio: 0.05,
@@ -248,7 +248,7 @@ export class CampaignEngine implements ControlService {
 
   // ---- operator actions ----
 
-  async create(input: NewCampaign, actor: Actor, reason: string | null): Promise<CampaignRecord> {
+  async create(input: NewCampaign, actor: CampaignActor, reason: string | null): Promise<CampaignRecord> {
     requireTargeted(input.selector);
     validateWaves(input.waves);
     const now = this.#clock.now();
@@ -289,7 +289,7 @@ export class CampaignEngine implements ControlService {
   }
 
   /** draft → running: resolves the selector, assigns waves, notifies wave 1. */
-  startCampaign(id: string, actor: Actor, reason: string | null): Promise<CampaignRecord> {
+  startCampaign(id: string, actor: CampaignActor, reason: string | null): Promise<CampaignRecord> {
     return this.#serial(async () => {
       const c = await this.#require(id);
       if (c.state !== 'draft') throw conflict(`campaign ${id} is ${c.state}; only a draft can be started`);
@@ -360,7 +360,7 @@ export class CampaignEngine implements ControlService {
    * The OTA kill switch for one campaign: no device is notified after this resolves, jobs not
    * yet started are withdrawn, devices working on it are told to stop.
    */
-  halt(id: string, actor: Actor, reason: string | null): Promise<HaltOutcome> {
+  halt(id: string, actor: CampaignActor, reason: string | null): Promise<HaltOutcome> {
     this.#stopNotifying.add(id);
     return this.#serial(async () => {
       const c = await this.#require(id);
@@ -371,7 +371,7 @@ export class CampaignEngine implements ControlService {
   }
 
   /** `POST /killswitch/ota-halt`: one campaign, or every running one. */
-  async haltAll(actor: Actor, reason: string): Promise<HaltOutcome[]> {
+  async haltAll(actor: CampaignActor, reason: string): Promise<HaltOutcome[]> {
     // Marked before waiting for the queue: notifications stop at the next chunk.
     for (const id of await this.#storage.campaigns.idsInState('running')) this.#stopNotifying.add(id);
     return this.#serial(async () => {
@@ -386,7 +386,7 @@ export class CampaignEngine implements ControlService {
   }
 
   /** halted → running: continues the wave it stopped in; unfinished jobs are sent again. */
-  resume(id: string, actor: Actor, reason: string | null): Promise<ResumeOutcome> {
+  resume(id: string, actor: CampaignActor, reason: string | null): Promise<ResumeOutcome> {
     return this.#serial(async () => {
       const c = await this.#require(id);
       if (c.state !== 'halted')
@@ -450,7 +450,7 @@ export class CampaignEngine implements ControlService {
    */
   async rollback(
     id: string,
-    actor: Actor,
+    actor: CampaignActor,
     reason: string | null,
     options: { artifacts?: Artifact[]; waves?: WaveSpec[]; gate?: Gate; start?: boolean } = {},
   ): Promise<RollbackOutcome> {
@@ -597,7 +597,7 @@ export class CampaignEngine implements ControlService {
 
   #audit(
     tx: Repositories,
-    actor: Actor,
+    actor: CampaignActor,
     action: string,
     campaignId: string,
     reason: string | null,
@@ -639,7 +639,7 @@ export class CampaignEngine implements ControlService {
   /** Runs inside the serial queue. */
   async #haltNow(
     c: CampaignRecord,
-    actor: Actor,
+    actor: CampaignActor,
     haltReason: string,
     haltedBy: string,
     auditReason: string | null,

@@ -9,7 +9,7 @@ import { iso, isoOrNull, type RouteContext, reasonOf } from '../http/context.js'
 import { errorResponses, Limit, Reason } from '../http/schemas.js';
 import { FIRMWARE_PATTERN, SelectorSchema } from '../selector.js';
 import {
-  type Actor,
+  type CampaignActor,
   type CampaignEngine,
   DEFAULT_GATE,
   type HaltOutcome,
@@ -305,7 +305,7 @@ async function emptyBodyIsEmptyObject(request: FastifyRequest): Promise<void> {
   if (request.body === undefined || request.body === null) request.body = {};
 }
 
-function actorOf(request: FastifyRequest): Actor {
+function actorOf(request: FastifyRequest): CampaignActor {
   return { id: request.actor?.id ?? 'anonymous', name: request.actor?.name ?? 'anonymous' };
 }
 
