@@ -570,6 +570,12 @@ export function otaApiSuite(driver: Driver): void {
       const refused = await bare.call('POST', `/api/v1/campaigns/${cid}/start`);
       assert.equal(refused.statusCode, 409);
       assert.match(errorOf(refused).message, /no broker attached/);
+
+      const nobody = await create(h, { selector: { tags: ['nowhere'] } });
+      const empty = await h.call('POST', `/api/v1/campaigns/${nobody}/start`);
+      assert.equal(empty.statusCode, 409);
+      assert.match(errorOf(empty).message, /matches no registered device/);
+      assert.equal((await detail(h, nobody)).campaign.state, 'draft', 'nothing half-applied');
     });
   });
 }

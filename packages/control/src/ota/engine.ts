@@ -295,6 +295,7 @@ export class CampaignEngine implements ControlService {
       if (c.state !== 'draft') throw conflict(`campaign ${id} is ${c.state}; only a draft can be started`);
       this.#requireFleet();
       const ids = await this.#storage.devices.resolve(c.selector);
+      if (ids.length === 0) throw conflict(`the selector of campaign ${id} matches no registered device`);
       const busy = new Set(await this.#storage.campaigns.busyDevices(id));
       const clash = ids.filter((d) => busy.has(d));
       if (clash.length > 0) {
