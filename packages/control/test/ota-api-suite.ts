@@ -506,6 +506,7 @@ export function otaApiSuite(driver: Driver): void {
         campaigns: Array<{ id: string; rollbackOf: string; state: string }>;
       };
       assert.equal(campaigns.length, 1);
+      assert.deepEqual((res.json() as { warnings: string[] }).warnings, []);
       assert.equal(campaigns[0]!.rollbackOf, id);
       assert.equal(campaigns[0]!.state, 'running');
       assert.equal((await detail(h, id)).campaign.state, 'rolled-back');

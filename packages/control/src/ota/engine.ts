@@ -107,6 +107,8 @@ export interface RollbackOutcome {
   campaigns: CampaignRecord[];
   /** Devices that updated but whose previous version is unknown (not rolled back). */
   skippedUnknownVersion: string[];
+  /** A rollback campaign that could not start stays a draft; why is here. */
+  warnings: string[];
 }
 
 export interface WaveSummary {
@@ -541,10 +543,22 @@ export class CampaignEngine implements ControlService {
       return { campaigns, skipped };
     });
     const out: CampaignRecord[] = [];
+    const warnings: string[] = [];
     for (const rb of created.campaigns) {
-      out.push(options.start === false ? rb : await this.startCampaign(rb.id, actor, reason));
+      if (options.start === false) {
+        out.push(rb);
+        continue;
+      }
+      try {
+        out.push(await this.startCampaign(rb.id, actor, reason));
+      } catch (err) {
+        // The rollback itself is done (stored, audited): report the start failure, do not undo it.
+        if (!(err instanceof ApiError)) throw err;
+        warnings.push(`${rb.id} was created but not started: ${err.message}`);
+        out.push(rb);
+      }
     }
-    return { campaigns: out, skippedUnknownVersion: created.skipped };
+    return { campaigns: out, skippedUnknownVersion: created.skipped, warnings };
   }
 
   // ---- reads ----

@@ -512,6 +512,7 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
           201: Type.Object({
             campaigns: Type.Array(CampaignView),
             skippedUnknownVersion: Type.Array(Type.String()),
+            warnings: Type.Array(Type.String()),
           }),
           ...errorResponses,
         },
@@ -527,9 +528,11 @@ export function campaignRoutes(app: FastifyInstance, ctx: RouteContext, engine: 
       if (b.gate) options.gate = gateOf(b.gate, existing.gate);
       if (b.start !== undefined) options.start = b.start;
       const r = await engine.rollback(request.params.id, actorOf(request), reasonOf(request), options);
-      return reply
-        .code(201)
-        .send({ campaigns: r.campaigns.map(campaignView), skippedUnknownVersion: r.skippedUnknownVersion });
+      return reply.code(201).send({
+        campaigns: r.campaigns.map(campaignView),
+        skippedUnknownVersion: r.skippedUnknownVersion,
+        warnings: r.warnings,
+      });
     },
   );
 
