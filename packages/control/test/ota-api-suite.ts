@@ -189,6 +189,22 @@ export function otaApiSuite(driver: Driver): void {
       assert.equal(list.statusCode, 200);
       assert.deepEqual((list.json() as { items: unknown[] }).items, []);
       assert.equal((await h.call('GET', '/api/v1/campaigns/cmp_nope')).statusCode, 404);
+      const openapi = (await h.call('GET', '/api/openapi.json', { key: null })).json() as {
+        paths: Record<string, Record<string, { requestBody?: unknown }>>;
+      };
+      for (const path of [
+        '/api/v1/campaigns',
+        '/api/v1/campaigns/{id}',
+        '/api/v1/campaigns/{id}/devices',
+        '/api/v1/campaigns/{id}/start',
+        '/api/v1/campaigns/{id}/halt',
+        '/api/v1/campaigns/{id}/resume',
+        '/api/v1/campaigns/{id}/rollback',
+        '/api/v1/killswitch/ota-halt',
+      ]) {
+        assert.ok(openapi.paths[path], `${path} in the OpenAPI document`);
+      }
+      assert.ok(openapi.paths['/api/v1/killswitch/ota-halt']?.post?.requestBody, 'body schema documented');
     });
 
     it('runs wave by wave after soak and passing gates, completes, updates the registry', async (t) => {
