@@ -118,6 +118,10 @@ describe('breakwater incident', () => {
     assert.match(show, /note\s+bootstrap admin\s+bypass-authn on tcp for 30m/);
     assert.match(show, /Resolved by bootstrap admin: fleet back/);
 
+    assert.match(
+      await ok(['incident', 'runbook', 'INC-2']),
+      /^# Broker auth failing fleet-wide[\s\S]*## Contain/,
+    );
     const file = join(dir, 'pm.md');
     assert.match(await ok(['incident', 'postmortem', '1', '--out', file]), /^wrote /);
     const md = readFileSync(file, 'utf8');

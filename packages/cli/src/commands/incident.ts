@@ -266,6 +266,21 @@ export function registerIncidentCommands(program: Command, ctx: ApiCommandContex
 
   apiCommand(
     incident
+      .command('runbook <id>')
+      .description("print the incident's runbook (markdown): confirm, contain, …"),
+  ).action((id: string, flags: OutputFlags) =>
+    runApi(ctx, flags, async (api) => {
+      const d = await api.get<IncidentDetail>(`/api/v1/incidents/${incidentId(id)}`);
+      const runbook = await api.get<{ slug: string; title: string; markdown: string }>(
+        d.incident.runbook.path,
+      );
+      if (flags.json) return writeJson(ctx, runbook);
+      out.write(runbook.markdown.endsWith('\n') ? runbook.markdown : `${runbook.markdown}\n`);
+    }),
+  );
+
+  apiCommand(
+    incident
       .command('note <id> <text...>')
       .description('add an internal note to the timeline')
       .addOption(reasonOption()),
