@@ -130,7 +130,9 @@ describe('charts', () => {
   test('round ticks and a path per series', () => {
     assert.equal(niceCeil(0.3), 1);
     assert.equal(niceCeil(180), 200);
-    assert.equal(niceCeil(201), 500);
+    assert.equal(niceCeil(201), 250);
+    assert.equal(niceCeil(2.2), 5);
+    assert.equal(niceCeil(2100), 2500);
     const svg = lineChart({
       title: 'Connected <devices>',
       unit: 'devices',

@@ -36,11 +36,14 @@ export function escapeXml(s: string): string {
   return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
 }
 
-/** 1, 2, 5 × 10^k at or above `x` (at least 1: counts are whole). */
+/**
+ * 1, 2, (2.5,) 5 × 10^k at or above `x` (at least 1: counts are whole). 2.5 only from 25 up, so
+ * grid labels stay whole numbers while an axis does not overshoot its data by 2.5×.
+ */
 export function niceCeil(x: number): number {
   if (!(x > 1)) return 1;
   const k = 10 ** Math.floor(Math.log10(x));
-  for (const m of [1, 2, 5, 10]) if (m * k >= x) return m * k;
+  for (const m of k >= 10 ? [1, 2, 2.5, 5, 10] : [1, 2, 5, 10]) if (m * k >= x) return m * k;
   return 10 * k;
 }
 
