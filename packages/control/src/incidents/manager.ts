@@ -384,9 +384,10 @@ export class IncidentManager implements AlertSink {
       const incident = await this.#mustGet(tx, id);
       const now = this.#clock.now();
       const { patch, implied } = transition(incident, to, now);
-      if (to === 'acknowledged' || (incident.commander === null && input.commander !== undefined)) {
-        patch.commander = input.commander ?? incident.commander ?? by.name;
-      }
+      // A named commander always takes over; acknowledging without one makes the caller
+      // commander unless someone already is.
+      if (input.commander !== undefined) patch.commander = input.commander;
+      else if (to === 'acknowledged' && incident.commander === null) patch.commander = by.name;
       if (!(await tx.incidents.update(id, patch, now, incident.state))) {
         // Someone else moved it between our read and write: report what it is now.
         const current = await this.#mustGet(tx, id);
