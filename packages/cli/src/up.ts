@@ -78,6 +78,14 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   if (fdWarning) logger.warn({ capacity }, fdWarning);
 
   const guardOn = Object.keys(config.guard.listeners).length > 0;
+  const metrics = new BrokerMetrics();
+  const admission = new AdmissionGate(admissionConfig, {
+    clock: systemClock,
+    metrics: new AdmissionMetrics(metrics.registry),
+    ...fdUsageDep(),
+  });
+  // Break-glass changes (admin API) and bypass expiries (guard) share one trail.
+  const auditLog = new AuditLog(join(config.dataDir, 'audit.log'));
   let storage: BrokerStorage;
   try {
     if (config.storage.driver === 'sqlite' || guardOn || config.http.enabled) {
@@ -94,7 +102,6 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     );
   }
 
-  const metrics = new BrokerMetrics();
   let guard: Guard | null = null;
   let adminToken: ReturnType<typeof ensureAdminToken> | null = null;
   let httpPort = config.http.port;
@@ -106,7 +113,9 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
       httpPort = await freePort(config.http.host);
       guardConfig = withJwksUrl(config.guard, resolved.localJwks, localJwksUrl(config.http.host, httpPort));
     }
-    if (guardOn) guard = new Guard(guardConfig, { dataDir: config.dataDir, logger, metrics });
+    if (guardOn) {
+      guard = new Guard(guardConfig, { dataDir: config.dataDir, logger, metrics, auditLog, admission });
+    }
     if (config.http.enabled) adminToken = ensureAdminToken(config.dataDir);
   } catch (err) {
     return fail(io, err);
@@ -117,11 +126,6 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
       'the control plane is not served: it needs http.enabled (set control.enabled: false to silence this)',
     );
   }
-  const admission = new AdmissionGate(admissionConfig, {
-    clock: systemClock,
-    metrics: new AdmissionMetrics(metrics.registry),
-    ...fdUsageDep(),
-  });
   const broker = new Broker({
     storage,
     limits: config.mqtt,
@@ -173,7 +177,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         token: adminToken!.token,
         guard,
         listeners: config.listeners.map((l) => l.name),
-        audit: new AuditLog(join(config.dataDir, 'audit.log')),
+        audit: auditLog,
         registry: metrics.registry,
       });
       if (control) await http.register(control.plugin);

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { AuthResult } from './authenticators/types.js';
-import { CircuitBreaker, Permit, type PermitValue } from './circuit-breaker.js';
+import { BreakerState, CircuitBreaker, Permit, type PermitValue } from './circuit-breaker.js';
 import type { BackendLimits } from './config.js';
 import type { GuardMetrics } from './metrics.js';
 import { TokenBucket } from './token-bucket.js';
@@ -24,15 +24,23 @@ export class BackendGate {
   readonly #metrics: GuardMetrics | undefined;
   #inflight = 0;
 
-  constructor(name: string, limits: BackendLimits, clock: Clock, metrics?: GuardMetrics) {
+  constructor(
+    name: string,
+    limits: BackendLimits,
+    clock: Clock,
+    metrics?: GuardMetrics,
+    /** Called when the breaker closes again after an outage (the guard starts admission slow start). */
+    onRecovered?: () => void,
+  ) {
     this.name = name;
     this.#limits = limits;
     this.#clock = clock;
     this.#metrics = metrics;
     this.#bucket = new TokenBucket(limits.ratePerSec, limits.burst, clock.now());
-    this.breaker = new CircuitBreaker(limits.breaker, clock, (state) =>
-      metrics?.breakerState.set({ backend: name }, state),
-    );
+    this.breaker = new CircuitBreaker(limits.breaker, clock, (state) => {
+      metrics?.breakerState.set({ backend: name }, state);
+      if (state === BreakerState.Closed) onRecovered?.();
+    });
     metrics?.breakerState.set({ backend: name }, 0);
     metrics?.backendInflight.set({ backend: name }, 0);
   }

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import pino from 'pino';
 import type { Registry } from 'prom-client';
 import { type Clock, systemClock, type TimerHandle } from '../clock.js';
+import type { AuditEntry } from '../http/audit-log.js';
 import type { BrokerControl, BrokerHooks, ConnectDecision, ConnectRequest } from '../options.js';
 import { ReasonCode } from '../reason-codes.js';
 import { type AuthDecision, AuthEngine } from './auth-engine.js';
@@ -32,6 +33,13 @@ export interface GuardDeps {
   logger?: Logger;
   /** A GuardMetrics, or anything with a prom-client `registry` (BrokerMetrics) to register into. */
   metrics?: GuardMetrics | { registry: Registry };
+  /** Where a bypass that expires by itself is recorded (the admin API records the others). */
+  auditLog?: { append(entry: AuditEntry): void };
+  /**
+   * Admission slow start after a recovery: when a backend's breaker closes again or a bypass ends,
+   * the whole fleet that was kept out comes back at once; slow start ramps it in.
+   */
+  admission?: { beginSlowStart(): void };
 }
 
 /**
@@ -90,6 +98,10 @@ export class Guard implements BrokerHooks {
   readonly #defaultAuthz = new TopicAuthorizer({ rules: [...defaultAuthzRules], superuserBypass: false });
   readonly #sessions = new Map<string, Session>();
   readonly #bypass = new Map<string, BypassState>();
+  readonly #bypassTimers = new Map<string, TimerHandle>();
+  readonly #auditLog: GuardDeps['auditLog'] | undefined;
+  readonly #admission: GuardDeps['admission'] | undefined;
+  readonly #onRecovered = (): void => this.#admission?.beginSlowStart();
   readonly revocations: RevocationList;
   #started: Promise<void> | null = null;
   #pruneTimer: TimerHandle | null = null;
@@ -104,6 +116,8 @@ export class Guard implements BrokerHooks {
     this.authorizeSubscribe = this.authorizeSubscribe.bind(this);
     this.config = resolveGuardConfig(config);
     this.#clock = deps.clock ?? systemClock;
+    this.#auditLog = deps.auditLog;
+    this.#admission = deps.admission;
     this.#logger = (deps.logger ?? pino({ level: 'silent' })).child({ component: 'guard' });
     const m = deps.metrics;
     this.metrics = m ? (m instanceof GuardMetrics ? m : new GuardMetrics(m.registry)) : undefined;
@@ -130,11 +144,11 @@ export class Guard implements BrokerHooks {
     }
     for (const [name, c] of Object.entries(a.postgres)) {
       this.#authenticators.set(name, new PostgresAuthenticator(name, c, ctx));
-      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics));
+      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics, this.#onRecovered));
     }
     for (const [name, c] of Object.entries(a.http)) {
       this.#authenticators.set(name, new HttpAuthenticator(name, c, ctx));
-      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics));
+      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics, this.#onRecovered));
     }
     for (const [name, c] of Object.entries(a.mtls))
       this.#authenticators.set(name, new MtlsAuthenticator(name, c));
@@ -343,16 +357,33 @@ export class Guard implements BrokerHooks {
    */
   bypassAuthn(listener: string, o: { ttlMs: number; reason: string; actor: string }): BypassState {
     const state = { until: this.#clock.now() + o.ttlMs, reason: o.reason, actor: o.actor };
+    this.#clearBypassTimer(listener);
     this.#bypass.set(listener, state);
+    // Reverts by itself even when no client connects to notice (the lazy check alone would leave
+    // the metric at 1 and the audit trail without an end).
+    this.#bypassTimers.set(
+      listener,
+      this.#clock.setTimeout(() => this.#bypassReason(listener), o.ttlMs),
+    );
     this.metrics?.bypassActive.set({ listener }, 1);
     this.#logger.warn({ audit: true, listener, ...state }, 'authn bypass enabled');
     return state;
   }
 
+  #clearBypassTimer(listener: string): void {
+    const t = this.#bypassTimers.get(listener);
+    if (t !== undefined) {
+      this.#clock.clearTimeout(t);
+      this.#bypassTimers.delete(listener);
+    }
+  }
+
   restoreAuthn(listener: string, actor = 'unknown'): void {
+    this.#clearBypassTimer(listener);
     if (!this.#bypass.delete(listener)) return;
     this.metrics?.bypassActive.set({ listener }, 0);
     this.#logger.warn({ audit: true, listener, actor }, 'authn bypass ended');
+    this.#admission?.beginSlowStart();
   }
 
   bypassStatus(listener: string): BypassState | null {
@@ -364,9 +395,23 @@ export class Guard implements BrokerHooks {
     const b = this.#bypass.get(listener);
     if (!b) return null;
     if (this.#clock.now() >= b.until) {
+      this.#clearBypassTimer(listener);
       this.#bypass.delete(listener);
       this.metrics?.bypassActive.set({ listener }, 0);
       this.#logger.warn({ audit: true, listener, actor: 'ttl' }, 'authn bypass expired');
+      try {
+        this.#auditLog?.append({
+          at: new Date(this.#clock.now()).toISOString(),
+          actor: 'ttl',
+          action: 'bypass-expired',
+          listener,
+          reason: b.reason,
+        });
+      } catch (err) {
+        // The bypass has ended either way: failing closed here would keep auth off.
+        this.#logger.error({ err, listener }, 'bypass expiry could not be written to the audit log');
+      }
+      this.#admission?.beginSlowStart();
       return null;
     }
     return b.reason;
@@ -386,6 +431,8 @@ export class Guard implements BrokerHooks {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#pruneTimer) this.#clock.clearInterval(this.#pruneTimer);
+    for (const t of this.#bypassTimers.values()) this.#clock.clearTimeout(t);
+    this.#bypassTimers.clear();
     await this.#started?.catch(() => {});
     await Promise.allSettled([...this.#authenticators.values()].map((a) => a.close()));
     this.#store?.close();

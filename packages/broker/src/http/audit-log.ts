@@ -6,7 +6,8 @@ export interface AuditEntry {
   /** ISO 8601. */
   at: string;
   actor: string;
-  action: 'bypass-authn' | 'restore-authn';
+  /** `bypass-expired`: the bypass reached its TTL and reverted by itself (actor `ttl`). */
+  action: 'bypass-authn' | 'restore-authn' | 'bypass-expired';
   listener: string;
   reason?: string;
   /** ISO 8601: when a bypass ends by itself. */

@@ -21,6 +21,8 @@ describe('auth engine with the http authenticator', () => {
   const clock = new FakeClock();
   const tmp = tempDir('engine');
   const metrics = new GuardMetrics(new Registry());
+  const audited: Array<{ action: string; actor: string; listener: string }> = [];
+  let slowStarts = 0;
   const state = {
     mode: 'allow' as Mode,
     requests: [] as Array<Record<string, unknown>>,
@@ -59,7 +61,13 @@ describe('auth engine with the http authenticator', () => {
         },
         listeners: { mqtt: { authn: ['hook'] } },
       },
-      { clock, dataDir: tmp.dir, metrics },
+      {
+        clock,
+        dataDir: tmp.dir,
+        metrics,
+        auditLog: { append: (e) => audited.push(e) },
+        admission: { beginSlowStart: () => slowStarts++ },
+      },
     );
     await guard.start();
   });
@@ -197,7 +205,16 @@ describe('auth engine with the http authenticator', () => {
     assert.equal(guard.authorizePublish('dev-bg', 'devices/other/t'), false);
     guard.revoke({ clientId: 'dev-bg-revoked' });
     assert.equal((await guard.authenticate(connect('dev-bg-revoked'))).ok, false, 'denylist still applies');
+    const slowStartsBefore = slowStarts;
     clock.advance(30 * 60_000);
+    // The expiry is acted on at the TTL itself, before any client connects to notice it.
+    assert.deepEqual(
+      audited.map((e) => [e.action, e.actor, e.listener]),
+      [['bypass-expired', 'ttl', 'mqtt']],
+    );
+    assert.equal(slowStarts, slowStartsBefore + 1, 'the fleet kept out comes back through slow start');
+    const active = (await metrics.bypassActive.get()).values.find((v) => v.labels.listener === 'mqtt');
+    assert.equal(active?.value, 0);
     assert.equal((await guard.authenticate(c)).ok, false);
     assert.equal(guard.bypassStatus('mqtt'), null);
     const bypassed = (await metrics.authTotal.get()).values.find((v) => v.labels.outcome === 'bypass');

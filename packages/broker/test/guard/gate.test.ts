@@ -121,6 +121,27 @@ describe('BackendGate', () => {
     assert.equal((await metrics.breakerState.get()).values[0]!.value, BreakerState.Open);
   });
 
+  it('reports recovery when the breaker closes again (the guard starts admission slow start)', async () => {
+    const clock = new FakeClock();
+    let recovered = 0;
+    const gate = new BackendGate(
+      'b',
+      limits({ ratePerSec: 100, burst: 100, breaker: { minRequests: 2 } }),
+      clock,
+      undefined,
+      () => recovered++,
+    );
+    const fail = async (): Promise<AuthResult> => ({ outcome: 'error', reason: 'db down' });
+    await gate.call(fail);
+    await gate.call(fail);
+    assert.equal(gate.breaker.state, BreakerState.Open);
+    assert.equal(recovered, 0);
+    clock.advance(60_000);
+    assert.equal((await gate.call(async () => ({ outcome: 'allow' }))).outcome, 'allow');
+    assert.equal(gate.breaker.state, BreakerState.Closed);
+    assert.equal(recovered, 1);
+  });
+
   it('times out on the injected clock but holds the bulkhead slot until the call really ends', async () => {
     const clock = new FakeClock();
     const gate = new BackendGate('b', limits({ maxInFlight: 1, timeoutMs: 500 }), clock);
