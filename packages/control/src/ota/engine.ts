@@ -845,10 +845,17 @@ export class CampaignEngine implements ControlService {
       const gate = effectiveGate(c.gate, wave.gate);
       const now = this.#clock.now();
 
-      // Silent devices: notified, then no report within the timeout of their wave's gate.
-      const active = await repo.allJobs(id, { maxWave: k, states: ACTIVE_JOB_STATES });
+      // Silent devices: notified, then no report within the timeout of their wave's gate. The
+      // oldest activity (one aggregate query) says whether any can be due: the per-job scan runs
+      // only then, so a report does not cost a read of the whole wave.
+      const minTimeout = Math.min(
+        ...c.waves.slice(0, k + 1).map((w) => effectiveGate(c.gate, w.gate).reportTimeoutMs),
+      );
+      const oldest = await repo.oldestActivity(id, k);
+      const mayBeDue = oldest !== null && oldest + minTimeout <= now;
+      const active = mayBeDue ? await repo.allJobs(id, { maxWave: k, states: ACTIVE_JOB_STATES }) : [];
       const silent: DeviceJobRecord[] = [];
-      let nextWake = Number.POSITIVE_INFINITY;
+      let nextWake = oldest === null || mayBeDue ? Number.POSITIVE_INFINITY : oldest + minTimeout;
       for (const j of active) {
         if (j.notifiedAt === null) continue;
         const timeout = effectiveGate(c.gate, c.waves[j.wave]?.gate ?? {}).reportTimeoutMs;
