@@ -92,7 +92,7 @@ ${i.updates.map((u) => `<div class="update"><b>${esc(u.status)}</b> <span class=
 ${incidents}
 <h2>Components</h2>
 ${components}
-<h2>Past incidents (${page.history.length} days)</h2>
+<h2>Incident history (${page.history.length} days)</h2>
 ${past ? `<ul class="days">${past}</ul>` : '<p class="muted">No incidents.</p>'}
 <p class="muted">Updated ${esc(page.generatedAt)} · also as <a href="/status.json">JSON</a></p>
 </main>
