@@ -22,6 +22,7 @@ export {
 export type { Access, Actor } from './http/context.js';
 export { type Labels, MetricHistory, type SeriesKind, seriesKey } from './metrics-history/history.js';
 export { RegistrySampler } from './metrics-history/sampler.js';
+export * from './ota/index.js';
 export * from './revocation/index.js';
 export {
   isEmptySelector,
