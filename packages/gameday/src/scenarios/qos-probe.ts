@@ -21,6 +21,12 @@ export interface QosProbeOptions {
   /** Which topics count (default: device data under `devices/...`, what Fleet's qos1Acked counts). */
   countable?: (topic: string) => boolean;
   onMessage?: (topic: string, payload: Buffer, atMs: number) => void;
+  /**
+   * Subscriber connections (default 1). With more, they share one subscription
+   * (`$share/gameday-probe/...`, MQTT 5.0 §4.8.2) so the broker spreads the messages: one session's
+   * in-flight window and queue bound what a single subscriber can take per round trip.
+   */
+  connections?: number;
 }
 
 export interface QosProbeStats {
@@ -50,33 +56,41 @@ export class QosProbe {
     duplicates: 0,
     reconnects: 0,
   };
-  #socket: net.Socket | null = null;
+  readonly #sockets: (net.Socket | null)[];
+  readonly #up: boolean[];
   #closed = false;
   #ready: ((err?: Error) => void) | null = null;
-  #retryTimer: NodeJS.Timeout | null = null;
+  #pending = 0;
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
   #pingTimer: NodeJS.Timeout | null = null;
 
   constructor(options: QosProbeOptions) {
     this.#o = options;
+    const n = Math.max(1, Math.floor(options.connections ?? 1));
+    this.#sockets = Array.from({ length: n }, () => null);
+    this.#up = Array.from({ length: n }, () => false);
   }
 
-  /** Resolves once subscribed (rejects if the first connection is refused). */
+  /** Resolves once every connection is subscribed (rejects if one is refused). */
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
+      this.#pending = this.#sockets.length;
       this.#ready = (err) => (err ? reject(err) : resolve());
-      this.#connect();
+      for (let i = 0; i < this.#sockets.length; i++) this.#connect(i);
     });
   }
 
   stats(): QosProbeStats {
-    return { ...this.#stats };
+    return { ...this.#stats, connected: this.#up.every(Boolean) };
   }
 
-  #connect(): void {
+  #connect(lane: number): void {
     const countable = this.#o.countable ?? isDeviceTraffic;
+    const shared = this.#sockets.length > 1;
+    const base = this.#o.clientId ?? `gameday-probe-${process.pid}`;
     const socket = net.connect({ host: this.#o.host, port: this.#o.port });
     socket.setNoDelay(true);
-    this.#socket = socket;
+    this.#sockets[lane] = socket;
     const parser = mqtt.parser({ protocolVersion: 4 });
     const send = (p: Packet) => socket.write(mqtt.generate(p, { protocolVersion: 4 }));
     socket.on('connect', () => {
@@ -84,7 +98,7 @@ export class QosProbe {
         cmd: 'connect',
         protocolId: 'MQTT',
         protocolVersion: 4,
-        clientId: this.#o.clientId ?? `gameday-probe-${process.pid}`,
+        clientId: shared ? `${base}-${lane}` : base,
         clean: false,
         keepalive: 30,
       });
@@ -98,15 +112,15 @@ export class QosProbe {
             socket.destroy();
             return;
           }
-          this.#stats.connected = true;
+          this.#up[lane] = true;
           send({
             cmd: 'subscribe',
             messageId: 1,
-            subscriptions: (this.#o.filters ?? defaultFilters).map((topic) => ({ topic, qos: 1 })),
+            subscriptions: (this.#o.filters ?? defaultFilters).map((topic) => ({
+              topic: shared ? `$share/gameday-probe/${topic}` : topic,
+              qos: 1,
+            })),
           });
-          this.#pingTimer ??= setInterval(() => {
-            if (this.#stats.connected) send({ cmd: 'pingreq' });
-          }, 15_000);
           break;
         case 'suback': {
           const refused = p.granted.filter(
@@ -116,7 +130,15 @@ export class QosProbe {
             this.#fail(new Error('QoS probe: every subscription refused'));
             return;
           }
-          this.#fail();
+          if (--this.#pending <= 0) this.#fail();
+          this.#pingTimer ??= setInterval(() => {
+            for (let i = 0; i < this.#sockets.length; i++) {
+              const s = this.#sockets[i];
+              if (this.#up[i] && s && !s.destroyed) {
+                s.write(mqtt.generate({ cmd: 'pingreq' }, { protocolVersion: 4 }));
+              }
+            }
+          }, 15_000);
           break;
         }
         case 'publish': {
@@ -139,10 +161,14 @@ export class QosProbe {
     socket.on('data', (chunk) => parser.parse(chunk));
     socket.on('error', () => {});
     socket.on('close', () => {
-      this.#stats.connected = false;
+      this.#up[lane] = false;
       if (this.#closed) return;
       this.#stats.reconnects++;
-      this.#retryTimer = setTimeout(() => this.#connect(), 200);
+      const timer = setTimeout(() => {
+        this.#retryTimers.delete(timer);
+        this.#connect(lane);
+      }, 200);
+      this.#retryTimers.add(timer);
     });
   }
 
@@ -154,14 +180,17 @@ export class QosProbe {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    for (const t of this.#retryTimers) clearTimeout(t);
     if (this.#pingTimer) clearInterval(this.#pingTimer);
-    const s = this.#socket;
-    if (!s || s.destroyed) return;
-    await new Promise<void>((resolve) => {
-      s.once('close', () => resolve());
-      s.end(mqtt.generate({ cmd: 'disconnect' }, { protocolVersion: 4 }));
-      setTimeout(() => s.destroy(), 1000).unref();
-    });
+    await Promise.all(
+      this.#sockets.map((s) => {
+        if (!s || s.destroyed) return Promise.resolve();
+        return new Promise<void>((resolve) => {
+          s.once('close', () => resolve());
+          s.end(mqtt.generate({ cmd: 'disconnect' }, { protocolVersion: 4 }));
+          setTimeout(() => s.destroy(), 1000).unref();
+        });
+      }),
+    );
   }
 }

@@ -165,6 +165,8 @@ export async function runScenario(
       probe = new QosProbe({
         host: env.probe.host,
         port: env.probe.port,
+        // One subscriber per 1,000 devices (shared subscription), at most 16.
+        connections: Math.min(16, Math.max(1, Math.ceil(params.devices / 1_000))),
         ...(plan.onProbeMessage
           ? { onMessage: (topic, payload, at) => plan.onProbeMessage?.(ctx, topic, payload, at) }
           : {}),
