@@ -24,14 +24,31 @@ export interface SqliteControlStorageOptions {
   file: string;
 }
 
-/** `$1`-style SQL → `?` with the parameters reordered (and repeated) to match. */
+/** `$1`-style SQL → `?` plus which parameter goes to each `?` (placeholders may repeat). */
+interface SqliteSql {
+  sql: string;
+  order: number[];
+}
+
+// Repositories use a small set of SQL texts; compiling each once keeps regex work off hot paths
+// such as presence updates during a reconnect storm. Bounded like the statement cache.
+const compiled = new Map<string, SqliteSql>();
+
 function toSqlite(sql: string, params: readonly unknown[]): { sql: string; args: unknown[] } {
-  const args: unknown[] = [];
-  const out = sql.replace(/\$(\d+)/g, (_, n: string) => {
-    args.push(params[Number(n) - 1]);
-    return '?';
-  });
-  return { sql: out, args };
+  let c = compiled.get(sql);
+  if (c === undefined) {
+    const order: number[] = [];
+    const out = sql.replace(/\$(\d+)/g, (_, n: string) => {
+      order.push(Number(n) - 1);
+      return '?';
+    });
+    c = { sql: out, order };
+    if (compiled.size > 1000) compiled.clear();
+    compiled.set(sql, c);
+  }
+  const args = new Array<unknown>(c.order.length);
+  for (let i = 0; i < c.order.length; i++) args[i] = params[c.order[i]!];
+  return { sql: c.sql, args };
 }
 
 class FifoLock {
