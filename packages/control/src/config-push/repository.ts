@@ -9,9 +9,18 @@
  * and the audit entry, the push row and what devices report all name the same number. Pushes
  * are serialised (`lockPushes`) so that version order is also commit and publish order.
  */
-import { ApiError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import type { SqlExecutor } from '../storage/executor.js';
+import {
+  decodeCursor,
+  encodeCursor,
+  jsonOrNull,
+  num,
+  numOrNull,
+  Params,
+  type Row,
+  strOrNull,
+} from '../storage/sql-values.js';
 import type { ConnectionState, Page } from '../storage/types.js';
 import type { JsonObject } from './document.js';
 
@@ -111,51 +120,11 @@ export interface ConfigPushRepository {
   summary(selector: Selector): Promise<DriftSummary>;
 }
 
-type Row = Record<string, unknown>;
-
 /** Rows per multi-row statement: well under both drivers' bound-parameter limits. */
 const CHUNK = 500;
 
 // Any 64-bit number; the same in every process sharing the database ("bwconfig").
 const PUSH_LOCK = 0x6277_636f_6e66_6967n;
-
-class Params {
-  readonly values: unknown[] = [];
-  add(v: unknown): string {
-    this.values.push(v);
-    return `$${this.values.length}`;
-  }
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
-}
-
-function strOrNull(v: unknown): string | null {
-  return v === null || v === undefined ? null : String(v);
-}
-
-function jsonOrNull(v: unknown): JsonObject | null {
-  return v === null || v === undefined ? null : (JSON.parse(String(v)) as JsonObject);
-}
-
-function encodeCursor(value: string): string {
-  return Buffer.from(value, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const value = Buffer.from(cursor, 'base64url').toString('utf8');
-  if (value.length === 0 || encodeCursor(value) !== cursor) {
-    throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
-      field: 'cursor',
-    });
-  }
-  return value;
-}
 
 // Every selector criterion must be handled below: adding one to Selector breaks this line until
 // selectorWhere() knows it (otherwise the drift view would silently ignore it).

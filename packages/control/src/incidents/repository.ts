@@ -5,6 +5,7 @@
  */
 import { ApiError } from '../errors.js';
 import type { SqlExecutor } from '../storage/executor.js';
+import { jsonOrNull, num, numOrNull, Params, type Row, strOrNull } from '../storage/sql-values.js';
 import type { AuditRecord, Page } from '../storage/types.js';
 import type {
   AlertSeverity,
@@ -21,32 +22,6 @@ import type {
   StoredTimelineKind,
   TimelineRecord,
 } from './model.js';
-
-type Row = Record<string, unknown>;
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
-}
-
-function strOrNull(v: unknown): string | null {
-  return v === null || v === undefined ? null : String(v);
-}
-
-function jsonOrNull(v: unknown): Record<string, unknown> | null {
-  return v === null || v === undefined ? null : (JSON.parse(String(v)) as Record<string, unknown>);
-}
-
-class Params {
-  readonly values: unknown[] = [];
-  add(v: unknown): string {
-    this.values.push(v);
-    return `$${this.values.length}`;
-  }
-}
 
 const columns: Record<keyof IncidentPatch, string> = {
   state: 'state',

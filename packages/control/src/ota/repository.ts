@@ -2,6 +2,7 @@
 import { ApiError, DuplicateKeyError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from '../storage/executor.js';
+import { num, numOrNull, Params, type Row, strOrNull } from '../storage/sql-values.js';
 import type { Page } from '../storage/types.js';
 import {
   ACTIVE_JOB_STATES,
@@ -19,23 +20,6 @@ import {
   type WaveSpec,
   type WaveStateCount,
 } from './types.js';
-
-type Row = Record<string, unknown>;
-
-const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));
-const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
-
-class Params {
-  readonly values: unknown[] = [];
-  add(v: unknown): string {
-    this.values.push(v);
-    return `$${this.values.length}`;
-  }
-  list(vs: readonly unknown[]): string {
-    return vs.map((v) => this.add(v)).join(', ');
-  }
-}
 
 function encodeCursor(parts: readonly (string | number)[]): string {
   return Buffer.from(JSON.stringify(parts), 'utf8').toString('base64url');

@@ -2,6 +2,7 @@
 import { ApiError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import type { SqlExecutor } from '../storage/executor.js';
+import type { Row } from '../storage/sql-values.js';
 import type { Page } from '../storage/types.js';
 import type {
   ActiveRevocations,
@@ -11,8 +12,6 @@ import type {
   RevocationRecord,
   RevocationRepository,
 } from './types.js';
-
-type Row = Record<string, unknown>;
 
 const num = (v: unknown): number => (typeof v === 'number' ? v : Number(v));
 const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : num(v));

@@ -9,6 +9,7 @@ import { SqlCampaigns } from '../ota/repository.js';
 import { SqlRevocations } from '../revocation/repository.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
+import { decodeCursor, encodeCursor, num, numOrNull, Params, type Row, strOrNull } from './sql-values.js';
 import type {
   ApiKeyRecord,
   ApiKeyRepository,
@@ -28,44 +29,6 @@ import type {
   SigningKeyRecord,
   SigningKeyRepository,
 } from './types.js';
-
-type Row = Record<string, unknown>;
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-function numOrNull(v: unknown): number | null {
-  return v === null || v === undefined ? null : num(v);
-}
-
-function strOrNull(v: unknown): string | null {
-  return v === null || v === undefined ? null : String(v);
-}
-
-/** Collects parameters and hands out their `$n` placeholders. */
-class Params {
-  readonly values: unknown[] = [];
-  add(v: unknown): string {
-    this.values.push(v);
-    return `$${this.values.length}`;
-  }
-}
-
-function encodeCursor(value: string): string {
-  return Buffer.from(value, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): string {
-  const value = Buffer.from(cursor, 'base64url').toString('utf8');
-  // Round-trip check: anything that is not our own encoding is rejected rather than guessed at.
-  if (value.length === 0 || encodeCursor(value) !== cursor) {
-    throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
-      field: 'cursor',
-    });
-  }
-  return value;
-}
 
 async function guardUnique<T>(what: string, op: () => Promise<T>): Promise<T> {
   try {
