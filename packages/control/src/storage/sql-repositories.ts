@@ -317,7 +317,12 @@ class SqlDevices implements DeviceRepository {
   }
 
   async applyPresence(updates: readonly PresenceUpdate[]): Promise<void> {
+    // One lookup per chunk first: in a reconnect storm of clients that are not registered devices
+    // (or a broker shared with other clients) this replaces thousands of no-op UPDATEs.
+    const known = new Set(await this.existing([...new Set(updates.map((u) => u.id))]));
+    if (known.size === 0) return;
     for (const u of updates) {
+      if (!known.has(u.id)) continue;
       await this.db.execute(
         `UPDATE devices SET connection_state = $1, last_seen = $2,
            last_disconnect_reason = CASE WHEN $1 = 'offline' THEN $3 ELSE last_disconnect_reason END
