@@ -167,6 +167,32 @@ export function configPushApiSuite(driver: Driver): void {
       assert.deepEqual(audit.items[0]!.details.config, { sampleRate: 5, mode: 'safe' });
     });
 
+    it('deleting a device forgets its config and clears its retained config and OTA job', async (t) => {
+      const s = await start(t);
+      if (!s) return;
+      const { h, fleet } = s;
+      await devices(h, { id: 'gone-1' });
+      assert.equal((await put(h, 'gone-1', { config: { a: 1 } })).statusCode, 200);
+      fleet.report('gone-1', { version: 1, a: 1 });
+      // Reports are written in batches: wait until this one is stored before deleting.
+      for (let i = 0; i < 500; i++) {
+        const c = (await h.call('GET', '/api/v1/devices/gone-1/config')).json() as DeviceConfig;
+        if (c.reported !== null) break;
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      const del = await h.call('DELETE', '/api/v1/devices/gone-1');
+      assert.equal(del.statusCode, 204, del.body);
+      const cleared = fleet.published.filter((p) => p.payload === '').map((p) => [p.topic, p.retain]);
+      assert.deepEqual(cleared, [
+        ['$fleet/gone-1/config', true],
+        ['$fleet/gone-1/ota', true],
+      ]);
+      await devices(h, { id: 'gone-1' });
+      const got = (await h.call('GET', '/api/v1/devices/gone-1/config')).json() as DeviceConfig;
+      assert.equal(got.desired, null, 'a re-registered id starts without the old desired config');
+      assert.equal(got.reported, null);
+    });
+
     it("the device's own report puts it in sync; a report published by another client is ignored", async (t) => {
       const s = await start(t);
       if (!s) return;

@@ -110,6 +110,8 @@ export interface ConfigPushRepository {
   applyReports(reports: readonly ConfigReport[]): Promise<number>;
   /** null when the device is not registered. */
   get(deviceId: string): Promise<DeviceConfigRecord | null>;
+  /** Drops the desired and reported config of a deleted device (a re-registered id starts clean). */
+  forget(deviceId: string): Promise<void>;
   /** Devices the selector matches with their drift, ordered by id, optionally one status only. */
   drift(
     selector: Selector,
@@ -219,6 +221,10 @@ export class SqlConfigPushes implements ConfigPushRepository {
       for (const r of rows) out.set(r.device_id, JSON.parse(r.desired) as JsonObject);
     }
     return out;
+  }
+
+  async forget(deviceId: string): Promise<void> {
+    await this.db.execute('DELETE FROM device_configs WHERE device_id = $1', [deviceId]);
   }
 
   async setDesired(writes: readonly DesiredConfigWrite[]): Promise<void> {

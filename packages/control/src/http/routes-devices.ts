@@ -343,10 +343,28 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
           targetType: 'device',
           targetId: request.params.id,
         });
+        await tx.configPushes.forget(request.params.id);
         return revokeDeletedDeviceTokens(tx, ctx, request, request.params.id);
       });
       await revoked.enforce();
+      await clearFleetRetained(ctx, request.params.id);
       return reply.code(204).send();
     },
   );
+}
+
+/**
+ * A deleted device's retained desired config and OTA job must not greet a device registered
+ * later under the same id. Best effort: the registry change has committed; a broker hiccup here
+ * is logged, and the next push or campaign overwrites the topics anyway.
+ */
+async function clearFleetRetained(ctx: RouteContext, id: string): Promise<void> {
+  if (ctx.fleet === null) return;
+  for (const topic of [`$fleet/${id}/config`, `$fleet/${id}/ota`]) {
+    try {
+      await ctx.fleet.publish({ topic, payload: '', qos: 1, retain: true });
+    } catch (err) {
+      ctx.logger?.warn({ err, topic }, 'could not clear the retained message of a deleted device');
+    }
+  }
 }
