@@ -1,25 +1,14 @@
 import assert from 'node:assert/strict';
-import { type EventEmitter, once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import mqtt, { type IDisconnectPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IDisconnectPacket } from 'mqtt';
 import { CliProcess, runCli } from './cli-process.js';
+import { connect, events, tempDir } from './up-helpers.js';
 
 // `breakwater up` end to end: the real executable as a child process, real sockets on port 0.
-
-/** MqttClient is a typed emitter that `events.once` does not accept as such. */
-function events(client: MqttClient): EventEmitter {
-  return client as unknown as EventEmitter;
-}
-
-function tempDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'bw-cli-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function startCli(dataDir: string, extra: string[] = []) {
   const cli = new CliProcess([
@@ -44,13 +33,6 @@ async function startCli(dataDir: string, extra: string[] = []) {
   const [wsUrl] = await cli.waitForStdout(/ws:\/\/127\.0\.0\.1:\d+\/mqtt/, 90_000);
   const [metricsUrl] = await cli.waitForStdout(/http:\/\/127\.0\.0\.1:\d+\/metrics/, 90_000);
   return { cli, mqttUrl, wsUrl, metricsUrl, httpBase: metricsUrl.replace(/\/metrics$/, '') };
-}
-
-async function connect(url: string, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 10_000, ...options });
-  after(() => client.end(true));
-  await once(events(client), 'connect');
-  return client;
 }
 
 describe('breakwater up (child process)', () => {
