@@ -204,17 +204,19 @@ export interface StartOptions {
 }
 
 /**
- * Benchmarks that measure raw connection handling turn Breakwater's admission limits off: the
- * defaults (1,000 CONNECTs/s and a 2,000 burst per listener, 25 % of it reserved for clients that
- * verify locally, slow start after a mass drop) pace a storm on purpose. Results say when used.
+ * Benchmarks that measure raw connection handling turn Breakwater's admission protections off
+ * (handshake caps, overload refusal, flapping, tarpit), so the row shows the connection path alone;
+ * `breakwater-default` runs the defaults (since issue 11 no fixed rate: refusals only under load).
  */
 export const ADMISSION_OFF_CONFIG = [
   'admission:',
   '  global: { rate: 0, maxHandshakes: 0, maxConnections: 0 }',
   '  listenerDefaults: { rate: 0, maxHandshakes: 0, maxConnections: 0 }',
   '  slowStart: { enabled: false }',
+  '  overload: { enabled: false }',
+  '  tarpit: { enabled: false }',
   '  flapping:',
-  '    clientId: { maxConnects: 0 }',
+  '    clientId: { maxShortSessions: 0 }',
   '',
 ].join('\n');
 

@@ -406,6 +406,7 @@ export class Broker {
     s.conn = conn;
     conn.session = s;
     conn.state = ConnState.Connected;
+    conn.connectedAt = now;
     // | 0: an int32 (≤ 65535 s × factor) stays an unboxed small integer in the Connection.
     conn.keepaliveMs = a.keepalive > 0 ? Math.ceil(a.keepalive * 1000 * this.limits.keepaliveFactor) | 0 : 0;
     conn.deadline = conn.keepaliveMs > 0 ? now + conn.keepaliveMs : 0;
@@ -467,7 +468,17 @@ export class Broker {
     }
     const lm = this.listenerMetrics(conn.info.listener);
     if (wasState !== ConnState.Connected) lm.withoutConnect.dec();
-    else lm.connections.dec();
+    else {
+      lm.connections.dec();
+      // Flapping counts accepted sessions that end quickly, never refused attempts (issue 11).
+      this.admission?.onSessionEnded(
+        conn.info.listener,
+        conn.clientId,
+        conn.info.remoteAddress,
+        conn.closedAt - conn.connectedAt,
+        reason,
+      );
+    }
     if (conn.acks !== null) {
       // Unsent acks are dropped: the client resends those publishes (DUP) after reconnecting.
       conn.acks = null;

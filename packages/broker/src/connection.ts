@@ -113,6 +113,8 @@ export class Connection implements FrameSink {
   #flags = F_PROBLEM_INFORMATION | F_WILL_ON_CLOSE;
   /** Epoch ms when shutdown() ended the stream; the sweep destroys it after CLOSE_LINGER_MS. */
   closedAt = 0;
+  /** Epoch ms of the CONNACK 0x00 (0: never accepted): a session's lifetime, for flapping. */
+  connectedAt = 0;
   /** Epoch ms since the socket refused writes (write() === false); 0 while writable. */
   blockedSince = 0;
 

@@ -82,6 +82,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const admission = new AdmissionGate(admissionConfig, {
     clock: systemClock,
     metrics: new AdmissionMetrics(metrics.registry),
+    logger,
     ...fdUsageDep(),
   });
   // Break-glass changes (admin API) and bypass expiries (guard) share one trail.

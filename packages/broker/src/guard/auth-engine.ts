@@ -56,6 +56,8 @@ interface RemoteAnswer {
 }
 
 const NEVER = new AbortController().signal;
+const MAY_WAIT = { wait: true } as const;
+const NO_WAIT = { wait: false } as const;
 
 /** Base of the `retry-after-ms` hint on 0x88, jittered so refused clients do not return in step. */
 const RETRY_AFTER_MIN_MS = 5_000;
@@ -152,6 +154,7 @@ export class AuthEngine {
     }
 
     let error: { method: string; result: Extract<AuthResult, { outcome: 'error' }> } | null = null;
+    let busy = false;
     let negativeHit = false;
     let lastMethod = 'none';
     for (const a of o.chain) {
@@ -190,6 +193,12 @@ export class AuthEngine {
       }
       if (r.outcome === 'error') {
         error ??= { method: a.method, result: r };
+        if (r.busy === true) {
+          // Not an error of the backend: its gate had no room. One per refused attempt in a storm
+          // (the rejected-calls metric counts them), so not worth a log line each.
+          busy = true;
+          continue;
+        }
         o.logger.warn(
           { listener: this.listener, clientId: req.clientId, authenticator: a.name, reason: r.reason },
           'authn backend error',
@@ -199,11 +208,14 @@ export class AuthEngine {
     }
     if (error) {
       const retry = Math.max(RETRY_AFTER_MIN_MS, error.result.retryAfterMs ?? 0);
+      // Busy (the limiter or the operator's ceiling is full: come back soon) is told apart from
+      // unavailable (errors, open breaker): 0x89 vs 0x88; MQTT 3.1.1 gets return code 3 for both.
+      const busyOnly = busy && error.result.busy === true && error.result.reason !== 'breaker_open';
       return this.#refuse(
         error.method,
-        AuthOutcome.Error,
-        ReasonCode.ServerUnavailable,
-        'authentication backend unavailable',
+        busyOnly ? AuthOutcome.Busy : AuthOutcome.Error,
+        busyOnly ? ReasonCode.ServerBusy : ReasonCode.ServerUnavailable,
+        busyOnly ? 'authentication backend busy' : 'authentication backend unavailable',
         {
           'retry-after-ms': String(Math.round(retry * (1 + Math.random()))),
         },
@@ -243,9 +255,13 @@ export class AuthEngine {
     }
     // Single-flight: identical concurrent checks (a device's retries, a reconnect wave sharing
     // one credential) wait for one backend call.
+    // A device known good (stale, within stale-if-error) never waits for a backend slot: it is
+    // admitted from the cache when none is free, so the crowd that needs the backend cannot delay
+    // the fleet that does not (issue 11, "known-good devices keep priority").
+    const mayWait = known === undefined || now - known.verifiedAt >= o.cache.staleIfErrorSec * 1000;
     let flight = this.#flights.get(key);
     if (!flight) {
-      flight = this.#call(a, req, key).finally(() => this.#flights.delete(key));
+      flight = this.#call(a, req, key, mayWait).finally(() => this.#flights.delete(key));
       this.#flights.set(key, flight);
     }
     const result = await flight;
@@ -261,10 +277,10 @@ export class AuthEngine {
     return { result, outcome: AuthOutcome.Success };
   }
 
-  async #call(a: Authenticator, req: AuthRequest, key: string): Promise<AuthResult> {
+  async #call(a: Authenticator, req: AuthRequest, key: string, wait: boolean): Promise<AuthResult> {
     const o = this.#o;
     const gate = o.gates.get(a.name)!;
-    const result = await gate.call((signal) => a.authenticate(req, signal));
+    const result = await gate.call((signal) => a.authenticate(req, signal), wait ? MAY_WAIT : NO_WAIT);
     const now = o.clock.now();
     switch (result.outcome) {
       case 'allow':

@@ -47,27 +47,75 @@ export const BreakerSchema = Type.Object(
   { ...strict, default: {} },
 );
 
-/** Protections in front of a backend that can fail (postgres, http). */
+/**
+ * Protections in front of a backend that can fail (postgres, http). Issue 11 replaced the fixed
+ * defaults (16 in flight, 45 queries/s) — which paced a healthy Postgres that answers thousands of
+ * queries a second to 45, so a 12,000-device cold start took minutes — by an adaptive limit on
+ * calls in flight (AdaptiveLimit): it grows while latency stays within `adaptive.tolerance` × the
+ * no-load latency and shrinks when latency rises or calls time out. The breaker stays; a fixed
+ * calls/s ceiling is still there for operators who want one (`ratePerSec`), off by default.
+ */
 export const BackendLimitsSchema = Type.Object(
   {
-    maxInFlight: Type.Integer({ minimum: 1, default: 16, description: 'Bulkhead: backend calls in flight.' }),
-    // Defaults 45 + 5: no one-second window ever sees more than 50 backend queries (the cap the
-    // auth-storm bench checks); a burst as large as the rate let the first second of a storm reach 2x.
-    ratePerSec: Type.Number({
-      exclusiveMinimum: 0,
-      default: 45,
+    maxInFlight: Type.Integer({
+      minimum: 1,
+      default: 64,
       description:
-        'Query-rate cap: the backend never sees more than burst + ratePerSec × seconds queries (defaults: at most 50 in any second).',
+        'Ceiling of the adaptive limit on calls in flight (postgres: also at most its poolSize: more would only queue in the pool).',
+    }),
+    adaptive: Type.Object(
+      {
+        initial: Type.Integer({ minimum: 1, default: 4, description: 'Limit at start and after the breaker closes.' }),
+        min: Type.Integer({ minimum: 1, default: 1, description: 'Floor of the limit.' }),
+        tolerance: Type.Number({
+          minimum: 1,
+          default: 1.5,
+          description: 'Latency up to this multiple of the no-load latency counts as healthy (the limit may grow).',
+        }),
+        smoothing: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.2 }),
+        baselineWindowMs: Type.Integer({
+          minimum: 100,
+          default: 5_000,
+          description: 'No-load latency = the lowest of the last one or two windows: a backend slow for good is re-baselined within 2 windows.',
+        }),
+        backoffRatio: Type.Number({
+          exclusiveMinimum: 0,
+          maximum: 1,
+          default: 0.9,
+          description: 'Limit multiplier on a timeout.',
+        }),
+      },
+      { ...strict, default: {} },
+    ),
+    queue: Type.Object(
+      {
+        maxWaiting: Type.Integer({
+          minimum: 0,
+          default: 1_000,
+          description: 'Calls that may wait for a slot (0: refuse at once when at the limit).',
+        }),
+        maxWaitMs: Type.Integer({
+          minimum: 1,
+          default: 1_000,
+          description: 'Longest wait; a call whose estimated wait is longer is refused at once (0x89, retry hint).',
+        }),
+      },
+      { ...strict, default: {} },
+    ),
+    ratePerSec: Type.Number({
+      minimum: 0,
+      default: 0,
+      description: 'Optional operator ceiling: the backend never sees more than burst + ratePerSec × seconds calls. 0 = none.',
     }),
     burst: Type.Integer({
       minimum: 1,
-      default: 5,
-      description: 'Queries banked while idle, on top of ratePerSec in the first second of a wave.',
+      default: 10,
+      description: 'With ratePerSec: calls banked while idle, on top of the rate in the first second of a wave.',
     }),
     timeoutMs: Type.Integer({
       minimum: 1,
       default: 2_000,
-      description: 'A slower answer counts as an error.',
+      description: 'A slower answer counts as an error (and cuts the limit).',
     }),
     breaker: BreakerSchema,
   },
@@ -147,7 +195,11 @@ export const PostgresAuthSchema = Type.Object(
       description: 'Parameterised; columns password_hash, optional salt and is_superuser.',
     }),
     params: Type.Array(stringEnum(['username', 'clientId'] as const), { default: ['username'] }),
-    poolSize: Type.Integer({ minimum: 1, default: 4 }),
+    poolSize: Type.Integer({
+      minimum: 1,
+      default: 8,
+      description: 'Connections to PostgreSQL; also the ceiling of calls in flight (limits.maxInFlight caps it further).',
+    }),
     statementTimeoutMs: Type.Integer({ minimum: 1, default: 1_500 }),
     connectTimeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),
     /** For rows whose password_hash is a bare hex digest (EMQX-style), how it was salted. */

@@ -144,7 +144,12 @@ export class Guard implements BrokerHooks {
     }
     for (const [name, c] of Object.entries(a.postgres)) {
       this.#authenticators.set(name, new PostgresAuthenticator(name, c, ctx));
-      this.#gates.set(name, new BackendGate(name, c.limits, this.#clock, this.metrics, this.#onRecovered));
+      // More calls in flight than pool connections would only wait inside pg-pool, adding latency
+      // the limiter would then read as a slow backend.
+      this.#gates.set(
+        name,
+        new BackendGate(name, c.limits, this.#clock, this.metrics, this.#onRecovered, c.poolSize),
+      );
     }
     for (const [name, c] of Object.entries(a.http)) {
       this.#authenticators.set(name, new HttpAuthenticator(name, c, ctx));
@@ -432,6 +437,7 @@ export class Guard implements BrokerHooks {
     this.#closed = true;
     if (this.#pruneTimer) this.#clock.clearInterval(this.#pruneTimer);
     for (const t of this.#bypassTimers.values()) this.#clock.clearTimeout(t);
+    for (const g of this.#gates.values()) g.close();
     this.#bypassTimers.clear();
     await this.#started?.catch(() => {});
     await Promise.allSettled([...this.#authenticators.values()].map((a) => a.close()));

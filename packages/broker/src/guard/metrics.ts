@@ -8,6 +8,8 @@ export const AuthOutcome = {
   CacheHit: 'cache_hit',
   NegativeCacheHit: 'negative_cache_hit',
   StaleAdmit: 'stale_admit',
+  /** Refused with 0x89: the backend's gate had no room (adaptive limit or rate ceiling). */
+  Busy: 'busy',
   Bypass: 'bypass',
 } as const;
 export type AuthOutcomeValue = (typeof AuthOutcome)[keyof typeof AuthOutcome];
@@ -22,6 +24,8 @@ export class GuardMetrics {
   readonly backendDuration: Histogram<'backend'>;
   readonly breakerState: Gauge<'backend'>;
   readonly backendInflight: Gauge<'backend'>;
+  readonly backendLimit: Gauge<'backend'>;
+  readonly backendWaiting: Gauge<'backend'>;
   readonly backendQueries: Counter<'backend'>;
   readonly backendRejected: Counter<'backend' | 'reason'>;
   readonly bypassActive: Gauge<'listener'>;
@@ -53,6 +57,18 @@ export class GuardMetrics {
       labelNames: ['backend'],
       registers,
     });
+    this.backendLimit = new Gauge({
+      name: 'breakwater_auth_backend_limit',
+      help: 'Auth backend calls allowed in flight now (adaptive: follows measured latency)',
+      labelNames: ['backend'],
+      registers,
+    });
+    this.backendWaiting = new Gauge({
+      name: 'breakwater_auth_backend_waiting',
+      help: 'Auth backend calls waiting for a slot under the adaptive limit',
+      labelNames: ['backend'],
+      registers,
+    });
     this.backendQueries = new Counter({
       name: 'breakwater_auth_backend_queries_total',
       help: 'Calls actually sent to an auth backend',
@@ -61,7 +77,7 @@ export class GuardMetrics {
     });
     this.backendRejected = new Counter({
       name: 'breakwater_auth_backend_rejected_total',
-      help: 'Backend calls not made, by reason (breaker_open, rate_limited, bulkhead_full)',
+      help: 'Backend calls not made, by reason (limit, wait_timeout, breaker_open, rate_limited)',
       labelNames: ['backend', 'reason'],
       registers,
     });

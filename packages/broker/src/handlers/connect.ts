@@ -10,7 +10,12 @@ import { isUtf8 } from 'node:buffer';
 import type mqtt from 'mqtt-packet';
 import type { Broker } from '../broker.js';
 import { type Connection, ConnState } from '../connection.js';
-import { type AdmissionRefusal, isSocketLive, RETRY_AFTER_PROPERTY } from '../guard/admission/verdict.js';
+import {
+  type AdmissionRefusal,
+  isSocketLive,
+  RefusalReason,
+  RETRY_AFTER_PROPERTY,
+} from '../guard/admission/verdict.js';
 import type { ConnectDecision, ConnectRequest } from '../options.js';
 import { connectProtocolLevel, decodeConnect, encode } from '../protocol/codec.js';
 import { ReasonCode, toV3ConnackCode } from '../reason-codes.js';
@@ -228,7 +233,8 @@ function authDecided(b: Broker, conn: Connection, accepted: AcceptedConnect, d: 
     return;
   }
   if (!d.ok) {
-    refuse(b, conn, d.reasonCode, d.reasonString, d.userProperties, d.serverReference);
+    if (!holdLoadRefusal(b, conn, d))
+      refuse(b, conn, d.reasonCode, d.reasonString, d.userProperties, d.serverReference);
     return;
   }
   conn.hookAdmitted = true;
@@ -257,6 +263,41 @@ function refuseAdmission(b: Broker, conn: Connection, verdict: AdmissionRefusal)
     return;
   }
   answerRefusal(b, conn, verdict);
+}
+
+/**
+ * Tarpit for refusals decided after admission because the auth backend is busy (0x89) or down
+ * (0x88) (issue 11): like admission's own refusals they are answered after a jittered hold, so a
+ * fleet on a fixed 1 s retry loop comes back spread out instead of in step. The handshake slot is
+ * given back at once (the hold must not crowd out new CONNECTs); the tarpit slot is released at
+ * shutdown. False when no hold applies (no gate, tarpit off, slots full): answer now.
+ */
+function holdLoadRefusal(
+  b: Broker,
+  conn: Connection,
+  d: Extract<ConnectDecision, { ok: false }>,
+): boolean {
+  const gate = b.admission;
+  if (gate === null) return false;
+  if (d.reasonCode !== ReasonCode.ServerBusy && d.reasonCode !== ReasonCode.ServerUnavailable) return false;
+  const hold = gate.tarpitHold();
+  if (hold === 0) return false;
+  if (conn.handshakePending) {
+    conn.handshakePending = false;
+    gate.onHandshakeDone(conn.info.listener);
+  }
+  const hinted = Number(d.userProperties?.[RETRY_AFTER_PROPERTY]);
+  conn.refusal = {
+    ok: false,
+    reason: RefusalReason.Busy,
+    scope: 'process',
+    reasonCode: d.reasonCode,
+    reasonString: d.reasonString,
+    retryAfterMs: Number.isFinite(hinted) && hinted > 0 ? hinted : 5_000,
+    tarpitMs: hold,
+  };
+  conn.deadline = b.clock.now() + hold;
+  return true;
 }
 
 /**

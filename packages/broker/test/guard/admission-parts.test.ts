@@ -101,7 +101,7 @@ describe('admission: token bucket', () => {
 
 describe('admission: flap tracker', () => {
   test('never holds more than maxTracked keys, evicting the least recently seen', () => {
-    const t = new FlapTracker({ maxConnects: 2, windowMs: 60_000, banMs: 1000, maxTracked: 1000 });
+    const t = new FlapTracker({ maxShortSessions: 2, windowMs: 60_000, banMs: 1000, maxTracked: 1000 });
     for (let i = 0; i < 100_000; i++) t.record(`id-${i}`, 0);
     assert.equal(t.size, 1000);
     // A key seen again moves to the young end and survives eviction.
@@ -111,8 +111,8 @@ describe('admission: flap tracker', () => {
     assert.equal(t.record('keep', 0), 1000, 'the third connect is over the limit: banned');
   });
 
-  test('disabled at maxConnects 0: nothing is tracked', () => {
-    const t = new FlapTracker({ maxConnects: 0, windowMs: 60_000, banMs: 1000, maxTracked: 10 });
+  test('disabled at maxShortSessions 0: nothing is tracked', () => {
+    const t = new FlapTracker({ maxShortSessions: 0, windowMs: 60_000, banMs: 1000, maxTracked: 10 });
     for (let i = 0; i < 100; i++) assert.equal(t.record('x', 0), 0);
     assert.equal(t.size, 0);
     assert.equal(t.enabled, false);
@@ -188,13 +188,26 @@ describe('admission: backlog hygiene', () => {
 });
 
 describe('admission: config', () => {
-  test('defaults match DESIGN.md §3', () => {
-    assert.equal(defaultAdmissionConfig.flapping.clientId.maxConnects, 15);
+  test('defaults match DESIGN.md §3 (issue 11: no fixed rate, tarpit on, flapping by short sessions)', () => {
+    assert.equal(defaultAdmissionConfig.flapping.clientId.maxShortSessions, 30);
+    assert.equal(defaultAdmissionConfig.flapping.clientId.shortSessionMs, 10_000);
     assert.equal(defaultAdmissionConfig.flapping.clientId.windowMs, 60_000);
-    assert.equal(defaultAdmissionConfig.flapping.clientId.banMs, 300_000);
+    assert.equal(defaultAdmissionConfig.flapping.clientId.banMs, 120_000);
+    assert.equal(defaultAdmissionConfig.flapping.address.maxShortSessions, 0);
+    assert.equal(defaultAdmissionConfig.listenerDefaults.rate, 0);
+    assert.equal(defaultAdmissionConfig.global.rate, 0);
+    assert.equal(defaultAdmissionConfig.tarpit.enabled, true);
+    assert.equal(defaultAdmissionConfig.overload.enabled, true);
     assert.equal(defaultAdmissionConfig.fd.refuseRatio, 0.9);
     assert.ok(Object.isFrozen(defaultAdmissionConfig.global));
     assert.equal(admissionConfigSchema.type, 'object');
+  });
+
+  test('a renamed key is named with what replaced it', () => {
+    assert.throws(
+      () => resolveAdmissionConfig({ flapping: { clientId: { maxConnects: 15 } } } as never),
+      /admission\.flapping\.clientId\.maxConnects is not a known key \(renamed to maxShortSessions/,
+    );
   });
 
   test('unknown keys and bad values are rejected with the key path', () => {

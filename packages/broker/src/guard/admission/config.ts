@@ -3,40 +3,46 @@ import { Ajv } from 'ajv';
 import { BreakwaterError } from '../../errors.js';
 
 /**
- * Admission-control configuration (issue 3, "Admission control, per listener and global";
- * DESIGN.md §3). The typebox schema is the single source of truth: the TypeScript type is derived
- * from it, and the config module embeds `admissionConfigSchema` under the `admission` key.
+ * Admission-control configuration (issue 3; reworked by issue 11, "Guard that brings every fleet
+ * back"; DESIGN.md §3). The typebox schema is the single source of truth: the TypeScript type is
+ * derived from it, and the config module embeds `admissionConfigSchema` under the `admission` key.
  *
- * Why these defaults (an operator of a 10,000-device fleet should not need to touch them):
- * - **rate 1,000 attempts/s per listener, burst 2,000**: the SDK's "fleet" reconnect profile
- *   (DESIGN.md §3) spreads a mass reconnect uniformly over 5–15 s, so 10,000 devices arrive at
- *   ~1,000/s; the burst absorbs the first second of a naive fleet. A Node process spends ~0.5–1 ms
- *   of CPU per TLS handshake, so 1,000/s leaves the event loop most of a core for traffic.
- * - **global rate 2,000/s, burst 4,000**: two busy listeners (TCP + TLS) at full rate; beyond it
- *   the process itself is the bottleneck whatever the listener split.
- * - **handshakes in progress 500 per listener, 1,000 global**: at 1,000 admits/s and a 100 ms auth
- *   backend round trip ~100 handshakes are in flight; the cap is 5× that, so it only bites when the
- *   auth backend or storage stalls — exactly when piling up more waiting handshakes helps nobody.
- * - **max connections 100,000 global, unlimited per listener**: the fleet size Breakwater targets
- *   per node; `breakwater up` warns when `ulimit -n` is below it plus 10 % (`fdHeadroomWarning`).
- * - **FD refusal at 90 %** of the process limit (DESIGN.md §3), so the last 10 % stay for storage,
- *   logs, the admin API and the refusal answers themselves.
- * - **flapping 15 connects/min per client id → refused for 5 min** (DESIGN.md §3). Per source
- *   address it is **off** by default: thousands of devices can share one carrier-grade NAT
- *   address, and a per-address ban would lock the whole NAT out. Enable it on listeners whose
- *   devices have their own public addresses.
- * - **retry-after 5–15 s** (uniform jitter): the same window as the fleet profile's first retry,
- *   so a server hint never makes a well-behaved device retry sooner than it would have.
- * - **tarpit off**; when on, 1–5 s holds bounded by 1,000 slots (and never more than half the FD
- *   headroom, see AdmissionGate).
- * - **slow start 25 % → 100 % over 30 s** after a drop of ≥ 50 % of the connections, for clients
- *   whose credentials need a backend call: a backend that has just recovered (or a cold cache)
- *   first sees a quarter of the normal admission rate.
- * - **25 % of each rate and burst reserved for local verifiers** (JWT, mTLS, auth-cache hit): the
- *   backend-bound crowd can never take more than 75 %, so however hard it retries, devices that
- *   need no backend call keep getting in — during slow start even more so, since the ramp does
- *   not apply to them. A fleet of 5,000 naive devices all known-good in the cache is back within
- *   5 s with these defaults (tested).
+ * The rule behind every default: a protection must be invisible while the broker is healthy and
+ * adaptive when it is not. An operator of a 10,000-device fleet, whose firmware retries every
+ * second with one client id, should not need to touch any of them.
+ * - **No fixed connection rate** (`rate: 0` per listener and global). A rate picked in advance is
+ *   wrong both ways: 1,000/s refused 75 % of a 10,000-client burst that Mosquitto accepts at
+ *   13,000/s on the same machine (issue 11), yet says nothing about what the process can take.
+ *   The token buckets stay, as an optional operator ceiling.
+ * - **Load-driven refusal instead** (`overload`): new CONNECTs are refused (0x89, tarpitted) while
+ *   the event loop is saturated — its mean delay over a 1 s window above 500 ms, until it falls
+ *   back below half of that. A 10,000-client burst with no backend raises it to well under that
+ *   on this 2-core machine (bench/results/connect-burst.md), while at 500 ms every connected
+ *   client's packets already wait half a second.
+ * - **handshakes in progress 500 per listener, 1,000 global**: CONNECTs admitted and not yet
+ *   answered (waiting for an auth backend, mostly). Past that more waiting helps nobody; the
+ *   backend's adaptive limiter (guard config) decides how many of them reach the backend.
+ * - **max connections 100,000 global, unlimited per listener**; FD refusal at **90 %** of the
+ *   process limit (DESIGN.md §3), so the last 10 % stay for storage, logs, the admin API and the
+ *   refusal answers themselves.
+ * - **flapping = short sessions, not attempts**: more than 30 sessions of one client id that the
+ *   broker accepted and that ended within 10 s without a normal DISCONNECT, in 1 min → refused for
+ *   2 min with 0x9F and a retry hint at the ban's end. Refusals never count (the broker's own pacing
+ *   must not ban the fleet it paces), nor do clean DISCONNECTs (a conformance suite or a
+ *   connect-publish-disconnect script reconnects one id dozens of times a minute) nor the broker's
+ *   own kicks (revocation, shutdown, expiry). What is left is the real thing: two devices sharing an
+ *   id taking each other over, or a crash loop — each costs a session setup and teardown per turn.
+ *   Per source address it is **off**: thousands of devices can share one carrier-grade NAT address.
+ * - **retry-after 5–15 s** (uniform jitter): the fleet profile's first-retry window, so a server
+ *   hint never makes a well-behaved device retry sooner than it would have.
+ * - **tarpit on, 1–5 s holds bounded by 1,000 slots** (and never more than half the FD headroom,
+ *   see AdmissionGate): a refused naive device on a fixed 1 s loop comes back every 2–6 s at a
+ *   random phase instead of every second in step — the pacing a broker can impose on firmware it
+ *   cannot change. Only refusals are held; accepted clients never wait.
+ * - **slow start** (25 % → 100 % over 30 s after a ≥ 50 % drop) scales the backend-bound share of
+ *   an operator-set rate; with the default `rate: 0` there is nothing to scale and the auth
+ *   backend's adaptive limiter (which restarts low after its breaker closes) does that job.
+ * - **25 % of an operator-set rate reserved for local verifiers** (JWT, mTLS, auth-cache hit).
  */
 
 const positiveInt = (def: number, description: string) =>
@@ -47,8 +53,11 @@ const nonNegInt = (def: number, description: string) =>
 /** Limits that exist per listener and once more for the whole process. 0 = unlimited. */
 export const admissionLimitsSchema = Type.Object(
   {
-    rate: nonNegInt(1000, 'CONNECT attempts admitted per second (token refill rate); 0 = no rate limit'),
-    burst: positiveInt(2000, 'token bucket capacity: attempts admitted at once after a quiet period'),
+    rate: nonNegInt(
+      0,
+      'operator ceiling: CONNECT attempts admitted per second (token refill rate); 0 = none (admission follows broker load)',
+    ),
+    burst: positiveInt(2000, 'token bucket capacity when `rate` is set: attempts admitted at once after a quiet period'),
     maxHandshakes: nonNegInt(
       500,
       'CONNECTs admitted and not yet answered (auth + session setup); 0 = unlimited',
@@ -59,12 +68,19 @@ export const admissionLimitsSchema = Type.Object(
 );
 export type AdmissionLimits = Static<typeof admissionLimitsSchema>;
 
-const flapSchema = (maxConnects: number, what: string) =>
+const flapSchema = (maxShortSessions: number, what: string) =>
   Type.Object(
     {
-      maxConnects: nonNegInt(maxConnects, `connects of one ${what} per window before it is refused; 0 = off`),
+      maxShortSessions: nonNegInt(
+        maxShortSessions,
+        `short sessions of one ${what} per window before it is banned; 0 = off`,
+      ),
+      shortSessionMs: positiveInt(
+        10_000,
+        'an accepted session that ends sooner than this without a normal DISCONNECT counts',
+      ),
       windowMs: positiveInt(60_000, 'counting window'),
-      banMs: positiveInt(300_000, 'how long a flapping key is refused'),
+      banMs: positiveInt(120_000, 'how long a flapping key is refused'),
       maxTracked: positiveInt(
         50_000,
         'most keys tracked at once (memory bound; least recently seen are dropped)',
@@ -93,8 +109,8 @@ export const admissionConfigSchema = Type.Object(
     /** Process-wide limits, checked in addition to the listener's. */
     global: Type.Object(
       {
-        rate: nonNegInt(2000, 'CONNECT attempts admitted per second, all listeners'),
-        burst: positiveInt(4000, 'token bucket capacity, all listeners'),
+        rate: nonNegInt(0, 'operator ceiling: CONNECT attempts admitted per second, all listeners; 0 = none'),
+        burst: positiveInt(4000, 'token bucket capacity when `rate` is set, all listeners'),
         maxHandshakes: nonNegInt(1000, 'handshakes in progress, all listeners; 0 = unlimited'),
         maxConnections: nonNegInt(100_000, 'accepted sockets, all listeners; 0 = unlimited'),
       },
@@ -126,7 +142,7 @@ export const admissionConfigSchema = Type.Object(
     ),
     flapping: Type.Object(
       {
-        clientId: Type.Object(flapSchema(15, 'client id').properties, {
+        clientId: Type.Object(flapSchema(30, 'client id').properties, {
           additionalProperties: false,
           default: {},
         }),
@@ -134,6 +150,20 @@ export const admissionConfigSchema = Type.Object(
           additionalProperties: false,
           default: {},
         }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    overload: Type.Object(
+      {
+        enabled: Type.Boolean({
+          default: true,
+          description: 'refuse new CONNECTs (0x89) while the event loop is saturated',
+        }),
+        maxEventLoopDelayMs: positiveInt(
+          500,
+          'saturated when the mean event-loop delay over a window exceeds this; clear again below half of it',
+        ),
+        windowMs: positiveInt(1000, 'event-loop delay averaging window'),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -146,7 +176,10 @@ export const admissionConfigSchema = Type.Object(
     ),
     tarpit: Type.Object(
       {
-        enabled: Type.Boolean({ default: false, description: 'hold refused connections before answering' }),
+        enabled: Type.Boolean({
+          default: true,
+          description: 'hold refused connections for a jittered time before answering (paces fixed-period retry loops)',
+        }),
         minMs: nonNegInt(1000, 'shortest hold'),
         maxMs: nonNegInt(5000, 'longest hold'),
         maxSlots: nonNegInt(
@@ -201,6 +234,12 @@ export type AdmissionConfig = Static<typeof admissionConfigSchema>;
 export type AdmissionConfigInput = DeepPartial<AdmissionConfig>;
 type DeepPartial<T> = T extends object ? { [K in keyof T]?: DeepPartial<T[K]> } : T;
 
+/** Keys that existed once, with what replaced them (undici-style hints for old configs). */
+const RENAMED: Record<string, string> = {
+  maxConnects:
+    'renamed to maxShortSessions in issue 11: flapping now counts accepted sessions that end quickly, not connection attempts',
+};
+
 const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: false });
 const validate = ajv.compile<AdmissionConfig>(admissionConfigSchema);
 
@@ -215,7 +254,14 @@ export function resolveAdmissionConfig(
   const copy = structuredClone(input) as Record<string, unknown>;
   if (!validate(copy)) {
     const detail = (validate.errors ?? [])
-      .map((e) => `${path}${e.instancePath.replaceAll('/', '.')} ${e.message ?? 'is invalid'}`)
+      .map((e) => {
+        const at = `${path}${e.instancePath.replaceAll('/', '.')}`;
+        const extra = (e.params as { additionalProperty?: string }).additionalProperty;
+        if (e.keyword !== 'additionalProperties' || extra === undefined)
+          return `${at} ${e.message ?? 'is invalid'}`;
+        const hint = RENAMED[extra];
+        return `${at}.${extra} is not a known key${hint ? ` (${hint})` : ''}`;
+      })
       .join('; ');
     throw new BreakwaterError('BW_ERR_CONFIG_INVALID', detail);
   }

@@ -1,7 +1,10 @@
 /**
- * Flapping detection: counts connects per key (client id or source address) over a sliding
- * window and bans a key that exceeds the limit (DESIGN.md §3: > 15 connects of one client id in
- * 1 min → refused for 5 min).
+ * Flapping detection (issue 11, DESIGN.md §3): counts *short sessions* per key (client id or source
+ * address) over a sliding window and bans a key that exceeds the limit. What counts is decided by
+ * the caller (AdmissionGate.onSessionEnded): a session the broker accepted (CONNACK 0x00) that
+ * ended within `shortSessionMs` without a normal DISCONNECT — as EMQX counts disconnections, not
+ * attempts. A refused attempt never reaches `record`, so the broker's own pacing (rate, backend
+ * busy, tarpit) can never turn into a ban, and keys that never flapped cost no memory.
  *
  * The window is kept as SLOTS sub-window counters per key, so memory per key is fixed whatever
  * the limit. The count covers the current slot plus the SLOTS-1 before it, i.e. between 5/6 of
@@ -29,7 +32,8 @@ interface FlapEntry {
 }
 
 export interface FlapLimits {
-  maxConnects: number;
+  /** Short sessions per window before the key is banned; 0 = off. */
+  maxShortSessions: number;
   windowMs: number;
   banMs: number;
   maxTracked: number;
@@ -46,7 +50,7 @@ export class FlapTracker {
   }
 
   get enabled(): boolean {
-    return this.#limits.maxConnects > 0;
+    return this.#limits.maxShortSessions > 0;
   }
 
   /** Keys currently tracked (the memory bound under test). */
@@ -55,12 +59,12 @@ export class FlapTracker {
   }
 
   /**
-   * Counts one connect of `key` at `now`. Returns 0 when allowed, otherwise the milliseconds left
-   * of the key's ban. Attempts during a ban keep the entry fresh but do not extend the ban: the
-   * documented "refused for 5 min" stays a promise a device can plan around.
+   * Counts one short session of `key` at `now`. Returns 0 while under the limit; otherwise the
+   * milliseconds left of the key's ban (> 0 exactly when this call started it or one is running).
+   * Never extends a running ban: "refused for N minutes" stays a promise a device can plan around.
    */
   record(key: string, now: number): number {
-    if (this.#limits.maxConnects <= 0) return 0;
+    if (this.#limits.maxShortSessions <= 0) return 0;
     this.#sweep(now);
     let e = this.#entries.get(key);
     if (e) {
@@ -75,7 +79,7 @@ export class FlapTracker {
     this.#advance(e, now);
     e.counts[e.idx] = (e.counts[e.idx] ?? 0) + 1;
     e.total += 1;
-    if (e.total > this.#limits.maxConnects) {
+    if (e.total > this.#limits.maxShortSessions) {
       e.bannedUntil = now + this.#limits.banMs;
       e.counts.fill(0);
       e.total = 0;
@@ -84,10 +88,26 @@ export class FlapTracker {
     return 0;
   }
 
-  /** Ban time left for `key` without counting a connect (for diagnostics and tests). */
+  /** Ban time left for `key` (0: not banned). Checked at every CONNECT; counts nothing. */
   bannedFor(key: string, now: number): number {
+    if (this.#limits.maxShortSessions <= 0) return 0;
     const e = this.#entries.get(key);
-    return e && e.bannedUntil > now ? e.bannedUntil - now : 0;
+    return e !== undefined && e.bannedUntil > now ? e.bannedUntil - now : 0;
+  }
+
+  /** Keys banned now (admin API, console): at most `maxTracked` entries are scanned. */
+  bans(now: number): { key: string; remainingMs: number }[] {
+    const out: { key: string; remainingMs: number }[] = [];
+    for (const [key, e] of this.#entries) if (e.bannedUntil > now) out.push({ key, remainingMs: e.bannedUntil - now });
+    return out;
+  }
+
+  /** Lifts a ban (operator action); the key's count starts again from zero. */
+  lift(key: string): boolean {
+    const e = this.#entries.get(key);
+    if (e === undefined || e.bannedUntil === 0) return false;
+    this.#entries.delete(key);
+    return true;
   }
 
   clear(): void {

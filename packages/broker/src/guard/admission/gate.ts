@@ -1,7 +1,9 @@
+import type { Logger } from 'pino';
 import type { Counter, Gauge } from 'prom-client';
 import type { Clock } from '../../clock.js';
 import { TokenBucket } from '../token-bucket.js';
 import type { AdmissionConfig, AdmissionLimits } from './config.js';
+import { EventLoopLoad } from './event-loop-load.js';
 import type { FdUsage } from './fd-usage.js';
 import { FlapTracker } from './flap-tracker.js';
 import type { AdmissionMetrics } from './metrics.js';
@@ -24,7 +26,29 @@ export interface AdmissionDeps {
    */
   fdUsage?: () => FdUsage | undefined;
   metrics?: AdmissionMetrics;
+  /**
+   * Mean event-loop delay (ms) of the last window, for `overload`. Omitted: the gate measures the
+   * real event loop (EventLoopLoad); tests pass a function they control.
+   */
+  eventLoopDelayMs?: (now: number) => number;
+  /** Flapping bans are logged here (warn), one line per ban. */
+  logger?: Pick<Logger, 'warn'>;
 }
+
+/**
+ * Session ends that never count as flapping: the client said goodbye properly, or the broker
+ * ended the session itself (revocation, shutdown, credential expiry, storage failure, slow
+ * consumer). Everything else that ends an accepted session quickly — takeover by the same id,
+ * keepalive timeout, a dropped socket, a protocol error — does.
+ */
+const NOT_FLAPPING: ReadonlySet<string> = new Set([
+  'client_disconnect',
+  'administrative',
+  'server_shutting_down',
+  'credentials_expired',
+  'storage_error',
+  'slow_consumer',
+]);
 
 /** Counters for one scope (a listener, or the whole process). */
 interface Scope {
@@ -90,6 +114,10 @@ export class AdmissionGate {
   readonly #listeners = new Map<string, Scope>();
   readonly #byClientId: FlapTracker;
   readonly #byAddress: FlapTracker;
+  readonly #logger: Pick<Logger, 'warn'> | undefined;
+  readonly #ownLoad: EventLoopLoad | null;
+  readonly #eventLoopDelayMs: ((now: number) => number) | null;
+  #overloaded = false;
   #closed = false;
 
   // Tarpit / accept-answer slots (one pool: each is a refused socket held open).
@@ -114,7 +142,19 @@ export class AdmissionGate {
     this.#random = deps.random ?? Math.random;
     this.#fdUsage = deps.fdUsage;
     this.#metrics = deps.metrics;
+    this.#logger = deps.logger;
     const now = this.#clock.now();
+    if (!config.overload.enabled) {
+      this.#ownLoad = null;
+      this.#eventLoopDelayMs = null;
+    } else if (deps.eventLoopDelayMs) {
+      this.#ownLoad = null;
+      this.#eventLoopDelayMs = deps.eventLoopDelayMs;
+    } else {
+      const load = new EventLoopLoad(config.overload.windowMs, now);
+      this.#ownLoad = load;
+      this.#eventLoopDelayMs = (t) => load.delayMs(t);
+    }
     this.#global = this.#scope('', config.global, now, false);
     this.#byClientId = new FlapTracker(config.flapping.clientId);
     this.#byAddress = new FlapTracker(config.flapping.address);
@@ -160,16 +200,18 @@ export class AdmissionGate {
     const now = this.#clock.now();
     const scope = this.#listener(listener, now);
     if (this.#closed) return this.#refuse(scope, RefusalReason.Busy, 'process', false);
-    // Every attempt counts towards flapping, including ones refused below: a device in a tight
-    // retry loop is exactly what the flap ban is for. An empty v5 client id is assigned by the
-    // broker later and cannot flap by id.
+    // A ban is checked here and earned only in onSessionEnded: attempts, refused or not, never
+    // count (issue 11). An empty v5 client id is assigned by the broker and cannot flap by id.
     if (clientId !== '') {
-      const ban = this.#byClientId.record(clientId, now);
+      const ban = this.#byClientId.bannedFor(clientId, now);
       if (ban > 0) return this.#refuse(scope, RefusalReason.Flapping, 'client_id', false, ban);
     }
     if (remoteAddress !== undefined) {
-      const ban = this.#byAddress.record(remoteAddress, now);
+      const ban = this.#byAddress.bannedFor(remoteAddress, now);
       if (ban > 0) return this.#refuse(scope, RefusalReason.Flapping, 'address', false, ban);
+    }
+    if (this.#eventLoopDelayMs !== null && this.#isOverloaded(now)) {
+      return this.#refuse(scope, RefusalReason.Overload, 'process', false);
     }
     const g = this.#global;
     if (g.limits.maxHandshakes > 0 && g.handshakes >= g.limits.maxHandshakes) {
@@ -206,6 +248,64 @@ export class AdmissionGate {
     scope.handshakes--;
     this.#global.handshakes--;
     scope.handshakesGauge?.set(scope.handshakes);
+  }
+
+  /**
+   * An accepted session (CONNACK 0x00) has ended after `lifetimeMs`, for `reason` (the engine's
+   * disconnect reason). Counts towards flapping when it was short and not a normal end (see
+   * NOT_FLAPPING); returns the ban it started, in ms (0: none).
+   */
+  onSessionEnded(
+    listener: string,
+    clientId: string,
+    remoteAddress: string | undefined,
+    lifetimeMs: number,
+    reason: string,
+  ): number {
+    if (NOT_FLAPPING.has(reason)) return 0;
+    const now = this.#clock.now();
+    let started = 0;
+    const byId = this.#config.flapping.clientId;
+    if (byId.maxShortSessions > 0 && lifetimeMs < byId.shortSessionMs && clientId !== '') {
+      const running = this.#byClientId.bannedFor(clientId, now) > 0;
+      const ban = this.#byClientId.record(clientId, now);
+      if (ban > 0 && !running) started = this.#banned(listener, 'client_id', clientId, ban, reason);
+    }
+    const byAddr = this.#config.flapping.address;
+    if (byAddr.maxShortSessions > 0 && lifetimeMs < byAddr.shortSessionMs && remoteAddress !== undefined) {
+      const running = this.#byAddress.bannedFor(remoteAddress, now) > 0;
+      const ban = this.#byAddress.record(remoteAddress, now);
+      if (ban > 0 && !running) started = this.#banned(listener, 'address', remoteAddress, ban, reason);
+    }
+    return started;
+  }
+
+  /** Keys banned for flapping now (admin API and console). */
+  flappingBans(): { scope: 'client_id' | 'address'; key: string; remainingMs: number }[] {
+    const now = this.#clock.now();
+    return [
+      ...this.#byClientId.bans(now).map((b) => ({ scope: 'client_id' as const, ...b })),
+      ...this.#byAddress.bans(now).map((b) => ({ scope: 'address' as const, ...b })),
+    ];
+  }
+
+  /** Lifts a flapping ban (operator action). True when there was one. */
+  liftFlappingBan(scope: 'client_id' | 'address', key: string): boolean {
+    return (scope === 'client_id' ? this.#byClientId : this.#byAddress).lift(key);
+  }
+
+  /**
+   * A tarpit hold for a refusal decided after admission (the auth backend is busy or down): the
+   * jittered hold in ms with one slot taken (release it with `releaseTarpitSlot`), or 0 when the
+   * tarpit is off or its slots are all in use (answer at once).
+   */
+  tarpitHold(): number {
+    return this.#closed ? 0 : this.#takeSlot(false);
+  }
+
+  /** Whether new CONNECTs are being refused for event-loop saturation (admin API, tests). */
+  get overloaded(): boolean {
+    return this.#overloaded;
   }
 
   /** A socket admitted by `onAccept` has closed. */
@@ -294,6 +394,7 @@ export class AdmissionGate {
   /** Refuses everything from now on (broker stopping) and forgets the trackers. */
   close(): void {
     this.#closed = true;
+    this.#ownLoad?.close();
     this.#byClientId.clear();
     this.#byAddress.clear();
   }
@@ -306,6 +407,29 @@ export class AdmissionGate {
       this.#listeners.set(name, scope);
     }
     return scope;
+  }
+
+  #banned(listener: string, scope: RefusalScope, key: string, banMs: number, reason: string): number {
+    this.#metrics?.flappingBans.labels(listener, scope).inc();
+    this.#logger?.warn(
+      { listener, scope, key, banMs, lastEnd: reason },
+      `flapping: ${scope === 'address' ? 'address' : 'client id'} ${key} banned for ${Math.round(banMs / 1000)} s (too many short sessions)`,
+    );
+    return banMs;
+  }
+
+  // Hysteresis: saturated above the threshold, clear again below half of it, so admission does not
+  // flip on and off with every window around the limit.
+  #isOverloaded(now: number): boolean {
+    const delay = this.#eventLoopDelayMs!(now);
+    const max = this.#config.overload.maxEventLoopDelayMs;
+    const next = this.#overloaded ? delay > max / 2 : delay > max;
+    if (next !== this.#overloaded) {
+      this.#overloaded = next;
+      this.#metrics?.overloaded.set(next ? 1 : 0);
+    }
+    this.#metrics?.eventLoopDelay.set(delay / 1000);
+    return next;
   }
 
   #scope(name: string, limits: AdmissionLimits, now: number, labelled: boolean): Scope {
@@ -432,8 +556,8 @@ function reasonText(reason: RefusalReason, where: RefusalScope): string {
       return `connection rate exceeded (${where}), retry later`;
     case RefusalReason.Flapping:
       return where === 'address'
-        ? 'too many connects from this address, retry later'
-        : 'too many connects with this client id, retry later';
+        ? 'banned for flapping: too many short sessions from this address, retry later'
+        : 'banned for flapping: too many short sessions with this client id, retry later';
     case RefusalReason.Handshakes:
       return `too many connections being set up (${where}), retry later`;
     case RefusalReason.MaxConnections:
@@ -442,5 +566,7 @@ function reasonText(reason: RefusalReason, where: RefusalScope): string {
       return 'server is out of connection capacity, retry later';
     case RefusalReason.Busy:
       return 'server is not accepting connections, retry later';
+    case RefusalReason.Overload:
+      return 'server is overloaded, retry later';
   }
 }

@@ -11,8 +11,10 @@ export const RefusalReason = {
   MaxConnections: 'max_connections',
   /** Open FDs passed `fd.refuseRatio` of the process limit. */
   FdPressure: 'fd_pressure',
-  /** The client id or source address connects too often. */
+  /** The client id or source address is banned: too many accepted sessions that ended quickly. */
   Flapping: 'flapping',
+  /** The event loop is saturated (admission.overload). */
+  Overload: 'overload',
   /** Too many CONNECTs admitted and not yet answered. */
   Handshakes: 'handshakes',
 } as const;

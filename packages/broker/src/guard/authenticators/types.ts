@@ -32,7 +32,13 @@ export type AuthResult =
     }
   | { outcome: 'deny'; reason: string; reasonCode?: number }
   | { outcome: 'pass' }
-  | { outcome: 'error'; reason: string; retryAfterMs?: number };
+  | {
+      outcome: 'error';
+      reason: string;
+      retryAfterMs?: number;
+      /** Not sent: the backend's gate had no room (limit, rate ceiling, open breaker). */
+      busy?: boolean;
+    };
 
 export const AuthMethod = {
   Jwt: 'jwt',
