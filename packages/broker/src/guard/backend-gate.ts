@@ -131,7 +131,8 @@ export class BackendGate {
 
   /** Stops the wait sweep; waiting calls are answered as rejected (broker stopping). */
   close(): void {
-    for (let w = this.#next(); w !== undefined; w = this.#next()) w.resolve(this.#reject(BackendRejection.Limit, 1000));
+    for (let w = this.#next(); w !== undefined; w = this.#next())
+      w.resolve(this.#reject(BackendRejection.Limit, 1000));
     this.#stopSweep();
   }
 
@@ -200,7 +201,8 @@ export class BackendGate {
             answered = r.outcome !== 'error';
             finish(r);
           },
-          (err: unknown) => finish({ outcome: 'error', reason: err instanceof Error ? err.message : String(err) }),
+          (err: unknown) =>
+            finish({ outcome: 'error', reason: err instanceof Error ? err.message : String(err) }),
         )
         .finally(() => {
           // The slot is held until the backend call itself ends, not just until the caller gave

@@ -65,18 +65,24 @@ export const BackendLimitsSchema = Type.Object(
     }),
     adaptive: Type.Object(
       {
-        initial: Type.Integer({ minimum: 1, default: 4, description: 'Limit at start and after the breaker closes.' }),
+        initial: Type.Integer({
+          minimum: 1,
+          default: 4,
+          description: 'Limit at start and after the breaker closes.',
+        }),
         min: Type.Integer({ minimum: 1, default: 1, description: 'Floor of the limit.' }),
         tolerance: Type.Number({
           minimum: 1,
           default: 1.5,
-          description: 'Latency up to this multiple of the no-load latency counts as healthy (the limit may grow).',
+          description:
+            'Latency up to this multiple of the no-load latency counts as healthy (the limit may grow).',
         }),
         smoothing: Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 0.2 }),
         baselineWindowMs: Type.Integer({
           minimum: 100,
           default: 5_000,
-          description: 'No-load latency = the lowest of the last one or two windows: a backend slow for good is re-baselined within 2 windows.',
+          description:
+            'No-load latency = the lowest of the last one or two windows: a backend slow for good is re-baselined within 2 windows.',
         }),
         backoffRatio: Type.Number({
           exclusiveMinimum: 0,
@@ -97,7 +103,8 @@ export const BackendLimitsSchema = Type.Object(
         maxWaitMs: Type.Integer({
           minimum: 1,
           default: 1_000,
-          description: 'Longest wait; a call whose estimated wait is longer is refused at once (0x89, retry hint).',
+          description:
+            'Longest wait; a call whose estimated wait is longer is refused at once (0x89, retry hint).',
         }),
       },
       { ...strict, default: {} },
@@ -105,12 +112,14 @@ export const BackendLimitsSchema = Type.Object(
     ratePerSec: Type.Number({
       minimum: 0,
       default: 0,
-      description: 'Optional operator ceiling: the backend never sees more than burst + ratePerSec × seconds calls. 0 = none.',
+      description:
+        'Optional operator ceiling: the backend never sees more than burst + ratePerSec × seconds calls. 0 = none.',
     }),
     burst: Type.Integer({
       minimum: 1,
       default: 10,
-      description: 'With ratePerSec: calls banked while idle, on top of the rate in the first second of a wave.',
+      description:
+        'With ratePerSec: calls banked while idle, on top of the rate in the first second of a wave.',
     }),
     timeoutMs: Type.Integer({
       minimum: 1,
@@ -198,7 +207,8 @@ export const PostgresAuthSchema = Type.Object(
     poolSize: Type.Integer({
       minimum: 1,
       default: 8,
-      description: 'Connections to PostgreSQL; also the ceiling of calls in flight (limits.maxInFlight caps it further).',
+      description:
+        'Connections to PostgreSQL; also the ceiling of calls in flight (limits.maxInFlight caps it further).',
     }),
     statementTimeoutMs: Type.Integer({ minimum: 1, default: 1_500 }),
     connectTimeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),

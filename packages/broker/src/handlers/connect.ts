@@ -13,8 +13,8 @@ import { type Connection, ConnState } from '../connection.js';
 import {
   type AdmissionRefusal,
   isSocketLive,
-  RefusalReason,
   RETRY_AFTER_PROPERTY,
+  RefusalReason,
 } from '../guard/admission/verdict.js';
 import type { ConnectDecision, ConnectRequest } from '../options.js';
 import { connectProtocolLevel, decodeConnect, encode } from '../protocol/codec.js';
@@ -272,11 +272,7 @@ function refuseAdmission(b: Broker, conn: Connection, verdict: AdmissionRefusal)
  * given back at once (the hold must not crowd out new CONNECTs); the tarpit slot is released at
  * shutdown. False when no hold applies (no gate, tarpit off, slots full): answer now.
  */
-function holdLoadRefusal(
-  b: Broker,
-  conn: Connection,
-  d: Extract<ConnectDecision, { ok: false }>,
-): boolean {
+function holdLoadRefusal(b: Broker, conn: Connection, d: Extract<ConnectDecision, { ok: false }>): boolean {
   const gate = b.admission;
   if (gate === null) return false;
   if (d.reasonCode !== ReasonCode.ServerBusy && d.reasonCode !== ReasonCode.ServerUnavailable) return false;

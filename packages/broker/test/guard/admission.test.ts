@@ -314,7 +314,15 @@ describe('admission: flapping counts short sessions, never attempts (issue 11)',
 
   test('an operator can lift a ban', () => {
     const { g, clock } = gate({
-      flapping: { clientId: { maxShortSessions: 2, shortSessionMs: 10_000, windowMs: 60_000, banMs: 600_000, maxTracked: 100 } },
+      flapping: {
+        clientId: {
+          maxShortSessions: 2,
+          shortSessionMs: 10_000,
+          windowMs: 60_000,
+          banMs: 600_000,
+          maxTracked: 100,
+        },
+      },
     });
     for (let i = 0; i < 3; i++) session(g, clock, 'pair', 10);
     assert.equal(g.onConnect('tcp', 'pair', undefined, remote).ok, false);
@@ -325,7 +333,15 @@ describe('admission: flapping counts short sessions, never attempts (issue 11)',
 
   test('per source address when enabled; off by default (NAT)', () => {
     const { g, clock } = gate({
-      flapping: { address: { maxShortSessions: 3, shortSessionMs: 10_000, windowMs: 60_000, banMs: 60_000, maxTracked: 100 } },
+      flapping: {
+        address: {
+          maxShortSessions: 3,
+          shortSessionMs: 10_000,
+          windowMs: 60_000,
+          banMs: 60_000,
+          maxTracked: 100,
+        },
+      },
     });
     for (let i = 0; i < 4; i++) session(g, clock, `d${i}`, 10, 'peer_closed', '192.0.2.7');
     const v = refused(g.onConnect('tcp', 'd9', '192.0.2.7', remote));
@@ -348,7 +364,13 @@ describe('admission: flapping counts short sessions, never attempts (issue 11)',
     assert.equal(g.stats().trackedClientIds, 0, 'attempts alone track nothing');
     for (let i = 0; i < 100_000; i++) {
       if (i % 1000 === 0) clock.advance(10);
-      g.onSessionEnded('tcp', `rnd-${Math.floor(rnd() * 2 ** 48).toString(36)}`, undefined, 10, 'peer_closed');
+      g.onSessionEnded(
+        'tcp',
+        `rnd-${Math.floor(rnd() * 2 ** 48).toString(36)}`,
+        undefined,
+        10,
+        'peer_closed',
+      );
     }
     const tracked = g.stats().trackedClientIds;
     assert.ok(tracked <= 50_000, `tracked ${tracked}`);
@@ -390,7 +412,6 @@ describe('admission: overload (event-loop delay)', () => {
     }
   });
 });
-
 
 describe('admission: refusal answers', () => {
   test('retry-after-ms is jittered within the configured bounds', () => {
@@ -584,7 +605,8 @@ describe('admission: recovery after an outage', () => {
       for (let i = 0; i < 5000; i++) {
         assert.equal(g.onAccept('mqtt', undefined).ok, true);
         const v = g.onConnect('mqtt', `bad-${i}`, '10.1.0.1', remote);
-        if (v.ok) g.onHandshakeDone('mqtt'); // auth then fails (backend broken, not cached)
+        if (v.ok)
+          g.onHandshakeDone('mqtt'); // auth then fails (backend broken, not cached)
         else badReasons.set(v.reason, (badReasons.get(v.reason) ?? 0) + 1);
         g.onConnectionClosed('mqtt');
       }

@@ -27,8 +27,11 @@ describe('guard config', () => {
       ],
     );
     const pg = c.authenticators.postgres.pg!;
-    // At most 50 backend queries in any one second (DESIGN.md §3 cap): 45/s plus a burst of 5.
-    assert.equal(pg.limits.ratePerSec + pg.limits.burst, 50);
+    // No fixed rate by default (issue 11): calls in flight adapt to latency, under the pool size.
+    assert.equal(pg.limits.ratePerSec, 0);
+    assert.equal(pg.poolSize, 8);
+    assert.ok(pg.limits.adaptive.initial <= pg.poolSize);
+    assert.ok(pg.limits.queue.maxWaitMs > 0);
     assert.equal(pg.limits.breaker.errorRatio, 0.5);
     assert.match(pg.query, /\$1/);
   });
@@ -47,7 +50,8 @@ describe('guard config', () => {
       [{ authenticators: { jwt: { j: {} } } }, /exactly one of jwksUrl, publicKeyFile/],
       [{ authenticators: { jwt: { j: { jwksUrl: 'http://x/', algorithms: ['HS256'] } } } }, /algorithms/],
       [{ authenticators: { http: { h: { url: 'ftp://x' } } } }, /url/],
-      [{ authenticators: { postgres: { pg: { limits: { ratePerSec: 0 } } } } }, /ratePerSec/],
+      [{ authenticators: { postgres: { pg: { limits: { ratePerSec: -1 } } } } }, /ratePerSec/],
+      [{ authenticators: { postgres: { pg: { limits: { adaptive: { min: 0 } } } } } }, /adaptive\.min/],
     ];
     for (const [input, re] of bad) assert.throws(() => resolveGuardConfig(input), re, JSON.stringify(input));
   });

@@ -40,11 +40,15 @@ async function startStack(o: { guard?: unknown; admission?: AdmissionConfigInput
   const metrics = new BrokerMetrics({ defaultMetrics: false });
   const guard = o.guard ? new Guard(o.guard, { dataDir: tmp.dir, clock, metrics }) : null;
   await guard?.start();
-  const admission = new AdmissionGate(resolveAdmissionConfig(o.admission ?? {}), {
-    clock,
-    random: () => 0.5,
-    metrics: new AdmissionMetrics(metrics.registry),
-  });
+  // Tarpit off unless a test asks for it: most tests here want the refusal answered at once.
+  const admission = new AdmissionGate(
+    resolveAdmissionConfig({ tarpit: { enabled: false }, ...o.admission }),
+    {
+      clock,
+      random: () => 0.5,
+      metrics: new AdmissionMetrics(metrics.registry),
+    },
+  );
   const broker = new Broker({
     storage: new MemoryStorage(),
     metrics,
@@ -215,6 +219,34 @@ describe('guard wiring: admission', () => {
     const ack = await pending;
     assert.equal(ack.reasonCode, ReasonCode.ConnectionRateExceeded);
     assert.ok(ack.properties?.userProperties?.['retry-after-ms']);
+    await c.closed();
+    await until(() => s.admission.stats().tarpitSlotsInUse === 0, 'the slot to be released');
+  });
+
+  test('a backend refusal (0x88) is held by the tarpit, answered by the sweep, never a fixed-cadence retry', async () => {
+    const clock = new FakeClock();
+    const s = await startStack({
+      clock,
+      guard: {
+        authenticators: { http: { down: { url: 'http://127.0.0.1:1/auth' } } },
+        listeners: { mqtt: { authn: ['down'] } },
+      },
+      admission: { tarpit: { enabled: true, minMs: 2000, maxMs: 2000 } },
+    });
+    const c = await client(s);
+    const pending = c.connect({
+      protocolVersion: 5,
+      clientId: 'held-1',
+      username: 'held-1',
+      password: Buffer.from('x'),
+    });
+    await until(() => s.admission.stats().tarpitSlotsInUse === 1, 'the refusal to hold a tarpit slot');
+    assert.equal(s.admission.stats().handshakes, 0, 'the handshake slot is released during the hold');
+    assert.equal(c.received.length, 0, 'not answered during the hold');
+    clock.advance(3000);
+    const ack = await pending;
+    assert.equal(ack.reasonCode, ReasonCode.ServerUnavailable);
+    assert.ok(Number(ack.properties?.userProperties?.['retry-after-ms']) > 0);
     await c.closed();
     await until(() => s.admission.stats().tarpitSlotsInUse === 0, 'the slot to be released');
   });

@@ -57,7 +57,10 @@ export const admissionLimitsSchema = Type.Object(
       0,
       'operator ceiling: CONNECT attempts admitted per second (token refill rate); 0 = none (admission follows broker load)',
     ),
-    burst: positiveInt(2000, 'token bucket capacity when `rate` is set: attempts admitted at once after a quiet period'),
+    burst: positiveInt(
+      2000,
+      'token bucket capacity when `rate` is set: attempts admitted at once after a quiet period',
+    ),
     maxHandshakes: nonNegInt(
       500,
       'CONNECTs admitted and not yet answered (auth + session setup); 0 = unlimited',
@@ -178,7 +181,8 @@ export const admissionConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({
           default: true,
-          description: 'hold refused connections for a jittered time before answering (paces fixed-period retry loops)',
+          description:
+            'hold refused connections for a jittered time before answering (paces fixed-period retry loops)',
         }),
         minMs: nonNegInt(1000, 'shortest hold'),
         maxMs: nonNegInt(5000, 'longest hold'),

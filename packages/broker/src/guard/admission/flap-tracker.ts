@@ -98,7 +98,8 @@ export class FlapTracker {
   /** Keys banned now (admin API, console): at most `maxTracked` entries are scanned. */
   bans(now: number): { key: string; remainingMs: number }[] {
     const out: { key: string; remainingMs: number }[] = [];
-    for (const [key, e] of this.#entries) if (e.bannedUntil > now) out.push({ key, remainingMs: e.bannedUntil - now });
+    for (const [key, e] of this.#entries)
+      if (e.bannedUntil > now) out.push({ key, remainingMs: e.bannedUntil - now });
     return out;
   }
 
