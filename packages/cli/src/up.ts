@@ -180,6 +180,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         listeners: config.listeners.map((l) => l.name),
         audit: auditLog,
         registry: metrics.registry,
+        admission,
       });
       if (control) await http.register(control.plugin);
       try {

@@ -9,8 +9,11 @@ interface Node {
   maximum?: number;
   pattern?: string;
   properties?: Record<string, Node>;
+  patternProperties?: Record<string, Node>;
   required?: string[];
   items?: Node;
+  anyOf?: Node[];
+  const?: unknown;
 }
 
 /**
@@ -32,6 +35,7 @@ function walk(node: Node, prefix: string, rows: string[]): void {
       walk(child, path, rows);
       continue;
     }
+    const map = mapValue(child);
     const isList = child.type === 'array' && child.items?.type === 'object';
     let defaultCell = '—';
     if (isList) defaultCell = 'see description';
@@ -39,12 +43,25 @@ function walk(node: Node, prefix: string, rows: string[]): void {
     else if (required.has(key)) defaultCell = 'required';
     rows.push(`| \`${path}\` | ${typeOf(child)} | ${defaultCell} | ${escapeCell(child.description ?? '')} |`);
     if (isList) walk(child.items!, `${path}[]`, rows);
+    // A map keyed by a name the operator picks (listeners, authenticators): its value's keys are
+    // listed under `<name>`, so nested settings are documented, not shown as a bare `object`.
+    else if (map?.properties) walk(map, `${path}.<name>`, rows);
   }
+}
+
+function mapValue(node: Node): Node | undefined {
+  if (node.type !== 'object' || !node.patternProperties) return undefined;
+  return Object.values(node.patternProperties)[0];
 }
 
 function typeOf(node: Node): string {
   if (node.enum) return node.enum.map((v) => `\`${String(v)}\``).join(' \\| ');
-  if (node.type === 'array') return 'list';
+  if (node.const !== undefined) return `\`${JSON.stringify(node.const)}\``;
+  if (node.anyOf) return node.anyOf.map(typeOf).join(' \\| ');
+  if (node.type === 'array')
+    return node.items && node.items.type !== 'object' ? `list of ${typeOf(node.items)}` : 'list';
+  const map = mapValue(node);
+  if (map) return `map of name → ${map.properties ? 'object (keys below)' : typeOf(map)}`;
   let type = node.type ?? 'any';
   if (node.minimum !== undefined || node.maximum !== undefined) {
     type += ` ${node.minimum ?? ''}…${node.maximum ?? ''}`;

@@ -104,5 +104,5 @@ export class AdaptiveLimit {
 }
 
 function clamp(v: number, lo: number, hi: number): number {
-  return v < lo ? lo : v > hi ? hi : v;
+  return Math.max(lo, Math.min(v, hi));
 }

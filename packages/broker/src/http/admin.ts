@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import { BreakwaterError, ErrorCatalog, type ErrorCode } from '../errors.js';
+import type { AdmissionGate } from '../guard/admission/gate.js';
 import type { BypassState, Guard } from '../guard/guard.js';
 import type { AuditLog } from './audit-log.js';
 
@@ -28,6 +29,8 @@ export interface BrokerAdminRoutesOptions {
   audit: AuditLog;
   /** The broker registry: the change counter lands on the same /metrics. */
   registry: Registry;
+  /** Connect admission, for the flapping-ban routes; absent: those routes answer 404. */
+  admission?: AdmissionGate | null;
 }
 
 interface ErrorBody {
@@ -57,6 +60,17 @@ const BypassBody = {
   },
 } as const;
 
+const LiftBody = {
+  type: 'object',
+  required: ['scope', 'key'],
+  additionalProperties: false,
+  properties: {
+    scope: { type: 'string', enum: ['client_id', 'address'] },
+    key: { type: 'string', minLength: 1, maxLength: 65535 },
+    actor: Actor,
+  },
+} as const;
+
 const RestoreBody = {
   type: 'object',
   additionalProperties: false,
@@ -69,7 +83,10 @@ const RestoreBody = {
  * - `POST /api/v1/listeners/:name/bypass-authn {ttl, reason, actor?}`: admit clients on the
  *   listener without their backends, each confined to its own topics, until the TTL ends it;
  * - `POST /api/v1/listeners/:name/restore-authn {actor?}`: end it now;
- * - `GET /api/v1/listeners/:name/authn`: the chain and any bypass in force.
+ * - `GET /api/v1/listeners/:name/authn`: the chain and any bypass in force;
+ * - `GET /api/v1/admission/flapping-bans`: client ids and addresses banned for flapping, with the
+ *   time left; `POST /api/v1/admission/flapping-bans/lift {scope, key, actor?}` lifts one (a device
+ *   fixed in the field should not wait out its ban).
  *
  * Every route needs `Authorization: Bearer <admin token>` (401 otherwise, before any validation).
  * Errors are `{ error: { code, message, field? } }` like the control plane's. Each change is
@@ -204,6 +221,8 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
     },
   );
 
+  flappingRoutes(app, options.admission, audit);
+
   app.get<{ Params: { name: string } }>(
     '/api/v1/listeners/:name/authn',
     { schema: { params: NameParams } },
@@ -221,6 +240,49 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
     },
   );
 };
+
+function flappingRoutes(
+  app: Parameters<FastifyPluginAsync>[0],
+  admission: AdmissionGate | null | undefined,
+  audit: AuditLog,
+): void {
+  const none = (reply: FastifyReply) =>
+    reply.code(404).send(errorBody('BW_ERR_API_NOT_FOUND', 'connect admission is off on this broker'));
+  app.get('/api/v1/admission/flapping-bans', async (_request, reply) => {
+    if (!admission) return none(reply);
+    const now = Date.now();
+    return {
+      bans: admission.flappingBans().map((b) => ({
+        scope: b.scope,
+        key: b.key,
+        remainingMs: b.remainingMs,
+        until: new Date(now + b.remainingMs).toISOString(),
+      })),
+    };
+  });
+  app.post<{ Body: { scope: 'client_id' | 'address'; key: string; actor?: string } }>(
+    '/api/v1/admission/flapping-bans/lift',
+    { schema: { body: LiftBody } },
+    async (request, reply) => {
+      if (!admission) return none(reply);
+      const { scope, key } = request.body;
+      if (!admission.flappingBans().some((b) => b.scope === scope && b.key === key)) {
+        return reply
+          .code(404)
+          .send(errorBody('BW_ERR_API_NOT_FOUND', `no flapping ban on ${scope} "${key}"`, 'key'));
+      }
+      audit.append({
+        at: new Date().toISOString(),
+        actor: request.body.actor ?? 'admin-token',
+        action: 'lift-flapping-ban',
+        scope,
+        key,
+      });
+      admission.liftFlappingBan(scope, key);
+      return { scope, key, lifted: true };
+    },
+  );
+}
 
 function bypassJson(s: BypassState): { until: string; reason: string; actor: string } {
   return { until: new Date(s.until).toISOString(), reason: s.reason, actor: s.actor };

@@ -7,8 +7,12 @@ export interface AuditEntry {
   at: string;
   actor: string;
   /** `bypass-expired`: the bypass reached its TTL and reverted by itself (actor `ttl`). */
-  action: 'bypass-authn' | 'restore-authn' | 'bypass-expired';
-  listener: string;
+  action: 'bypass-authn' | 'restore-authn' | 'bypass-expired' | 'lift-flapping-ban';
+  /** The listener a break-glass change is for (absent for process-wide admission actions). */
+  listener?: string;
+  /** lift-flapping-ban: `client_id` or `address`, and the banned key. */
+  scope?: string;
+  key?: string;
   reason?: string;
   /** ISO 8601: when a bypass ends by itself. */
   until?: string;

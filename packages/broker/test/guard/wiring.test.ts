@@ -390,3 +390,81 @@ describe('guard wiring: break-glass over HTTP', () => {
     assert.deepEqual(await status.json(), { listener: 'mqtt', authn: ['down'], bypass: null });
   });
 });
+
+describe('guard wiring: flapping bans over real sockets and the admin API', () => {
+  test('sessions that end quickly get the id banned (0x9F); GET lists the ban, lift ends it (audited)', async () => {
+    const s = await startStack({ admission: { flapping: { clientId: { maxShortSessions: 2 } } } });
+    for (let i = 0; i < 3; i++) {
+      const { c, ack } = await connack(s, { clientId: 'flappy' });
+      assert.equal(ack.reasonCode, ReasonCode.Success, `session ${i + 1} accepted`);
+      await c.end(); // socket closed without DISCONNECT: a short session
+    }
+    await until(() => s.admission.flappingBans().length === 1, 'the ban');
+    const banned = await connack(s, { clientId: 'flappy' });
+    assert.equal(banned.ack.reasonCode, ReasonCode.ConnectionRateExceeded);
+    assert.match(String(banned.ack.properties?.reasonString), /flapping/);
+    assert.ok(Number(banned.ack.properties?.userProperties?.['retry-after-ms']) > 60_000);
+    // A clean DISCONNECT never counts: another id reconnecting the same way stays admitted.
+    for (let i = 0; i < 5; i++) {
+      const { c, ack } = await connack(s, { clientId: 'tidy' });
+      assert.equal(ack.reasonCode, ReasonCode.Success);
+      c.send({ cmd: 'disconnect' });
+      await c.closed();
+    }
+
+    const audit = new AuditLog(join(s.dataDir, 'audit.log'));
+    const app = Fastify();
+    await app.register(brokerAdminRoutes, {
+      token: 'the-admin-token-0123456789',
+      guard: null,
+      listeners: ['mqtt'],
+      audit,
+      registry: s.metrics.registry,
+      admission: s.admission,
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    after(() => app.close());
+    const base = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/api/v1/admission/flapping-bans`;
+    const headers = {
+      authorization: 'Bearer the-admin-token-0123456789',
+      'content-type': 'application/json',
+    };
+    const list = (await (await fetch(base, { headers })).json()) as {
+      bans: { scope: string; key: string; remainingMs: number }[];
+    };
+    assert.deepEqual(
+      list.bans.map((b) => [b.scope, b.key]),
+      [['client_id', 'flappy']],
+    );
+    assert.ok(list.bans[0]!.remainingMs > 60_000);
+    const bad = await fetch(`${base}/lift`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ scope: 'user', key: 'x' }),
+    });
+    assert.equal(bad.status, 400);
+    assert.equal(((await bad.json()) as { error: { field: string } }).error.field, 'scope');
+    const missing = await fetch(`${base}/lift`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ scope: 'client_id', key: 'nobody' }),
+    });
+    assert.equal(missing.status, 404);
+    const lifted = await fetch(`${base}/lift`, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ scope: 'client_id', key: 'flappy', actor: 'bob' }),
+    });
+    assert.equal(lifted.status, 200);
+    const line = JSON.parse(readFileSync(audit.path, 'utf8').trim()) as Record<string, string>;
+    assert.deepEqual(
+      [line.action, line.actor, line.scope, line.key],
+      ['lift-flapping-ban', 'bob', 'client_id', 'flappy'],
+    );
+    assert.equal(
+      (await connack(s, { clientId: 'flappy' })).ack.reasonCode,
+      ReasonCode.Success,
+      'admitted again',
+    );
+  });
+});

@@ -55,7 +55,7 @@ export const admissionLimitsSchema = Type.Object(
   {
     rate: nonNegInt(
       0,
-      'operator ceiling: CONNECT attempts admitted per second (token refill rate); 0 = none (admission follows broker load)',
+      'operator ceiling: CONNECT attempts admitted per second (token refill rate); 0 = none: admission follows broker load (`overload`). Formerly 1,000/s: it refused 75 % of a 10,000-client burst that Mosquitto accepts',
     ),
     burst: positiveInt(
       2000,
@@ -76,7 +76,7 @@ const flapSchema = (maxShortSessions: number, what: string) =>
     {
       maxShortSessions: nonNegInt(
         maxShortSessions,
-        `short sessions of one ${what} per window before it is banned; 0 = off`,
+        `short sessions of one ${what} per window before it is banned; 0 = off. Only sessions that got CONNACK 0 and ended early without a clean DISCONNECT count: the broker's own refusals never do (formerly every attempt counted as \`maxConnects\` 15, so the broker's pacing banned the fleet it paced)`,
       ),
       shortSessionMs: positiveInt(
         10_000,
@@ -160,7 +160,8 @@ export const admissionConfigSchema = Type.Object(
       {
         enabled: Type.Boolean({
           default: true,
-          description: 'refuse new CONNECTs (0x89) while the event loop is saturated',
+          description:
+            'refuse new CONNECTs (0x89) while the event loop is saturated: the broker refuses on measured load, not on a rate picked in advance',
         }),
         maxEventLoopDelayMs: positiveInt(
           500,
@@ -182,7 +183,7 @@ export const admissionConfigSchema = Type.Object(
         enabled: Type.Boolean({
           default: true,
           description:
-            'hold refused connections for a jittered time before answering (paces fixed-period retry loops)',
+            'hold refused connections for a jittered time before answering: turns a fleet of fixed 1-s retry loops into a spread-out one without changing the firmware (formerly off)',
         }),
         minMs: nonNegInt(1000, 'shortest hold'),
         maxMs: nonNegInt(5000, 'longest hold'),
