@@ -14,12 +14,19 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
-import type { Counter, Gauge } from 'prom-client';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import { CLOSE_LINGER_MS, Connection, ConnState, type ConnStateValue } from './connection.js';
+import {
+  CLOSE_LINGER_MS,
+  Connection,
+  type ConnectionHost,
+  ConnState,
+  type ConnStateValue,
+} from './connection.js';
 import { resumeDeliveries } from './delivery.js';
+import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
+import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
-import { type AcceptedConnect, answerRefusal } from './handlers/connect.js';
+import { answerRefusal } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
 import { BrokerMetrics } from './metrics.js';
 import { type BrokerObserver, MessageTap, type MessageTapHandler } from './observers.js';
@@ -30,6 +37,7 @@ import {
   type ConnectionInfo,
   defaultLimits,
 } from './options.js';
+import { dispatchFrame } from './packet-dispatch.js';
 import { encode } from './protocol/codec.js';
 import { ReasonCode } from './reason-codes.js';
 import { Router } from './router.js';
@@ -41,147 +49,6 @@ import { isValidTopicName } from './topics/validate.js';
 
 /** Sweep period. Timeouts are therefore enforced with up to this much extra delay. */
 const SWEEP_INTERVAL_MS = 1000;
-
-/** A gauge kept as a plain number, pushed to its prom-client child by `EngineCounters.sync()`. */
-class PlainGauge {
-  value = 0;
-  inc(): void {
-    this.value++;
-  }
-  dec(): void {
-    this.value--;
-  }
-}
-
-/** A counter kept as a plain number of increments not yet pushed. */
-class PlainCounter {
-  pending = 0;
-  inc(): void {
-    this.pending++;
-  }
-}
-
-/** Per-listener connection metrics: plain numbers, so a connect or close hashes no labels. */
-interface ListenerMetrics {
-  connections: PlainGauge;
-  attempts: PlainCounter;
-  openSockets: PlainGauge;
-  withoutConnect: PlainGauge;
-}
-
-/**
- * Hot-path counters. A prom-client child's `inc()` hashes its label object on every call, so
- * per-message counts are plain numbers here, pushed to prom-client by `sync()`: on every sweep
- * and right before each scrape (the metrics' `collect` hook), so /metrics is never behind.
- */
-class EngineCounters {
-  bytesIn = 0;
-  bytesOut = 0;
-  /** Messages received / sent by QoS, not yet pushed to prom-client. */
-  readonly msgIn = [0, 0, 0];
-  readonly msgOut = [0, 0, 0];
-  readonly #metrics: BrokerMetrics;
-  readonly #msgInChildren: Counter.Internal[];
-  readonly #msgOutChildren: Counter.Internal[];
-  /** Drops not yet pushed, by reason (slow consumers can drop on every message). */
-  readonly #drops = new Map<string, number>();
-  readonly #disconnects = new Map<string, Counter.Internal>();
-  /** Session counts, pushed to the `sessions` gauge by `sync()`. */
-  sessionsOnline = 0;
-  sessionsOffline = 0;
-  readonly #sessionsOnline: Gauge.Internal<'state'>;
-  readonly #sessionsOffline: Gauge.Internal<'state'>;
-  readonly #listeners = new Map<string, ListenerMetrics>();
-
-  constructor(metrics: BrokerMetrics) {
-    this.#metrics = metrics;
-    this.#msgInChildren = ['0', '1', '2'].map((q) => metrics.messagesIn.labels(q));
-    this.#msgOutChildren = ['0', '1', '2'].map((q) => metrics.messagesOut.labels(q));
-    this.#sessionsOnline = metrics.sessions.labels('online');
-    this.#sessionsOffline = metrics.sessions.labels('offline');
-    const sync = () => this.sync();
-    for (const m of [
-      metrics.sessions,
-      metrics.connections,
-      metrics.connectionAttempts,
-      metrics.openSockets,
-      metrics.socketsWithoutConnect,
-      metrics.messagesIn,
-      metrics.messagesOut,
-      metrics.messagesDropped,
-      metrics.bytesIn,
-      metrics.bytesOut,
-    ] as unknown as Array<{ collect?: () => unknown }>) {
-      // Chained: a BrokerMetrics shared by several brokers syncs all of them.
-      const prev = m.collect;
-      m.collect =
-        prev === undefined
-          ? sync
-          : () => {
-              prev();
-              sync();
-            };
-    }
-  }
-
-  listener(name: string): ListenerMetrics {
-    let lm = this.#listeners.get(name);
-    if (lm === undefined) {
-      lm = {
-        connections: new PlainGauge(),
-        attempts: new PlainCounter(),
-        openSockets: new PlainGauge(),
-        withoutConnect: new PlainGauge(),
-      };
-      this.#listeners.set(name, lm);
-    }
-    return lm;
-  }
-
-  disconnect(reason: string): void {
-    let c = this.#disconnects.get(reason);
-    if (c === undefined) {
-      c = this.#metrics.disconnects.labels(reason);
-      this.#disconnects.set(reason, c);
-    }
-    c.inc();
-  }
-
-  drop(reason: string): void {
-    this.#drops.set(reason, (this.#drops.get(reason) ?? 0) + 1);
-  }
-
-  sync(): void {
-    const m = this.#metrics;
-    if (this.bytesIn > 0) m.bytesIn.inc(this.bytesIn);
-    if (this.bytesOut > 0) m.bytesOut.inc(this.bytesOut);
-    this.bytesIn = 0;
-    this.bytesOut = 0;
-    for (let q = 0; q < 3; q++) {
-      const i = this.msgIn[q]!;
-      if (i > 0) this.#msgInChildren[q]!.inc(i);
-      const o = this.msgOut[q]!;
-      if (o > 0) this.#msgOutChildren[q]!.inc(o);
-      this.msgIn[q] = 0;
-      this.msgOut[q] = 0;
-    }
-    this.#sessionsOnline.set(this.sessionsOnline);
-    this.#sessionsOffline.set(this.sessionsOffline);
-    for (const [name, lm] of this.#listeners) {
-      m.connections.labels(name).set(lm.connections.value);
-      m.openSockets.labels(name).set(lm.openSockets.value);
-      m.socketsWithoutConnect.labels(name).set(lm.withoutConnect.value);
-      if (lm.attempts.pending > 0) {
-        m.connectionAttempts.labels(name).inc(lm.attempts.pending);
-        lm.attempts.pending = 0;
-      }
-    }
-    if (this.#drops.size > 0) {
-      for (const [reason, n] of this.#drops) m.messagesDropped.labels(reason).inc(n);
-      this.#drops.clear();
-    }
-  }
-}
 
 export interface ServerPublish {
   topic: string;
@@ -195,10 +62,9 @@ export interface ServerPublish {
 const CONNACK_ACCEPTED = Buffer.from([0x20, 0x02, 0x00, 0x00]);
 const CONNACK_SESSION_PRESENT = Buffer.from([0x20, 0x02, 0x01, 0x00]);
 
-const ACK_TYPE = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 } as const;
-type AckCmd = keyof typeof ACK_TYPE;
+const ACK_TYPE: Record<AckCmd, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
 
-export class Broker {
+export class Broker implements HandlerContext, ConnectionHost {
   readonly metrics: BrokerMetrics;
   /** @internal */ readonly limits: Readonly<BrokerLimits>;
   /** @internal */ readonly storage: BrokerStorage;
@@ -337,6 +203,11 @@ export class Broker {
   }
 
   /** @internal */
+  /** @internal One complete packet from a connection's framer (ConnectionHost). */
+  dispatchFrame(conn: Connection, frame: Buffer): boolean {
+    return dispatchFrame(this, conn, frame);
+  }
+
   listenerMetrics(listener: string): ListenerMetrics {
     return this.counters.listener(listener);
   }

@@ -1,30 +1,19 @@
 /**
- * One client connection over any duplex stream: framing, dispatch to the packet handlers (one
- * module per packet type, one switch below), batched writes, backpressure and closing.
+ * One client connection over any duplex stream: framing, handing complete packets to the broker's
+ * dispatch (packet-dispatch.ts), batched writes, backpressure and closing.
  *
  * Memory discipline (≤ 3 KiB per idle client is a product target): no Parser, no timer and no
  * closure per connection. Stream events go to module-level functions that find the connection
  * through a symbol on the stream; timeouts are deadlines checked by the broker's shared sweep.
  */
 import type { Duplex } from 'node:stream';
-import type { Broker } from './broker.js';
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { EngineCounters } from './engine-counters.js';
 import type { AdmissionRefusal } from './guard/admission/verdict.js';
-import { handlePuback, handlePubcomp, handlePubrec, handlePubrel } from './handlers/acks.js';
-import { handleConnect } from './handlers/connect.js';
-import { handleDisconnect } from './handlers/disconnect.js';
-import { handlePingreq } from './handlers/pingreq.js';
-import { handlePublish } from './handlers/publish.js';
-import { handleSubscribe } from './handlers/subscribe.js';
-import { handleUnsubscribe } from './handlers/unsubscribe.js';
-import type { ConnectionInfo } from './options.js';
-import {
-  type DecodeFailure,
-  decodePublish,
-  encode,
-  type Packet,
-  PacketType,
-  parseWithMqttPacket,
-} from './protocol/codec.js';
+import type { BrokerMetrics } from './metrics.js';
+import type { BrokerLimits, ConnectionInfo } from './options.js';
+import { type DecodeFailure, encode, type Packet } from './protocol/codec.js';
 import { type FrameSink, feedFrames } from './protocol/framer.js';
 import { ReasonCode, reasonCodeName } from './reason-codes.js';
 import type { Session } from './session.js';
@@ -96,8 +85,31 @@ const F_WILL_ON_CLOSE = 16;
 const F_HOOK_ADMITTED = 32;
 const F_HANDSHAKE_PENDING = 64;
 
+/**
+ * What a connection needs of the broker that owns it: the clock, limits and counters, the
+ * lifecycle callbacks, and the packet dispatch. Declared here so that this module imports
+ * nothing of the engine above it (issue 12: no import cycles).
+ */
+export interface ConnectionHost {
+  readonly clock: Clock;
+  readonly counters: EngineCounters;
+  readonly limits: Readonly<BrokerLimits>;
+  readonly logger: Logger;
+  readonly metrics: BrokerMetrics;
+  /** Handle one complete packet; false when reading must stop (suspended or closed). */
+  dispatchFrame(conn: Connection, frame: Buffer): boolean;
+  onConnectionShutdown(
+    conn: Connection,
+    wasState: ConnStateValue,
+    reason: string,
+    publishWill: boolean,
+  ): void;
+  onConnectionDrained(conn: Connection): void;
+  onStreamClosed(conn: Connection): void;
+}
+
 export class Connection implements FrameSink {
-  readonly broker: Broker;
+  readonly broker: ConnectionHost;
   readonly stream: StreamWithConn;
   readonly info: ConnectionInfo;
   state: ConnStateValue = ConnState.AwaitConnect;
@@ -146,7 +158,7 @@ export class Connection implements FrameSink {
    */
   refusal: AdmissionRefusal | null = null;
 
-  constructor(broker: Broker, stream: Duplex, info: ConnectionInfo, now: number) {
+  constructor(broker: ConnectionHost, stream: Duplex, info: ConnectionInfo, now: number) {
     this.broker = broker;
     this.stream = stream as StreamWithConn;
     this.info = info;
@@ -294,98 +306,9 @@ export class Connection implements FrameSink {
     return this.acks === null || this.acks.length < this.broker.limits.receiveMaximum;
   }
 
-  /** One complete packet from the framer. The one dispatch switch. */
+  /** One complete packet from the framer: the broker's dispatch (packet-dispatch.ts) handles it. */
   onFrame(frame: Buffer): boolean {
-    const type = frame[0]! >> 4;
-    if (this.state === ConnState.AwaitConnect) {
-      if (type !== PacketType.CONNECT) {
-        // [MQTT-3.1.0-1] The first packet from the client MUST be CONNECT.
-        this.protocolError(ReasonCode.ProtocolError, 'first packet is not CONNECT');
-        return false;
-      }
-      handleConnect(this.broker, this, frame);
-      return !this.suspended && (this.state as number) !== ConnState.Closed;
-    }
-    const v = this.version;
-    switch (type) {
-      case PacketType.PUBLISH: {
-        const p = decodePublish(frame, v);
-        if ('error' in p) this.decodeFailed(p);
-        else handlePublish(this.broker, this, p);
-        break;
-      }
-      case PacketType.PUBACK:
-      case PacketType.PUBREC:
-      case PacketType.PUBREL:
-      case PacketType.PUBCOMP:
-        this.onAck(type, frame);
-        break;
-      case PacketType.SUBSCRIBE: {
-        const p = parseWithMqttPacket(frame, v);
-        if ('error' in p) this.decodeFailed(p);
-        else handleSubscribe(this.broker, this, p as Packet & { cmd: 'subscribe' });
-        break;
-      }
-      case PacketType.UNSUBSCRIBE: {
-        const p = parseWithMqttPacket(frame, v);
-        if ('error' in p) this.decodeFailed(p);
-        else handleUnsubscribe(this.broker, this, p as Packet & { cmd: 'unsubscribe' });
-        break;
-      }
-      case PacketType.PINGREQ:
-        if (frame[0] !== 0xc0 || frame.length !== 2)
-          this.protocolError(ReasonCode.MalformedPacket, 'invalid PINGREQ');
-        else handlePingreq(this);
-        break;
-      case PacketType.DISCONNECT: {
-        const p = parseWithMqttPacket(frame, v);
-        if ('error' in p) this.decodeFailed(p);
-        else handleDisconnect(this.broker, this, p as Packet & { cmd: 'disconnect' });
-        break;
-      }
-      case PacketType.CONNECT:
-        // [MQTT-3.1.0-2] A second CONNECT is a protocol violation.
-        this.protocolError(ReasonCode.ProtocolError, 'second CONNECT');
-        break;
-      case PacketType.AUTH:
-        // No enhanced authentication is offered (CONNACK refuses any Authentication Method), so an
-        // AUTH packet can only be a protocol error [MQTT-4.12.0-1].
-        this.protocolError(
-          v === 5 ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket,
-          'unexpected AUTH',
-        );
-        break;
-      default:
-        // Server-to-client packet types (CONNACK, SUBACK, UNSUBACK, PINGRESP) and reserved type 0.
-        this.protocolError(ReasonCode.MalformedPacket, `unexpected packet type ${type}`);
-    }
-    return this.state !== ConnState.Closed && !this.suspended;
-  }
-
-  /** PUBACK/PUBREC/PUBREL/PUBCOMP decoded by hand: they are frequent and tiny. */
-  onAck(type: number, frame: Buffer): void {
-    // [MQTT-3.6.1-1] PUBREL flags are 0010; the others 0000 [MQTT-2.2.2-2].
-    const flags = frame[0]! & 0x0f;
-    if (flags !== (type === PacketType.PUBREL ? 2 : 0)) {
-      this.protocolError(ReasonCode.MalformedPacket, 'invalid fixed header flags');
-      return;
-    }
-    const remaining = frame[1]!;
-    if (frame.length < 4 || (this.version < 5 && remaining !== 2)) {
-      this.protocolError(ReasonCode.MalformedPacket, 'invalid acknowledgement length');
-      return;
-    }
-    const id = frame.readUInt16BE(frame.length - remaining);
-    const rc = this.version === 5 && remaining > 2 ? frame[4]! : 0;
-    if (id === 0) {
-      this.protocolError(ReasonCode.ProtocolError, 'packet identifier 0');
-      return;
-    }
-    const b = this.broker;
-    if (type === PacketType.PUBACK) handlePuback(b, this, id);
-    else if (type === PacketType.PUBREC) handlePubrec(b, this, id, rc);
-    else if (type === PacketType.PUBREL) handlePubrel(b, this, id);
-    else handlePubcomp(b, this, id);
+    return this.broker.dispatchFrame(this, frame);
   }
 
   decodeFailed(f: DecodeFailure): void {

@@ -4,8 +4,9 @@
  * limits.offlineQueueLimit), redelivery with DUP on session resume, and the outbox in storage for
  * persistent sessions. Top-level functions with explicit arguments: no closure per message.
  */
-import type { Broker } from './broker.js';
+
 import type { Connection } from './connection.js';
+import type { DeliveryContext } from './engine-context.js';
 import { encode, encodePlainPublish, plainPublishSize } from './protocol/codec.js';
 import type { Message, Session } from './session.js';
 import type { OutboxRecord, QoS, StoredPublishProperties } from './storage/types.js';
@@ -18,7 +19,7 @@ interface Deliverable {
   expiresAt: number | null;
 }
 
-function window(b: Broker, conn: Connection): number {
+function window(b: DeliveryContext, conn: Connection): number {
   const r = conn.clientReceiveMaximum;
   const m = b.limits.maxInflight;
   return Math.min(r, m);
@@ -26,7 +27,7 @@ function window(b: Broker, conn: Connection): number {
 
 /** Deliver one message to one session with the subscription's QoS and flags. */
 export function deliver(
-  b: Broker,
+  b: DeliveryContext,
   s: Session,
   msg: Message,
   subQos: number,
@@ -88,7 +89,7 @@ export function deliver(
 }
 
 /** QoS 0 without per-subscriber fields: encoded once per (v5, retain) for all subscribers. */
-function sendSharedQos0(b: Broker, conn: Connection, msg: Message, retain: boolean): void {
+function sendSharedQos0(b: DeliveryContext, conn: Connection, msg: Message, retain: boolean): void {
   const v5 = conn.version === 5;
   const idx = (v5 ? 2 : 0) | (retain ? 1 : 0);
   let cache = msg.encoded;
@@ -114,7 +115,7 @@ function sendSharedQos0(b: Broker, conn: Connection, msg: Message, retain: boole
  * client's Maximum Packet Size — dropped and counted).
  */
 export function sendPublish(
-  b: Broker,
+  b: DeliveryContext,
   conn: Connection,
   m: Deliverable,
   qos: number,
@@ -176,7 +177,7 @@ export function sendPublish(
 }
 
 /** An outbound QoS 1/2 flow ended (PUBACK, PUBCOMP, failed PUBREC, or dropped). */
-export function completeOutbound(b: Broker, s: Session, id: number, rec: OutboxRecord): void {
+export function completeOutbound(b: DeliveryContext, s: Session, id: number, rec: OutboxRecord): void {
   s.inflight!.delete(id);
   b.metrics.inflight.dec();
   if (s.stored) {
@@ -186,7 +187,7 @@ export function completeOutbound(b: Broker, s: Session, id: number, rec: OutboxR
 }
 
 /** Move queued messages into the in-flight window while there is room. */
-export function pump(b: Broker, s: Session): void {
+export function pump(b: DeliveryContext, s: Session): void {
   const conn = s.conn;
   const q = s.queue;
   if (conn === null || !conn.connected || q === null || q.length === 0) return;
@@ -220,7 +221,7 @@ export function pump(b: Broker, s: Session): void {
  * Session resumed: resend every unacknowledged PUBLISH with DUP=1 and PUBREL for released ones,
  * in the original order [MQTT-4.4.0-1], then fill the window from the queue.
  */
-export function resumeDeliveries(b: Broker, s: Session): void {
+export function resumeDeliveries(b: DeliveryContext, s: Session): void {
   const conn = s.conn;
   if (conn === null) return;
   const inflight = s.inflight;

@@ -11,19 +11,27 @@
  * is online, the next member in turn (always a persistent session, since clean sessions end with
  * their connection) gets the message in its offline queue, to be delivered when it returns.
  */
-import type { Broker } from './broker.js';
 import { deliver } from './delivery.js';
+import type { DeliveryContext } from './engine-context.js';
 import type { Message, Session, Subscription } from './session.js';
-import type { MatchVisitor, SharedGroup } from './topics/subscription-tree.js';
+import type { MatchVisitor, SharedGroup, SubscriptionTree } from './topics/subscription-tree.js';
+
+/** What routing needs of the broker: the subscriptions, in-process taps, and delivery. */
+export interface RouterHost extends DeliveryContext {
+  readonly tree: SubscriptionTree<Subscription>;
+  /** In-process taps; routing calls `runTaps` only when there is at least one. */
+  readonly taps: readonly unknown[];
+  runTaps(msg: Message): void;
+}
 
 export class Router implements MatchVisitor<Subscription> {
-  readonly #broker: Broker;
+  readonly #broker: RouterHost;
   #stamp = 0;
   #msg: Message | null = null;
   #targets: Session[] = [];
   #count = 0;
 
-  constructor(broker: Broker) {
+  constructor(broker: RouterHost) {
     this.#broker = broker;
   }
 

@@ -3,12 +3,13 @@
  * Outbound flows (broker → client) end here and free in-flight slots; inbound QoS 2 is released
  * by PUBREL.
  */
-import type { Broker } from '../broker.js';
+
 import type { Connection } from '../connection.js';
 import { completeOutbound, pump } from '../delivery.js';
+import type { HandlerContext } from '../engine-context.js';
 import { ReasonCode } from '../reason-codes.js';
 
-export function handlePuback(b: Broker, conn: Connection, id: number): void {
+export function handlePuback(b: HandlerContext, conn: Connection, id: number): void {
   const s = conn.session!;
   const rec = s.inflight?.get(id);
   // An unknown id is ignored: it may be a late duplicate after a redelivery.
@@ -17,7 +18,7 @@ export function handlePuback(b: Broker, conn: Connection, id: number): void {
   pump(b, s);
 }
 
-export function handlePubrec(b: Broker, conn: Connection, id: number, rc: number): void {
+export function handlePubrec(b: HandlerContext, conn: Connection, id: number, rc: number): void {
   const s = conn.session!;
   const rec = s.inflight?.get(id);
   if (rec === undefined || rec.qos !== 2) {
@@ -50,7 +51,7 @@ export function handlePubrec(b: Broker, conn: Connection, id: number, rc: number
   b.sendAck(conn, 'pubrel', id, ReasonCode.Success, undefined, false, 0);
 }
 
-export function handlePubcomp(b: Broker, conn: Connection, id: number): void {
+export function handlePubcomp(b: HandlerContext, conn: Connection, id: number): void {
   const s = conn.session!;
   const rec = s.inflight?.get(id);
   if (rec === undefined || rec.qos !== 2) return;
@@ -58,7 +59,7 @@ export function handlePubcomp(b: Broker, conn: Connection, id: number): void {
   pump(b, s);
 }
 
-export function handlePubrel(b: Broker, conn: Connection, id: number): void {
+export function handlePubrel(b: HandlerContext, conn: Connection, id: number): void {
   const s = conn.session!;
   const known = s.inboundQos2?.delete(id);
   if (known && s.stored) b.storage.deleteInboundQos2(s.clientId, id);

@@ -8,8 +8,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type mqtt from 'mqtt-packet';
-import type { Broker } from '../broker.js';
 import { type Connection, ConnState } from '../connection.js';
+import type { AcceptedConnect, HandlerContext } from '../engine-context.js';
 import {
   type AdmissionRefusal,
   isSocketLive,
@@ -25,22 +25,8 @@ import { isValidTopicName } from '../topics/validate.js';
 import { toStoredProperties } from './publish.js';
 
 /** What the broker needs to accept a validated CONNECT. */
-export interface AcceptedConnect {
-  clientId: string;
-  assignedClientId: boolean;
-  clean: boolean;
-  /** Session Expiry Interval after capping, seconds. */
-  expiryInterval: number;
-  /** Whether the client asked for more than the cap (CONNACK then tells it the real value). */
-  expiryCapped: boolean;
-  keepalive: number;
-  serverKeepAlive: boolean;
-  will: Will | null;
-  /** From the authenticate hook: MQTT 5 user properties for the CONNACK. */
-  userProperties?: Record<string, string>;
-}
 
-export function handleConnect(b: Broker, conn: Connection, frame: Buffer): void {
+export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer): void {
   b.listenerMetrics(conn.info.listener).attempts.inc();
   const level = connectProtocolLevel(frame);
   if (level !== -1 && level !== 3 && level !== 4 && level !== 5) {
@@ -225,7 +211,12 @@ export function handleConnect(b: Broker, conn: Connection, frame: Buffer): void 
   }
 }
 
-function authDecided(b: Broker, conn: Connection, accepted: AcceptedConnect, d: ConnectDecision): void {
+function authDecided(
+  b: HandlerContext,
+  conn: Connection,
+  accepted: AcceptedConnect,
+  d: ConnectDecision,
+): void {
   if (conn.state !== ConnState.Authenticating) {
     // The socket closed while the hook ran: drop everything, but tell the hook that the
     // connection it admitted is gone (it counts admitted connections per client id).
@@ -244,7 +235,7 @@ function authDecided(b: Broker, conn: Connection, accepted: AcceptedConnect, d: 
   conn.resume();
 }
 
-function authFailed(b: Broker, conn: Connection, err: unknown): void {
+function authFailed(b: HandlerContext, conn: Connection, err: unknown): void {
   b.logger.error({ err, clientId: conn.clientId }, 'authenticate hook failed');
   if (conn.state !== ConnState.Authenticating) return;
   refuse(b, conn, ReasonCode.UnspecifiedError, 'authentication failed');
@@ -254,7 +245,7 @@ function authFailed(b: Broker, conn: Connection, err: unknown): void {
  * Admission said no. With a tarpit hold the answer waits: reading stays suspended and the broker's
  * 1 s sweep answers at `deadline` (no timer per connection; the hold is jittered anyway).
  */
-function refuseAdmission(b: Broker, conn: Connection, verdict: AdmissionRefusal): void {
+function refuseAdmission(b: HandlerContext, conn: Connection, verdict: AdmissionRefusal): void {
   if (verdict.tarpitMs > 0) {
     conn.refusal = verdict; // holds a tarpit slot until shutdown
     conn.state = ConnState.Authenticating;
@@ -272,7 +263,11 @@ function refuseAdmission(b: Broker, conn: Connection, verdict: AdmissionRefusal)
  * given back at once (the hold must not crowd out new CONNECTs); the tarpit slot is released at
  * shutdown. False when no hold applies (no gate, tarpit off, slots full): answer now.
  */
-function holdLoadRefusal(b: Broker, conn: Connection, d: Extract<ConnectDecision, { ok: false }>): boolean {
+function holdLoadRefusal(
+  b: HandlerContext,
+  conn: Connection,
+  d: Extract<ConnectDecision, { ok: false }>,
+): boolean {
   const gate = b.admission;
   if (gate === null) return false;
   if (d.reasonCode !== ReasonCode.ServerBusy && d.reasonCode !== ReasonCode.ServerUnavailable) return false;
@@ -301,7 +296,7 @@ function holdLoadRefusal(b: Broker, conn: Connection, d: Extract<ConnectDecision
  * the user property `retry-after-ms`; v3 return code 3. Logged at debug: during a storm there is
  * one per attempt, and `breakwater_admission_refused_total` already counts them.
  */
-export function answerRefusal(b: Broker, conn: Connection, verdict: AdmissionRefusal): void {
+export function answerRefusal(b: HandlerContext, conn: Connection, verdict: AdmissionRefusal): void {
   refuse(
     b,
     conn,
@@ -319,7 +314,7 @@ export function answerRefusal(b: Broker, conn: Connection, verdict: AdmissionRef
  * `serverReference` (v5 only) goes with 0x9C Use Another Server / 0x9D Server Moved (§4.11).
  */
 export function refuse(
-  b: Broker,
+  b: HandlerContext,
   conn: Connection,
   reasonCode: number,
   reasonString: string,

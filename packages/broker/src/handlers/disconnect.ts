@@ -1,10 +1,10 @@
 /** Client DISCONNECT (MQTT 5.0 §3.14). */
 import type mqtt from 'mqtt-packet';
-import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
+import type { HandlerContext } from '../engine-context.js';
 import { ReasonCode } from '../reason-codes.js';
 
-export function handleDisconnect(b: Broker, conn: Connection, p: mqtt.IDisconnectPacket): void {
+export function handleDisconnect(b: HandlerContext, conn: Connection, p: mqtt.IDisconnectPacket): void {
   const s = conn.session!;
   const expiry = p.properties?.sessionExpiryInterval;
   if (expiry !== undefined) {

@@ -5,8 +5,8 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type mqtt from 'mqtt-packet';
-import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
+import type { HandlerContext } from '../engine-context.js';
 import type { PublishPacket } from '../protocol/codec.js';
 import { ReasonCode } from '../reason-codes.js';
 import type { Message } from '../session.js';
@@ -46,7 +46,7 @@ export function toStoredProperties(
   return any ? out : null;
 }
 
-export function handlePublish(b: Broker, conn: Connection, p: PublishPacket): void {
+export function handlePublish(b: HandlerContext, conn: Connection, p: PublishPacket): void {
   const qos = p.qos;
   b.counters.msgIn[qos]!++;
   let topic = p.topic;
@@ -152,7 +152,7 @@ export function handlePublish(b: Broker, conn: Connection, p: PublishPacket): vo
   b.sendAck(conn, qos === 1 ? 'puback' : 'pubrec', id, rc, undefined, b.storageDirty, qos);
 }
 
-function ackInvalid(b: Broker, conn: Connection, p: PublishPacket, rc: number, reason: string): void {
+function ackInvalid(b: HandlerContext, conn: Connection, p: PublishPacket, rc: number, reason: string): void {
   b.sendAck(
     conn,
     p.qos === 1 ? 'puback' : 'pubrec',

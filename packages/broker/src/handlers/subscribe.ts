@@ -1,14 +1,14 @@
 /** SUBSCRIBE → SUBACK, then retained messages (MQTT 5.0 §3.8, §3.9, §3.3.1.3). */
 import type mqtt from 'mqtt-packet';
-import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
 import { deliver } from '../delivery.js';
+import type { HandlerContext } from '../engine-context.js';
 import { ReasonCode } from '../reason-codes.js';
 import type { Subscription } from '../session.js';
 import type { QoS } from '../storage/types.js';
 import { parseTopicFilter } from '../topics/validate.js';
 
-export function handleSubscribe(b: Broker, conn: Connection, p: mqtt.ISubscribePacket): void {
+export function handleSubscribe(b: HandlerContext, conn: Connection, p: mqtt.ISubscribePacket): void {
   const s = conn.session!;
   const v5 = conn.version === 5;
   const subId = p.properties?.subscriptionIdentifier as number | undefined;
@@ -73,7 +73,7 @@ export function handleSubscribe(b: Broker, conn: Connection, p: mqtt.ISubscribeP
   if (retainedFor !== null) for (const sub of retainedFor) sendRetained(b, sub);
 }
 
-function sendRetained(b: Broker, sub: Subscription): void {
+function sendRetained(b: HandlerContext, sub: Subscription): void {
   const now = b.clock.now();
   const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : null;
   const expired: string[] = [];

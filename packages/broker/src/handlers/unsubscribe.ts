@@ -1,11 +1,11 @@
 /** UNSUBSCRIBE → UNSUBACK (MQTT 5.0 §3.10, §3.11). */
 import type mqtt from 'mqtt-packet';
-import type { Broker } from '../broker.js';
 import type { Connection } from '../connection.js';
+import type { HandlerContext } from '../engine-context.js';
 import { ReasonCode } from '../reason-codes.js';
 import { parseTopicFilter } from '../topics/validate.js';
 
-export function handleUnsubscribe(b: Broker, conn: Connection, p: mqtt.IUnsubscribePacket): void {
+export function handleUnsubscribe(b: HandlerContext, conn: Connection, p: mqtt.IUnsubscribePacket): void {
   const s = conn.session!;
   if (p.unsubscriptions.length === 0) {
     // [MQTT-3.10.3-2] An UNSUBSCRIBE must contain at least one topic filter.
