@@ -29,7 +29,8 @@ import {
 // (which all go through this module) do not pay for importing it.
 import type { ControlPlane, ControlStorage } from '@breakwater/control';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { type Logger, pino } from 'pino';
+import type { Logger } from 'pino';
+import { createLogger } from './log-output.js';
 import {
   type ControlStorageConfig,
   localJwksUrl,
@@ -66,7 +67,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     return fail(io, err);
   }
   const { config } = resolved;
-  const logger = pino({ level: config.log.level, base: { pid: process.pid } });
+  const logger = createLogger(config.log.level, config.log.format);
 
   let state: ReadinessState = 'starting';
   const signals = io.shutdownSignal ?? shutdownSignals(logger);

@@ -210,7 +210,12 @@ export const ControlSchema = Type.Object(
 
 export const LogSchema = Type.Object(
   {
-    level: stringEnum(logLevels, { default: 'info', description: 'Log level (pino JSON lines on stdout).' }),
+    level: stringEnum(logLevels, { default: 'info', description: 'Log level.' }),
+    format: stringEnum(['auto', 'json', 'pretty'] as const, {
+      default: 'auto',
+      description:
+        'auto: human-readable lines when stdout is a terminal, JSON lines (one pino object each) otherwise — what log shippers expect.',
+    }),
   },
   { ...strict, default: {} },
 );
