@@ -56,7 +56,7 @@ export interface Authenticator {
   readonly method: AuthMethodValue;
   /**
    * Remote authenticators (postgres, http) can fail and are slow: the AuthEngine puts the decision
-   * cache, single-flight, rate cap, bulkhead and breaker in front of them. Local ones (jwt,
+   * cache, single-flight and the BackendGate (adaptive limit, wait queue, breaker) in front of them. Local ones (jwt,
    * password file, mtls, anonymous) decide in-process and are called directly.
    */
   readonly remote: boolean;
