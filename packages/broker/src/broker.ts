@@ -23,6 +23,7 @@ import {
   type ConnStateValue,
 } from './connection.js';
 import { resumeDeliveries } from './delivery.js';
+import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
@@ -38,7 +39,6 @@ import {
   defaultLimits,
 } from './options.js';
 import { dispatchFrame } from './packet-dispatch.js';
-import { encode } from './protocol/codec.js';
 import { ReasonCode } from './reason-codes.js';
 import { Router } from './router.js';
 import { type Message, Session, type Subscription, type Will } from './session.js';
@@ -61,8 +61,6 @@ export interface ServerPublish {
 /** v3.1/v3.1.1 CONNACK, return code 0: Session Present 0 or 1 [MQTT-3.2.2-1..3]. Never mutated. */
 const CONNACK_ACCEPTED = Buffer.from([0x20, 0x02, 0x00, 0x00]);
 const CONNACK_SESSION_PRESENT = Buffer.from([0x20, 0x02, 0x01, 0x00]);
-
-const ACK_TYPE: Record<AckCmd, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0x62, pubcomp: 0x70 };
 
 export class Broker implements HandlerContext, ConnectionHost {
   readonly metrics: BrokerMetrics;
@@ -93,12 +91,7 @@ export class Broker implements HandlerContext, ConnectionHost {
   #started = false;
   #closing = false;
 
-  // Flush coordination: one storage.flush() per tick covers every ack queued in that tick.
-  #flushGen = 0;
-  #scheduledGen = 0;
-  #completedGen = 0;
-  #flushScheduled = false;
-  readonly #ackWaiters = new Set<Connection>();
+  readonly #acks: DurableAcks;
 
   constructor(options: BrokerOptions) {
     this.limits = Object.freeze({ ...defaultLimits, ...options.limits });
@@ -109,6 +102,7 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.router = new Router(this);
+    this.#acks = new DurableAcks(this.storage, this.logger);
     this.counters = new EngineCounters(this.metrics);
     this.metrics.sessions.labels('online').set(0);
     this.metrics.sessions.labels('offline').set(0);
@@ -202,7 +196,6 @@ export class Broker implements HandlerContext, ConnectionHost {
     lm.withoutConnect.inc();
   }
 
-  /** @internal */
   /** @internal One complete packet from a connection's framer (ConnectionHost). */
   dispatchFrame(conn: Connection, frame: Buffer): boolean {
     return dispatchFrame(this, conn, frame);
@@ -352,9 +345,7 @@ export class Broker implements HandlerContext, ConnectionHost {
     }
     if (conn.acks !== null) {
       // Unsent acks are dropped: the client resends those publishes (DUP) after reconnecting.
-      conn.acks = null;
-      conn.ackGens = null;
-      this.#ackWaiters.delete(conn);
+      this.#acks.forget(conn);
     }
     const s = conn.session;
     if (wasState === ConnState.Connected && this.#observers.length !== 0) {
@@ -519,8 +510,8 @@ export class Broker implements HandlerContext, ConnectionHost {
 
   /**
    * @internal Send PUBACK/PUBREC/PUBREL/PUBCOMP. With `needsFlush` the ack waits for the next
-   * storage flush; later acks of the same connection queue behind it so the order is kept
-   * [MQTT-4.6.0-2..4].
+   * storage flush (DurableAcks); later acks of the same connection queue behind it so the order is
+   * kept [MQTT-4.6.0-2..4].
    */
   sendAck(
     conn: Connection,
@@ -531,97 +522,7 @@ export class Broker implements HandlerContext, ConnectionHost {
     needsFlush: boolean,
     qos: number,
   ): void {
-    let buf: Buffer | null;
-    if (rc === 0 && reasonString === undefined) {
-      // v5 allows omitting a 0x00 reason code with no properties: same 4 bytes as v3.1.1.
-      buf = Buffer.allocUnsafe(4);
-      buf[0] = ACK_TYPE[cmd];
-      buf[1] = 2;
-      buf.writeUInt16BE(id, 2);
-    } else {
-      const properties = conn.reasonProps(reasonString);
-      buf = encode(
-        { cmd, messageId: id, reasonCode: rc, ...(properties ? { properties } : {}) } as mqtt.Packet,
-        conn.version,
-      );
-      if (buf === null) return;
-    }
-    if (!needsFlush && conn.acks === null) {
-      conn.send(buf);
-      return;
-    }
-    if (conn.acks === null) {
-      conn.acks = [];
-      conn.ackGens = [];
-    }
-    conn.acks.push(buf);
-    conn.ackGens!.push(needsFlush ? this.#flushGenForNow() : 0);
-    if (qos === 1) conn.pendingQos1++;
-    this.#ackWaiters.add(conn);
-    if (!conn.acksBelowLimit() && !conn.readPaused) {
-      // Backpressure: stop reading until the storage catches up.
-      conn.readPaused = true;
-      conn.stream.pause();
-    }
-  }
-
-  #flushGenForNow(): number {
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      this.#scheduledGen = ++this.#flushGen;
-      process.nextTick(startFlush, this);
-    }
-    return this.#scheduledGen;
-  }
-
-  /** @internal */
-  runFlush(): void {
-    this.#flushScheduled = false;
-    const gen = this.#scheduledGen;
-    this.storage.flush().then(
-      () => this.#onFlushed(gen),
-      (err: unknown) => this.#onFlushFailed(err),
-    );
-  }
-
-  #onFlushed(gen: number): void {
-    if (gen > this.#completedGen) this.#completedGen = gen;
-    const done = this.#completedGen;
-    for (const conn of this.#ackWaiters) {
-      const acks = conn.acks;
-      const gens = conn.ackGens;
-      if (acks === null || gens === null) {
-        this.#ackWaiters.delete(conn);
-        continue;
-      }
-      let i = 0;
-      while (i < acks.length && gens[i]! <= done) {
-        const buf = acks[i++]!;
-        if (buf[0] === ACK_TYPE.puback) conn.pendingQos1--;
-        conn.send(buf);
-      }
-      if (i === acks.length) {
-        conn.acks = null;
-        conn.ackGens = null;
-        this.#ackWaiters.delete(conn);
-      } else if (i > 0) {
-        acks.splice(0, i);
-        gens.splice(0, i);
-      }
-      if (conn.readPaused && !conn.suspended && conn.acksBelowLimit() && conn.state !== ConnState.Closed) {
-        conn.readPaused = false;
-        conn.stream.resume();
-      }
-    }
-  }
-
-  #onFlushFailed(err: unknown): void {
-    // Nothing waiting for this flush may be acknowledged: close those connections; their clients
-    // resend the unacknowledged publishes.
-    this.logger.error({ err }, 'storage flush failed');
-    for (const conn of this.#ackWaiters)
-      conn.disconnect(ReasonCode.UnspecifiedError, 'storage failure', 'storage_error');
-    this.#ackWaiters.clear();
+    this.#acks.send(conn, cmd, id, rc, reasonString, needsFlush, qos);
   }
 
   #publishWill(clientId: string, will: Will): void {
@@ -846,10 +747,6 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.router.route(msg);
     await this.storage.flush();
   }
-}
-
-function startFlush(b: Broker): void {
-  b.runFlush();
 }
 
 function subscriptionRecord(sub: Subscription) {
