@@ -23,15 +23,34 @@ export type {
   TelemetryOptions,
 } from './fleet/types.js';
 export type { ExpectationOutcome, Report } from './report/build.js';
+export { renderMatrixHtml, renderMatrixMarkdown, writeMatrixReport } from './report/matrix.js';
 export { writeReport } from './report/write.js';
 export {
   type GamedayIo,
   type GamedayRunFlags,
   listScenarios,
   parseDuration,
+  resolveCells,
   resolveParams,
   runGameday,
 } from './run.js';
 export { findScenario, scenarios } from './scenarios/catalog.js';
-export { type RunHooks, runScenario } from './scenarios/runner.js';
-export type { ScenarioDefinition, ScenarioParams, SecondSample } from './scenarios/types.js';
+export {
+  cellName,
+  FULL_MATRIX,
+  type MatrixCellResult,
+  type MatrixReport,
+  matrixCells,
+  selectCells,
+} from './scenarios/matrix.js';
+export { type MatrixHooks, type RunHooks, runMatrix, runScenario } from './scenarios/runner.js';
+export type {
+  AuthCache,
+  Firmware,
+  MatrixAxes,
+  MatrixCell,
+  PhaseScore,
+  ScenarioDefinition,
+  ScenarioParams,
+  SecondSample,
+} from './scenarios/types.js';

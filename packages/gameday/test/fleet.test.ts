@@ -279,3 +279,40 @@ describe('Fleet devices obey config pushes and OTA jobs', () => {
     }
   });
 });
+
+describe('Fleet devices that join later', () => {
+  it('start() launches initialDevices; join() brings the others in, once each', async () => {
+    const broker = await startBroker();
+    const fleet = new Fleet({
+      target: { host: '127.0.0.1', port: broker.port },
+      devices: 30,
+      initialDevices: 20,
+      timeScale: 0.01,
+      rampPerSec: 2000,
+    });
+    try {
+      assert.equal(fleet.initialDevices, 20);
+      assert.throws(() => fleet.join(), /before start/);
+      await fleet.start();
+      await fleet.waitFor((x) => x.connected === 20, DEADLINE);
+      // The ten others never tried: the broker has not seen them.
+      assert.equal(fleet.stats().attempts, 20);
+      assert.equal(fleet.deviceState('sim-00021')?.state, 'idle');
+      // A reboot wave never picks a device that has not booted yet.
+      assert.equal(fleet.reboot(25, [10, 20]).length, 20);
+      await fleet.waitFor((x) => x.connected === 20, DEADLINE);
+      const joined = fleet.join(4, [0, 50]);
+      assert.deepEqual(joined, ['sim-00021', 'sim-00022', 'sim-00023', 'sim-00024']);
+      await fleet.waitFor((x) => x.connected === 24, DEADLINE);
+      assert.equal(fleet.join().length, 6);
+      // Already joining or joined: not again.
+      assert.equal(fleet.join().length, 0);
+      const s = await fleet.waitFor((x) => x.connected === 30, DEADLINE);
+      assert.equal(s.attempts, 20 + 20 + 10);
+      await until('broker sees every client', () => broker.broker.connectedClients === 30);
+    } finally {
+      await fleet.stop();
+      await broker.close();
+    }
+  });
+});

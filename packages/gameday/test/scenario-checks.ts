@@ -6,8 +6,15 @@
 import assert from 'node:assert/strict';
 import type { Report } from '../src/report/build.js';
 import { findScenario } from '../src/scenarios/catalog.js';
+import {
+  cellName,
+  cellSlug,
+  defaultFirmware,
+  type MatrixCellResult,
+  withCell,
+} from '../src/scenarios/matrix.js';
 import { runScenario } from '../src/scenarios/runner.js';
-import type { ScenarioParams, SecondSample } from '../src/scenarios/types.js';
+import type { MatrixCell, ScenarioParams, SecondSample } from '../src/scenarios/types.js';
 
 export interface DirectMetrics {
   connectionAttempts: number;
@@ -45,10 +52,13 @@ export async function runSmall(
 ): Promise<SmallRun> {
   const def = findScenario(name);
   assert.ok(def, `scenario ${name}`);
+  const protections = overrides.protections ?? 'on';
   const params: ScenarioParams = {
     devices: 200,
     timeScale: overrides.durationS / def.defaults.durationS,
-    protections: 'on',
+    protections,
+    firmware: defaultFirmware(protections),
+    cache: 'warm',
     target: null,
     seed: 42,
     ...overrides,
@@ -62,6 +72,38 @@ export async function runSmall(
   });
   assert.ok(direct, 'metrics read before teardown');
   return { report, direct };
+}
+
+/** One matrix cell at the scenario's CI scale (`defaults.ci`), as a MatrixCellResult. */
+export async function runCellSmall(
+  name: string,
+  cell: MatrixCell,
+  overrides: Partial<ScenarioParams> = {},
+): Promise<SmallRun & { result: MatrixCellResult; params: ScenarioParams }> {
+  const def = findScenario(name);
+  assert.ok(def?.defaults.ci, `scenario ${name} has a CI scale`);
+  const durationS = overrides.durationS ?? def.defaults.ci.durationS;
+  const base: ScenarioParams = withCell(
+    {
+      devices: def.defaults.ci.devices,
+      durationS,
+      timeScale: durationS / def.defaults.durationS,
+      protections: 'on',
+      firmware: 'fleet',
+      cache: 'warm',
+      target: null,
+      seed: 42,
+      ...overrides,
+    },
+    cell,
+  );
+  const run = await runSmall(name, base);
+  assert.equal(run.report.params.cell, cellName(cell));
+  return {
+    ...run,
+    params: base,
+    result: { cell, name: cellName(cell), slug: cellSlug(cell), report: run.report },
+  };
 }
 
 function total(seconds: readonly SecondSample[], f: (s: SecondSample) => number | null): number {
@@ -144,8 +186,10 @@ export function expectation(r: Report, id: string) {
 }
 
 export function failed(r: Report): string {
+  const probe = r.measurements.qosProbeUnavailable;
   return r.expectations
-    .filter((e) => !e.pass)
+    .filter((e) => !e.pass && !e.notJudged)
     .map((e) => `${e.id}: ${e.value} ${e.unit} vs ${e.compare} ${e.threshold} (${e.detail ?? ''})`)
+    .concat(probe ? [`QoS probe unavailable: ${probe}`] : [])
     .join('; ');
 }

@@ -1,8 +1,8 @@
 /**
  * The scorer can fail: each scenario with its weakened configuration (`--protections off`: no
- * auth cache or query cap, naive 1 s retries, revocation without a denylist, no responder, no
- * OTA health gates) fails the expectation that protection exists for — while the report's
- * figures still agree with the broker's own metrics.
+ * admission, naive 1 s retries, revocation without a denylist, no responder, no OTA health gates)
+ * fails the expectation that protection exists for — while the report's figures still agree with
+ * the broker's own metrics. (auth-backend-outage's weakened cells: scenarios-matrix.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { readFile, rm } from 'node:fs/promises';
@@ -13,27 +13,11 @@ import { describe, test } from 'node:test';
 import { requireService } from '@breakwater/testkit';
 import type { Report } from '../src/report/build.js';
 import { runGameday } from '../src/run.js';
-import { BACKEND_QUERY_CAP_PER_SEC } from '../src/scenarios/auth-backend-outage.js';
 import { assertAgreesWithBroker, expectation, runSmall } from './scenario-checks.js';
 
 describe('game-day scenarios, protections off', { concurrency: 1 }, () => {
-  test('auth-backend-outage: every attempt is a query; the cap and stale-if-error expectations fail', async (t) => {
+  test('mass-disconnect: naive retries hammer during the cut', async (t) => {
     if (!(await requireService(t, 'PostgreSQL', '127.0.0.1', 5432))) return;
-    const run = await runSmall('auth-backend-outage', { devices: 150, durationS: 26, protections: 'off' });
-    const r = run.report;
-    assert.equal(r.passed, false);
-    const cap = expectation(r, 'backend-query-cap');
-    assert.equal(cap.pass, false);
-    assert.ok((cap.value ?? 0) > BACKEND_QUERY_CAP_PER_SEC);
-    assert.equal(expectation(r, 'known-good-back-while-broken').pass, false);
-    // Once fixed, the naive fleet is back at once: that expectation still passes.
-    assert.equal(expectation(r, 'reconnected-after-repair').pass, true);
-    assertAgreesWithBroker(run);
-    // The measured peak is the broker's own counter, second by second.
-    assert.equal(r.scores.peakBackendQueriesPerSec, Math.max(...r.seconds.map((s) => s.backendQueries ?? 0)));
-  });
-
-  test('mass-disconnect: naive retries hammer during the cut', async () => {
     const run = await runSmall('mass-disconnect', {
       // Few devices: retrying on a 1 s period (scaled) is bounded by CPU, not by the policy, so the
       // attempts per device stay high even on a loaded machine.
@@ -44,7 +28,8 @@ describe('game-day scenarios, protections off', { concurrency: 1 }, () => {
     const r = run.report;
     const pressure = expectation(r, 'retry-pressure');
     assert.equal(pressure.pass, false, JSON.stringify(pressure));
-    assert.equal(r.passed, false);
+    // Shown, but not held against the broker: the naive firmware's retries never reach it.
+    assert.match(pressure.notJudged ?? '', /firmware/);
     assert.equal(r.params.policy, 'naive');
     assertAgreesWithBroker(run);
   });

@@ -8,7 +8,7 @@ import type { SimOtaJob } from './ota.js';
 import type { SimDeviceState } from './types.js';
 
 /** What the device's one general-purpose timer will do when it fires. */
-export type TimerKind = 'retry' | 'boot' | 'drop-flap' | 'drop-crash';
+export type TimerKind = 'retry' | 'boot' | 'join' | 'drop-flap' | 'drop-crash';
 
 export interface FlapPlan {
   upMs: [number, number];

@@ -84,6 +84,8 @@ function validate(o: FleetOptions): void {
     throw new RangeError('devices: a non-negative integer');
   if (!(typeof o.target?.host === 'string' && Number.isInteger(o.target.port)))
     throw new TypeError('target: { host, port } required');
+  if (o.initialDevices !== undefined && !(Number.isSafeInteger(o.initialDevices) && o.initialDevices >= 0))
+    throw new RangeError('initialDevices: a non-negative integer');
   if (o.timeScale !== undefined && !(o.timeScale > 0)) throw new RangeError('timeScale must be > 0');
   if (o.rampPerSec !== undefined && !(o.rampPerSec > 0)) throw new RangeError('rampPerSec must be > 0');
   if (o.maxConnecting !== undefined && !(o.maxConnecting >= 1))
@@ -135,6 +137,7 @@ export class Fleet extends EventEmitter {
     down: 0,
     stopped: 0,
   };
+  readonly #initialDevices: number;
   #telemetry: TelemetryOptions | null;
   #crashLoop: CrashLoopOptions | null;
   #sourceIndex = 0;
@@ -179,9 +182,13 @@ export class Fleet extends EventEmitter {
       this.#byId.set(id, d);
     }
     this.#gauges.idle = options.devices;
+    this.#initialDevices = Math.min(options.devices, options.initialDevices ?? options.devices);
   }
 
-  /** Begins the ramp; resolves when every device has made its first attempt. */
+  /**
+   * Begins the ramp of the first `initialDevices` (default every device); resolves when each of
+   * them has made its first attempt. The others stay idle until `join()`.
+   */
   start(): Promise<void> {
     if (this.#started) throw new Error('Fleet already started');
     this.#started = true;
@@ -189,15 +196,16 @@ export class Fleet extends EventEmitter {
     this.#scheduleTelemetry();
     const rate = this.options.rampPerSec ?? 500;
     const startedAt = Date.now();
+    const initial = this.#initialDevices;
     let next = 0;
     const launch = (): boolean => {
-      const due = Math.min(this.#devices.length, Math.floor(((Date.now() - startedAt) / 1000) * rate) + 1);
+      const due = Math.min(initial, Math.floor(((Date.now() - startedAt) / 1000) * rate) + 1);
       const maxConnecting = this.options.maxConnecting ?? Number.POSITIVE_INFINITY;
       while (next < due && !this.#stopping && this.#gauges.connecting < maxConnecting) {
         const d = this.#devices[next++]!;
         if (d.state === 'idle') this.#attempt(d);
       }
-      return next >= this.#devices.length || this.#stopping;
+      return next >= initial || this.#stopping;
     };
     return new Promise((resolve) => {
       const done = () => {
@@ -221,6 +229,29 @@ export class Fleet extends EventEmitter {
         };
       }
     });
+  }
+
+  /** Devices launched by `start()` (the rest wait for `join()`). */
+  get initialDevices(): number {
+    return this.#initialDevices;
+  }
+
+  /**
+   * Devices that never made an attempt yet (held back by `initialDevices`) join now: up to `count`
+   * of them (default all), in id order, each making its first attempt after a random delay in
+   * `spreadMs` (default at once) — never-seen devices powering on, or a batch booting together.
+   * Returns their ids. Only after `start()`.
+   */
+  join(count = Number.POSITIVE_INFINITY, spreadMs: [number, number] = [0, 0]): string[] {
+    if (!this.#started) throw new Error('join() before start()');
+    const out: string[] = [];
+    for (let i = this.#initialDevices; i < this.#devices.length && out.length < count; i++) {
+      const d = this.#devices[i]!;
+      if (d.state !== 'idle' || d.timer) continue;
+      this.#setTimer(d, 'join', inRange(this.#random, spreadMs));
+      out.push(d.id);
+    }
+    return out;
   }
 
   /** Ends every connection (DISCONNECT when connected) and resolves when every socket closed. */
@@ -338,7 +369,7 @@ export class Fleet extends EventEmitter {
     const picked = this.#pick(
       count,
       (d) => d.state === 'connected',
-      (d) => d.state !== 'stopped' && d.state !== 'down',
+      (d) => d.state !== 'stopped' && d.state !== 'down' && d.state !== 'idle',
     );
     for (const d of picked) this.#rebootDevice(d, inRange(this.#random, downMs), 'reboot');
     return picked.map((d) => d.id);
@@ -434,6 +465,9 @@ export class Fleet extends EventEmitter {
     switch (d.timerKind) {
       case 'retry':
         if (d.state === 'backoff' || d.state === 'auth-stopped') this.#attempt(d);
+        return;
+      case 'join':
+        if (d.state === 'idle') this.#attempt(d);
         return;
       case 'boot':
         if (d.state === 'down') {

@@ -53,6 +53,11 @@ export interface FleetOptions {
   policy?: 'fleet' | 'naive' | ReconnectPolicy;
   /** Multiplies every policy, breaker and OTA delay (tests use 0.01). Default 1. */
   timeScale?: number;
+  /**
+   * Devices `start()` launches (default all): the first ones by id. The others stay idle until
+   * `join()` — devices that exist in the backend but were never seen by the broker yet.
+   */
+  initialDevices?: number;
   /** Initial connection ramp, first attempts per second (default 500). */
   rampPerSec?: number;
   /**

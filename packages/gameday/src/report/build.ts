@@ -3,6 +3,7 @@
  * totals (first and last scrape of its /metrics) and everything the three writers need.
  */
 import type { FleetStats } from '../fleet/types.js';
+import { cellName } from '../scenarios/matrix.js';
 import type { MetricsSnapshot } from '../scenarios/prometheus.js';
 import type { QosProbeStats } from '../scenarios/qos-probe.js';
 import { Series } from '../scenarios/sampler.js';
@@ -18,7 +19,7 @@ import type {
 } from '../scenarios/types.js';
 import { computeScores } from './scores.js';
 
-export const REPORT_VERSION = 1;
+export const REPORT_VERSION = 2;
 
 export interface ExpectationOutcome {
   id: string;
@@ -29,6 +30,8 @@ export interface ExpectationOutcome {
   unit: string;
   pass: boolean;
   detail: string | null;
+  /** Why the verdict ignores this one in this cell (shown, not judged); null: judged. */
+  notJudged: string | null;
 }
 
 /** Counter totals over the run, read from the broker's own /metrics (last minus first scrape). */
@@ -40,6 +43,9 @@ export interface BrokerTotals {
   authOutcomes: Record<string, number>;
   admissionRefusals: Record<string, number>;
   messagesDropped: Record<string, number>;
+  /** Backend calls not made, by reason (limit, wait_timeout, breaker_open, rate_limited). */
+  backendRejected: Record<string, number>;
+  flappingBans: number;
 }
 
 export interface RawValues {
@@ -74,9 +80,15 @@ export interface Report {
     durationS: number;
     timeScale: number;
     protections: 'on' | 'off';
+    firmware: 'fleet' | 'naive';
+    cache: 'cold' | 'warm';
+    /** `protections/firmware/cache`, e.g. `on/naive/warm`. */
+    cell: string;
     target: string | null;
     seed: number;
     policy: string;
+    /** Devices launched at t = 0 (the others joined later). */
+    initialDevices: number;
   };
   startedAt: string;
   finishedAt: string;
@@ -122,6 +134,7 @@ export interface BuildInput {
   alerts: AlertRecord[] | null;
   alertEngine: string | null;
   expectedConnected: number;
+  initialDevices: number;
   firstScrape: MetricsSnapshot | null;
   lastScrape: MetricsSnapshot | null;
   scrapeErrors: number;
@@ -149,6 +162,8 @@ function brokerTotals(first: MetricsSnapshot | null, last: MetricsSnapshot | nul
     authOutcomes: byLabel(Series.auth, 'outcome'),
     admissionRefusals: byLabel(Series.admissionRefused, 'reason'),
     messagesDropped: byLabel(Series.dropped, 'reason'),
+    backendRejected: byLabel(Series.backendRejected, 'reason'),
+    flappingBans: delta(Series.flappingBans),
   };
 }
 
@@ -172,6 +187,9 @@ export function buildReport(input: BuildInput): Report {
     faultAtS,
     repairAtS,
     expectedConnected: input.expectedConnected,
+    initialDevices: input.initialDevices,
+    ...(plan.targets ? { targets: plan.targets } : {}),
+    ...(plan.phaseLabels ? { phaseLabels: plan.phaseLabels } : {}),
   });
   const run: ScoredRun = {
     params,
@@ -183,6 +201,7 @@ export function buildReport(input: BuildInput): Report {
     faultAtS,
     repairAtS,
     expectedConnected: input.expectedConnected,
+    initialDevices: input.initialDevices,
   };
   const expectations: ExpectationOutcome[] = plan.expectations.map((e) => {
     let r: ReturnType<typeof e.evaluate>;
@@ -208,6 +227,7 @@ export function buildReport(input: BuildInput): Report {
       unit: r.unit,
       pass,
       detail: r.detail ?? (value === null ? 'not measured' : null),
+      notJudged: e.notJudged?.(params) ?? null,
     };
   });
   return {
@@ -220,17 +240,22 @@ export function buildReport(input: BuildInput): Report {
       weakened: def.weakened,
     },
     params: {
-      devices: params.devices,
-      durationS: params.durationS,
+      // Every device of the run, those that joined later included.
+      devices: input.fleetFinal.devices,
+      durationS: input.seconds.length,
       timeScale: params.timeScale,
       protections: params.protections,
+      firmware: params.firmware,
+      cache: params.cache,
+      cell: cellName(params),
       target: params.target ? `mqtt://${params.target.host}:${params.target.port}` : null,
       seed: params.seed,
       policy: policyName(plan.fleet.policy),
+      initialDevices: input.initialDevices,
     },
     startedAt: input.startedAt.toISOString(),
     finishedAt: input.finishedAt.toISOString(),
-    passed: expectations.every((e) => e.pass),
+    passed: expectations.every((e) => e.pass || e.notJudged !== null),
     scores,
     expectations,
     broker: {

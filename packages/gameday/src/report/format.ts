@@ -19,3 +19,15 @@ export function expectationValue(e: ExpectationOutcome): string {
 export function expectationThreshold(e: ExpectationOutcome): string {
   return `${e.compare === '<=' ? '≤' : '≥'} ${withUnit(e.threshold, e.unit, 2)}`;
 }
+
+/** `pass`, `fail`, or `not judged` (failed, but the verdict ignores it in this cell). */
+export function expectationTag(e: ExpectationOutcome): 'pass' | 'fail' | 'not judged' {
+  return e.pass ? 'pass' : e.notJudged ? 'not judged' : 'fail';
+}
+
+/** "4 of 5 expectations met" (not-judged ones counted apart). */
+export function metLine(expectations: readonly ExpectationOutcome[]): string {
+  const judged = expectations.filter((e) => !e.notJudged);
+  const others = expectations.length - judged.length;
+  return `${judged.filter((e) => e.pass).length} of ${judged.length} expectations met${others ? ` (${others} more shown, not judged in this cell)` : ''}`;
+}

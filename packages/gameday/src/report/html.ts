@@ -4,8 +4,9 @@
  */
 import type { SecondSample } from '../scenarios/types.js';
 import type { Report } from './build.js';
-import { expectationThreshold, expectationValue, fmt } from './format.js';
-import { scoreRows } from './markdown.js';
+import { expectationTag, expectationThreshold, expectationValue, fmt, metLine } from './format.js';
+import { PHASE_HEADERS, phaseRows, scoreRows } from './markdown.js';
+import { histogramQuantile } from './scores.js';
 import { type ChartMarker, escapeXml as esc, lineChart } from './svg.js';
 
 const C = {
@@ -67,14 +68,49 @@ function charts(r: Report): string[] {
     }),
   );
   if (s.some((x) => x.backendQueries !== null)) {
-    const cap = r.expectations.find((e) => e.id === 'backend-query-cap');
     out.push(
       lineChart({
         ...common,
-        title: 'Auth backend queries per second',
-        unit: 'queries/s',
-        series: [{ name: 'backend queries', color: C.red, values: col((x) => x.backendQueries) }],
-        references: cap ? [{ value: cap.threshold, label: `cap ${cap.threshold}/s`, color: C.grey }] : [],
+        title: 'Auth backend calls per second',
+        unit: 'calls/s',
+        series: [
+          { name: 'backend calls', color: C.red, values: col((x) => x.backendQueries) },
+          {
+            name: 'calls not made (limit, wait, breaker)',
+            color: C.grey,
+            values: col((x) => (x.backendQueries === null ? null : sumValues(x.backendRejected))),
+            dashed: true,
+          },
+          { name: 'CONNECTs (broker)', color: C.purple, values: col((x) => x.brokerAttempts), dashed: true },
+        ],
+      }),
+    );
+    out.push(
+      lineChart({
+        ...common,
+        title: 'Auth backend latency, p99 of each second (broker histogram)',
+        unit: 'ms',
+        series: [
+          {
+            name: 'p99 latency',
+            color: C.red,
+            values: col((x) => {
+              const q = x.backendLatency ? histogramQuantile(0.99, x.backendLatency) : null;
+              return q === null ? null : Math.round(q * 10_000) / 10;
+            }),
+          },
+        ],
+      }),
+    );
+    out.push(
+      lineChart({
+        ...common,
+        title: 'Auth backend: adaptive limit and calls in flight (end of each second)',
+        unit: 'calls',
+        series: [
+          { name: 'limit', color: C.teal, values: col((x) => x.backendLimit), dashed: true },
+          { name: 'in flight', color: C.blue, values: col((x) => x.backendInflight) },
+        ],
       }),
     );
   }
@@ -141,7 +177,7 @@ h1{font-size:24px;margin:0 0 4px}
 h2{font-size:17px;margin:28px 0 10px;border-bottom:1px solid #dcdfe4;padding-bottom:4px}
 .meta{color:#555;font-size:13px;margin:6px 0 14px}
 .verdict{display:inline-block;font-weight:700;font-size:15px;padding:4px 12px;border-radius:4px;color:#fff;margin-right:8px}
-.pass{background:#2e7d32}.fail{background:#c62828}
+.pass{background:#2e7d32}.fail{background:#c62828}.base{background:#757575}
 .summary{font-size:14px;margin:10px 0}
 table{border-collapse:collapse;width:100%;font-size:13.5px;background:#fff}
 th,td{border:1px solid #e0e3e8;padding:6px 8px;text-align:left;vertical-align:top}
@@ -161,11 +197,10 @@ ul.timeline{font-size:13.5px;padding-left:18px}
 
 export function renderHtml(r: Report): string {
   const p = r.params;
-  const passed = r.expectations.filter((e) => e.pass).length;
   const rows = r.expectations
     .map(
       (e) =>
-        `<tr><td><span class="tag ${e.pass ? 'pass' : 'fail'}">${e.pass ? 'PASS' : 'FAIL'}</span></td><td>${esc(e.name)}${e.detail ? `<div class="detail">${esc(e.detail)}</div>` : ''}</td><td class="num">${esc(expectationValue(e))}</td><td class="num">${esc(expectationThreshold(e))}</td></tr>`,
+        `<tr><td><span class="tag ${e.pass ? 'pass' : e.notJudged ? 'base' : 'fail'}">${esc(expectationTag(e).toUpperCase())}</span></td><td>${esc(e.name)}${e.detail ? `<div class="detail">${esc(e.detail)}</div>` : ''}${e.notJudged ? `<div class="detail">not judged: ${esc(e.notJudged)}</div>` : ''}</td><td class="num">${esc(expectationValue(e))}</td><td class="num">${esc(expectationThreshold(e))}</td></tr>`,
     )
     .join('');
   const scores = scoreRows(r)
@@ -186,7 +221,7 @@ export function renderHtml(r: Report): string {
     .join('');
   const totals = r.broker.totals;
   const totalsHtml = totals
-    ? `<table><tr><th>connection attempts</th><th>auth backend queries</th><th>messages in</th><th>messages out</th><th>dropped by the broker</th><th>auth outcomes</th><th>admission refusals</th></tr><tr><td class="num">${fmt(totals.connectionAttempts)}</td><td class="num">${fmt(totals.authBackendQueries)}</td><td class="num">${fmt(totals.messagesIn)}</td><td class="num">${fmt(totals.messagesOut)}</td><td>${esc(
+    ? `<table><tr><th>connection attempts</th><th>auth backend calls</th><th>messages in</th><th>messages out</th><th>dropped by the broker</th><th>auth outcomes</th><th>admission refusals</th><th>backend calls not made</th><th>flapping bans</th></tr><tr><td class="num">${fmt(totals.connectionAttempts)}</td><td class="num">${fmt(totals.authBackendQueries)}</td><td class="num">${fmt(totals.messagesIn)}</td><td class="num">${fmt(totals.messagesOut)}</td><td>${esc(
         Object.entries(totals.messagesDropped)
           .map(([k, v]) => `${k} ${fmt(v)}`)
           .join(', ') || '—',
@@ -198,7 +233,11 @@ export function renderHtml(r: Report): string {
         Object.entries(totals.admissionRefusals)
           .map(([k, v]) => `${k} ${fmt(v)}`)
           .join(', ') || '—',
-      )}</td></tr></table>`
+      )}</td><td>${esc(
+        Object.entries(totals.backendRejected ?? {})
+          .map(([k, v]) => `${k} ${fmt(v)}`)
+          .join(', ') || '—',
+      )}</td><td class="num">${fmt(totals.flappingBans ?? 0)}</td></tr></table>`
     : '<p class="detail">No /metrics scrape succeeded.</p>';
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
@@ -206,14 +245,21 @@ export function renderHtml(r: Report): string {
 <style>${CSS}</style></head>
 <body><main>
 <h1>Game day: ${esc(r.scenario.title)}</h1>
-<div class="meta">${esc(r.scenario.name)} · ${fmt(p.devices)} devices · ${p.durationS} s · time scale ${p.timeScale} · policy ${esc(p.policy)} · protections <b>${p.protections}</b> · ${esc(p.target ?? 'in-process Breakwater')} · ${esc(r.startedAt)}</div>
-<div><span class="verdict ${r.passed ? 'pass' : 'fail'}">${r.passed ? 'PASSED' : 'FAILED'}</span><b>${passed} of ${r.expectations.length}</b> expectations met</div>
+<div class="meta">${esc(r.scenario.name)} · cell <b>${esc(p.cell)}</b> · ${fmt(p.devices)} devices · ${p.durationS} s · time scale ${p.timeScale} · policy ${esc(p.policy)} · protections <b>${p.protections}</b> · ${esc(p.target ?? 'in-process Breakwater')} · ${esc(r.startedAt)}</div>
+<div><span class="verdict ${r.passed ? 'pass' : 'fail'}">${r.passed ? 'PASSED' : 'FAILED'}</span><b>${esc(metLine(r.expectations))}</b></div>
 <p class="summary">${esc(r.scenario.summary)}</p>
 ${p.protections === 'off' ? `<p class="summary"><b>Protections off:</b> ${esc(r.scenario.weakened)}.</p>` : ''}
 <h2>Expectations</h2>
 <table><tr><th style="width:60px"></th><th>expectation</th><th style="width:150px">measured</th><th style="width:130px">threshold</th></tr>${rows}</table>
 <h2>Scores</h2>
 <div class="scores">${scores}</div>
+<h2>Phases</h2>
+<table><tr>${PHASE_HEADERS.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${phaseRows(r)
+    .map(
+      (row) =>
+        `<tr>${row.map((c, i) => `<td${i > 0 && i < 9 ? ' class="num"' : ''}>${esc(c)}</td>`).join('')}</tr>`,
+    )
+    .join('')}</table>
 <h2>Per second</h2>
 <p class="legend-note">Shaded: fault to repair. Dashed verticals: <span class="k-fault">fault</span>, <span class="k-repair">repair</span>, <span class="k-action">action</span>${r.alerts.length ? ', <span class="k-alert">alert fired</span> (named in the timeline)' : ''}.</p>
 ${charts(r)

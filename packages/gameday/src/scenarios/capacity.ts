@@ -18,8 +18,13 @@ export const capacity: ScenarioDefinition = {
   incident: 'capacity-cost',
   summary:
     'The whole fleet publishes ten times faster for 40 % of the run. The broker must receive and deliver everything offered (one subscriber reads all telemetry), lose no acknowledged message and drop no connection.',
-  weakened: 'naive retries and no admission control (nothing else in the broker limits publishing)',
-  defaults: { devices: 10_000, durationS: 180 },
+  weakened: 'no admission control (nothing else in the broker limits publishing)',
+  defaults: { devices: 10_000, durationS: 180, ci: { devices: 200, durationS: 8 } },
+  // A publish surge, not a connect storm: the devices stay connected, so the auth cache has no
+  // part in it (anonymous devices); protections and firmware still vary.
+  matrix: { protections: ['on', 'off'], firmware: ['fleet', 'naive'], cache: ['warm'] },
+  matrixNotes:
+    'no auth-cache axis: a publish surge on a connected fleet makes no CONNECT, so the devices authenticate locally (anonymous) and the cell is always warm.',
   requiresInProcess: false,
   build(p) {
     const surgeAt = atFraction(p, 0.3);

@@ -4,19 +4,25 @@
  * DISCONNECT and comes back 2-8 s later (scaled) with a new connection for the same client id.
  * Breakwater must destroy the old socket at once (session takeover), keep its open sockets near
  * the fleet size, absorb the wave through admission, and lose no acknowledged message.
+ *
+ * Matrix (issue 11): devices authenticate against the run's PostgreSQL table (in-process broker).
+ * Warm: the whole fleet connected earlier, so the wave reconnects devices the broker has verified.
+ * Cold: the third that reboots never connected before in the run — its first connect is the wave,
+ * one backend query each, all at once.
  */
 import { peakWindowSum, timeToConnected } from '../report/scores.js';
 import {
   admissionFor,
-  anonymousGuard,
   atFraction,
   noQos1Loss,
   noSocketPileUp,
   policyFor,
   scaled,
   scaledRangeMs,
+  stormAuth,
   telemetryFor,
 } from './common.js';
+import { FULL_MATRIX } from './matrix.js';
 import type { ScenarioDefinition } from './types.js';
 
 export const otaRebootStorm: ScenarioDefinition = {
@@ -25,19 +31,27 @@ export const otaRebootStorm: ScenarioDefinition = {
   incident: 'reboot-storm',
   summary:
     'An OTA push reboots a third of the fleet at the same moment (4,000 of 12,000 devices at full scale). Every rebooted device drops without DISCONNECT and reconnects 2-8 s later with the same client id. Breakwater must end each old session at once (no sockets piling up toward the FD limit), absorb the wave, and keep every acknowledged message.',
-  weakened: 'no admission control; devices retry on a fixed 1 s period (naive)',
-  defaults: { devices: 12_000, durationS: 180 },
+  weakened:
+    'no admission control; every CONNECT is a backend query (no auth cache, no adaptive limit, no breaker)',
+  defaults: { devices: 12_000, durationS: 180, ci: { devices: 200, durationS: 10 } },
+  matrix: FULL_MATRIX,
+  matrixNotes:
+    'warm: the whole fleet connected before the wave (the broker verified every device). cold: the third that reboots never connected before: it is held back and the wave is its first connect (2-8 s after the wave, scaled). With --target the devices use the target’s own authentication.',
   requiresInProcess: false,
   build(p) {
     const waveAt = atFraction(p, 0.3);
     const rebooted = Math.round(p.devices / 3);
     const backWindowS = scaled(p, 45, 3);
+    const cold = p.cache === 'cold';
+    const auth = stormAuth(p);
     return {
-      broker: { guard: anonymousGuard(), admission: admissionFor(p), postgres: false },
+      broker: { guard: auth.guard, admission: admissionFor(p), postgres: auth.postgres },
       fleet: {
         policy: policyFor(p),
         timeScale: p.timeScale,
         telemetry: telemetryFor(p),
+        ...(auth.credentials ? { credentials: auth.credentials } : {}),
+        ...(cold ? { initialDevices: p.devices - rebooted } : {}),
       },
       viaProxy: false,
       controlPlane: false,
@@ -45,9 +59,13 @@ export const otaRebootStorm: ScenarioDefinition = {
         {
           atS: waveAt,
           kind: 'fault',
-          label: `OTA reboot wave: ${rebooted} devices drop without DISCONNECT, back after 2-8 s (scaled)`,
+          label: cold
+            ? `OTA reboot wave: ${rebooted} devices never seen before boot within 2-8 s (scaled)`
+            : `OTA reboot wave: ${rebooted} devices drop without DISCONNECT, back after 2-8 s (scaled)`,
           run(ctx) {
-            const ids = ctx.fleet.reboot(rebooted, scaledRangeMs(p, [2_000, 8_000]));
+            const ids = cold
+              ? ctx.fleet.join(rebooted, scaledRangeMs(p, [2_000, 8_000]))
+              : ctx.fleet.reboot(rebooted, scaledRangeMs(p, [2_000, 8_000]));
             ctx.measure('rebooted', ids.length);
             ctx.state.set('rebooted', ids.length);
           },

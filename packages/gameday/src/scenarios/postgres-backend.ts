@@ -7,9 +7,11 @@
  *
  * The schema and role are named after the process (`bw_gameday_<pid>`) so concurrent runs do not
  * collide; `create()` first drops what dead processes left behind.
+ *
+ * The table is the only place a device exists at the start of a run: the broker's auth cache and
+ * known-good store start empty and are earned by the devices' own successful connects.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type Clock, Guard, systemClock } from '@breakwater/broker';
 import pg from 'pg';
 
 export const PG = { host: '127.0.0.1', port: 5432, user: 'postgres', database: 'test' } as const;
@@ -133,53 +135,4 @@ async function dropSchemaAndRole(a: pg.Client, name: string): Promise<void> {
     await a.query(`DROP OWNED BY ${name}`);
     await a.query(`DROP ROLE IF EXISTS ${name}`);
   }
-}
-
-/** The same guard config with every postgres authenticator's rate cap lifted (seeding only). */
-function liftedLimits(config: Record<string, unknown>): Record<string, unknown> {
-  const copy = structuredClone(config) as {
-    authenticators?: { postgres?: Record<string, Record<string, unknown>> };
-  };
-  for (const a of Object.values(copy.authenticators?.postgres ?? {})) {
-    a.limits = { ratePerSec: 1_000_000, burst: 1_000_000, maxInFlight: 64 };
-  }
-  return copy;
-}
-
-/**
- * Writes every device into the guard's known-good store as last verified `ageMs` ago (as
- * bench/auth-storm does): a Guard on the same data dir, clock `ageMs` behind, rate cap lifted
- * (this is set-up, not the run), authenticates each device once against the healthy backend.
- * With an age past the positive TTL and inside stale-if-error, no reconnect is answered by the
- * fresh cache alone: the outage exercises the backend gate and the stale-if-error rule.
- */
-export async function seedKnownGood(
-  guardConfig: Record<string, unknown>,
-  listener: string,
-  dataDir: string,
-  ids: readonly string[],
-  ageMs: number,
-): Promise<number> {
-  const past: Clock = { ...systemClock, now: () => Date.now() - ageMs };
-  const guard = new Guard(liftedLimits(guardConfig), { dataDir, clock: past });
-  let ok = 0;
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < ids.length) {
-      const id = ids[next++] as string;
-      const r = await guard.authenticate({
-        clientId: id,
-        username: id,
-        password: Buffer.from(devicePassword(id)),
-        protocolVersion: 5,
-        keepalive: 0,
-        clean: true,
-        info: { listener, transport: 'tcp', remoteAddress: '127.0.0.1' },
-      });
-      if (r.ok) ok++;
-    }
-  };
-  await Promise.all(Array.from({ length: 16 }, lane));
-  await guard.close();
-  return ok;
 }

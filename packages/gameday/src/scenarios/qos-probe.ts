@@ -35,6 +35,8 @@ export interface QosProbeStats {
   deliveredQos1: number;
   duplicates: number;
   reconnects: number;
+  /** CONNECTs the broker answered with "server unavailable" (busy); the probe retried them. */
+  refused: number;
 }
 
 const defaultFilters = ['devices/#'];
@@ -55,6 +57,7 @@ export class QosProbe {
     deliveredQos1: 0,
     duplicates: 0,
     reconnects: 0,
+    refused: 0,
   };
   readonly #sockets: (net.Socket | null)[];
   readonly #up: boolean[];
@@ -106,6 +109,14 @@ export class QosProbe {
     parser.on('packet', (p: Packet) => {
       switch (p.cmd) {
         case 'connack':
+          if (p.returnCode === 3) {
+            // Server unavailable (MQTT 3.1.1's answer to "busy": overload, rate, handshakes): a
+            // loaded broker may refuse the probe like any client. Try again (the close handler
+            // reconnects) until start()'s caller gives up.
+            this.#stats.refused++;
+            socket.destroy();
+            return;
+          }
           if (p.returnCode !== 0) {
             this.#closed = true;
             this.#fail(new Error(`QoS probe refused: CONNACK return code ${p.returnCode}`));

@@ -14,11 +14,21 @@ import { Fleet } from '../fleet/fleet.js';
 import type { FleetStats } from '../fleet/types.js';
 import { buildReport, type Report } from '../report/build.js';
 import { type ControlAdapter, startControl } from './control.js';
-import { type BrokerEnv, DEVICE_LISTENER, remoteEnv, startInProcessBroker } from './environment.js';
-import { PostgresBackend, seedKnownGood } from './postgres-backend.js';
+import { type BrokerEnv, remoteEnv, startInProcessBroker } from './environment.js';
+import {
+  cellName,
+  cellSlug,
+  MATRIX_REPORT_VERSION,
+  type MatrixCellResult,
+  type MatrixReport,
+  matrixPassed,
+  withCell,
+} from './matrix.js';
+import { PostgresBackend } from './postgres-backend.js';
 import { QosProbe } from './qos-probe.js';
 import { Sampler } from './sampler.js';
 import type {
+  MatrixCell,
   RunContext,
   ScenarioDefinition,
   ScenarioParams,
@@ -58,7 +68,10 @@ export async function runScenario(
     );
   }
   const plan = def.build(params);
-  const ids = deviceIds(params.devices, plan.fleet.idPrefix ?? 'sim-');
+  const durationS = plan.durationS ?? params.durationS;
+  const devices = plan.devices ?? params.devices;
+  const initialDevices = Math.min(devices, plan.fleet.initialDevices ?? devices);
+  const ids = deviceIds(devices, plan.fleet.idPrefix ?? 'sim-');
   const dataDir = mkdtempSync(join(tmpdir(), `bw-gameday-${def.name}-`));
   const cleanups: (() => Promise<void> | void)[] = [() => rmSync(dataDir, { recursive: true, force: true })];
   const events: TimelineEvent[] = [];
@@ -75,20 +88,8 @@ export async function runScenario(
       const pg = postgres;
       cleanups.push(() => pg.close());
       await postgres.create(ids);
+      // Nothing else: no device is known to the broker before it connects in this run.
       log(`postgres: schema ${postgres.name} with ${ids.length} device credentials`);
-      if (plan.broker.guard && plan.broker.seedKnownGoodAgeMs !== undefined) {
-        const started = performance.now();
-        const n = await seedKnownGood(
-          plan.broker.guard,
-          DEVICE_LISTENER,
-          dataDir,
-          ids,
-          plan.broker.seedKnownGoodAgeMs,
-        );
-        log(
-          `guard: ${n} devices seeded as known-good ${Math.round(plan.broker.seedKnownGoodAgeMs / 60_000)} min ago (${((performance.now() - started) / 1000).toFixed(1)} s)`,
-        );
-      }
     }
 
     const env = params.target ? remoteEnv(params.target) : await startInProcessBroker(plan.broker, dataDir);
@@ -127,7 +128,7 @@ export async function runScenario(
       random: mulberry32(params.seed),
       ...plan.fleet,
       target: fleetTarget,
-      devices: params.devices,
+      devices,
     });
     const ctx: RunContext = {
       params,
@@ -166,7 +167,7 @@ export async function runScenario(
         host: env.probe.host,
         port: env.probe.port,
         // One subscriber per 1,000 devices (shared subscription), at most 16.
-        connections: Math.min(16, Math.max(1, Math.ceil(params.devices / 1_000))),
+        connections: Math.min(16, Math.max(1, Math.ceil(devices / 1_000))),
         ...(plan.onProbeMessage
           ? { onMessage: (topic, payload, at) => plan.onProbeMessage?.(ctx, topic, payload, at) }
           : {}),
@@ -175,7 +176,9 @@ export async function runScenario(
       cleanups.push(() => pr.close());
       await withTimeout(probe.start(), 10_000, 'QoS probe subscribe');
     } catch (err) {
-      log(`QoS probe unavailable (${err instanceof Error ? err.message : String(err)}): loss not measured`);
+      const why = err instanceof Error ? err.message : String(err);
+      log(`QoS probe unavailable (${why}): loss not measured`);
+      measurements.qosProbeUnavailable = why;
       await probe?.close();
       probe = null;
     }
@@ -196,10 +199,12 @@ export async function runScenario(
     // start() resolves when every device has made its first attempt: the ramp (500/s by default)
     // is part of the run, so sampling starts now, not after it.
     ctx.background(
-      fleet.start().then(() => ctx.note('fleet ramp done: every device made its first attempt')),
+      fleet
+        .start()
+        .then(() => ctx.note('fleet ramp done: every device launched at start made its first attempt')),
     );
     log(
-      `fleet: ${params.devices} devices, policy ${policyName(plan.fleet.policy)}, time scale ${params.timeScale}`,
+      `fleet: ${devices} devices${initialDevices < devices ? ` (${initialDevices} at start, ${devices - initialDevices} join later)` : ''}, firmware ${policyName(plan.fleet.policy)}, cell ${cellName(params)}, time scale ${params.timeScale}, ${durationS} s`,
     );
 
     const steps = [...plan.timeline].sort((a, b) => a.atS - b.atS);
@@ -216,7 +221,7 @@ export async function runScenario(
         ctx.measure(`stepError:${step.label.slice(0, 40)}`, err instanceof Error ? err.message : String(err));
       }
     };
-    for (let s = 1; s <= params.durationS; s++) {
+    for (let s = 1; s <= durationS; s++) {
       while (nextStep < steps.length && (steps[nextStep] as TimelineStep).atS < s) {
         const step = steps[nextStep++] as TimelineStep;
         const due = startAt + step.atS * 1000;
@@ -251,7 +256,7 @@ export async function runScenario(
     }
     fleetFinal = fleet.stats();
     // One more sample for the drain: seconds + drain add up to the broker's totals.
-    const drain = await sampler.sample(params.durationS + 1);
+    const drain = await sampler.sample(durationS + 1);
     await hooks.beforeTeardown?.(env, ctx);
 
     const probeStats = probe?.stats() ?? null;
@@ -270,7 +275,8 @@ export async function runScenario(
       probe: probeStats,
       alerts,
       alertEngine: control?.alerts ? control.alerts.description : null,
-      expectedConnected: plan.expectedConnected ? plan.expectedConnected(ctx) : params.devices,
+      expectedConnected: plan.expectedConnected ? plan.expectedConnected(ctx) : devices,
+      initialDevices,
       firstScrape: sampler.first,
       lastScrape: sampler.last,
       scrapeErrors: sampler.scrapeErrors,
@@ -286,6 +292,78 @@ export async function runScenario(
       }
     }
   }
+}
+
+export interface MatrixHooks extends RunHooks {
+  /** Before each cell (its index and the count). */
+  onCell?: (cell: MatrixCell, index: number, of: number) => void;
+  /** After each cell, with its report (e.g. write it before the next cell starts). */
+  onCellDone?: (result: MatrixCellResult) => Promise<void> | void;
+}
+
+/**
+ * Runs the given cells one after another, each a full run of its own (fresh broker, fresh
+ * credential database, same seed and scale), and collects their reports. Cells do not overlap:
+ * on two cores, two storms at once would measure each other.
+ */
+export async function runMatrix(
+  def: ScenarioDefinition,
+  params: ScenarioParams,
+  cells: readonly MatrixCell[],
+  hooks: MatrixHooks = {},
+): Promise<MatrixReport> {
+  const startedAt = new Date();
+  const results: MatrixCellResult[] = [];
+  for (const [i, cell] of cells.entries()) {
+    hooks.onCell?.(cell, i, cells.length);
+    const result = await runCell(def, params, cell, hooks);
+    results.push(result);
+    await hooks.onCellDone?.(result);
+  }
+  return matrixReport(def, params, results, startedAt);
+}
+
+/** One cell of the matrix: `runScenario` with the cell's protections, firmware and auth cache. */
+export async function runCell(
+  def: ScenarioDefinition,
+  params: ScenarioParams,
+  cell: MatrixCell,
+  hooks: RunHooks = {},
+): Promise<MatrixCellResult> {
+  const report = await runScenario(def, withCell(params, cell), hooks);
+  return { cell, name: cellName(cell), slug: cellSlug(cell), report };
+}
+
+/** The matrix report of cells run (by runMatrix, or one by one with runCell). */
+export function matrixReport(
+  def: ScenarioDefinition,
+  params: ScenarioParams,
+  results: readonly MatrixCellResult[],
+  startedAt: Date,
+): MatrixReport {
+  return {
+    version: MATRIX_REPORT_VERSION,
+    kind: 'matrix',
+    scenario: {
+      name: def.name,
+      title: def.title,
+      incident: def.incident,
+      summary: def.summary,
+      weakened: def.weakened,
+      matrixNotes: def.matrixNotes ?? null,
+    },
+    params: {
+      devices: params.devices,
+      durationS: params.durationS,
+      timeScale: params.timeScale,
+      target: params.target ? `mqtt://${params.target.host}:${params.target.port}` : null,
+      seed: params.seed,
+    },
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    passed: matrixPassed(results),
+    cells: [...results],
+  };
 }
 
 function policyName(p: unknown): string {

@@ -25,6 +25,14 @@ export const Series = {
   messagesOut: 'breakwater_messages_sent_total',
   breaker: 'breakwater_auth_backend_breaker_state',
   dropped: 'breakwater_messages_dropped_total',
+  backendLatencyBucket: 'breakwater_auth_backend_duration_seconds_bucket',
+  backendLatencySum: 'breakwater_auth_backend_duration_seconds_sum',
+  backendRejected: 'breakwater_auth_backend_rejected_total',
+  backendLimit: 'breakwater_auth_backend_limit',
+  backendInflight: 'breakwater_auth_backend_inflight',
+  flappingBans: 'breakwater_flapping_bans_total',
+  /** Unlabelled admission gauge: present whenever admission control is. */
+  tarpitSlots: 'breakwater_tarpit_slots_in_use',
 } as const;
 
 export async function scrape(url: string, timeoutMs = 2_000): Promise<MetricsSnapshot> {
@@ -50,6 +58,10 @@ interface BrokerCounters {
   auth: Record<string, number>;
   admission: Record<string, number>;
   dropped: Record<string, number>;
+  latency: Record<string, number>;
+  latencySum: number;
+  rejected: Record<string, number>;
+  flappingBans: number;
 }
 
 function brokerCounters(m: MetricsSnapshot): BrokerCounters {
@@ -61,7 +73,18 @@ function brokerCounters(m: MetricsSnapshot): BrokerCounters {
     auth: m.byLabel(Series.auth, 'outcome'),
     admission: m.byLabel(Series.admissionRefused, 'reason'),
     dropped: m.byLabel(Series.dropped, 'reason'),
+    latency: m.byLabel(Series.backendLatencyBucket, 'le'),
+    latencySum: m.sum(Series.backendLatencySum),
+    rejected: m.byLabel(Series.backendRejected, 'reason'),
+    flappingBans: m.sum(Series.flappingBans),
   };
+}
+
+/** Bucket deltas keep every bound (zeros too): a cumulative histogram needs all its rungs. */
+function diffAll(now: Record<string, number>, before: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(now)) out[k] = v - (before[k] ?? 0);
+  return out;
 }
 
 export interface SamplerSources {
@@ -127,6 +150,12 @@ export class Sampler {
       brokerAttempts: null,
       brokerConnections: null,
       backendQueries: null,
+      backendLatency: null,
+      backendLatencySumS: null,
+      backendRejected: {},
+      backendLimit: null,
+      backendInflight: null,
+      flappingBans: null,
       authOutcomes: {},
       admissionRefusals: {},
       messagesDropped: {},
@@ -147,7 +176,21 @@ export class Sampler {
       const p = this.#prevBroker ?? c;
       this.first ??= m;
       sample.brokerAttempts = c.attempts - p.attempts;
-      sample.backendQueries = m.has(Series.backendQueries) ? c.backendQueries - p.backendQueries : null;
+      // A broker with an auth backend exports its breaker gauge from the start; its call counters
+      // only once a call was made (prom-client writes labelled series when first used).
+      const backend = m.has(Series.breaker) || m.has(Series.backendQueries);
+      sample.backendQueries = backend ? c.backendQueries - p.backendQueries : null;
+      if (m.has(Series.backendLatencyBucket)) {
+        const d = diffAll(c.latency, p.latency);
+        // Only seconds with calls carry the histogram (most seconds of a warm run have none).
+        sample.backendLatency = (d['+Inf'] ?? 0) > 0 ? d : null;
+        sample.backendLatencySumS = sample.backendLatency ? c.latencySum - p.latencySum : null;
+      }
+      sample.backendRejected = diff(c.rejected, p.rejected);
+      sample.backendLimit = m.has(Series.backendLimit) ? m.sum(Series.backendLimit) : null;
+      sample.backendInflight = m.has(Series.backendInflight) ? m.sum(Series.backendInflight) : null;
+      sample.flappingBans =
+        m.has(Series.flappingBans) || m.has(Series.tarpitSlots) ? c.flappingBans - p.flappingBans : null;
       sample.messagesIn = c.messagesIn - p.messagesIn;
       sample.messagesOut = c.messagesOut - p.messagesOut;
       sample.authOutcomes = diff(c.auth, p.auth);

@@ -15,6 +15,35 @@ import type { QosProbe } from './qos-probe.js';
 /** `on`: Breakwater's defaults. `off`: the scenario's weakened configuration (see `weakened`). */
 export type Protections = 'on' | 'off';
 
+/**
+ * The devices' reconnect firmware: `fleet` is the device SDK's policy (jittered, widening backoff
+ * that honours the server's `retry-after-ms`), `naive` a fixed 1 s retry that ignores every hint —
+ * the firmware of the seed incident, which an operator cannot change.
+ */
+export type Firmware = 'fleet' | 'naive';
+
+/**
+ * The broker's auth cache when the storm hits. `cold`: the storm is the fleet's first connect in
+ * the run (nothing cached; devices exist only in the backend). `warm`: the fleet connected earlier
+ * in the same run, so the broker holds what those connects earned (positive cache, known-good
+ * store) — nothing is ever pre-seeded.
+ */
+export type AuthCache = 'cold' | 'warm';
+
+/** One cell of the matrix protections × firmware × auth cache (issue 11). */
+export interface MatrixCell {
+  protections: Protections;
+  firmware: Firmware;
+  cache: AuthCache;
+}
+
+/** The values of each axis a scenario runs with `--matrix` (one value: the axis does not apply). */
+export interface MatrixAxes {
+  protections: readonly Protections[];
+  firmware: readonly Firmware[];
+  cache: readonly AuthCache[];
+}
+
 /** The incident types of DESIGN.md §1/§6, plus the auth-backend storm and the reboot storm. */
 export type ScenarioIncident =
   | 'auth-backend-storm'
@@ -35,6 +64,8 @@ export interface ScenarioParams {
    */
   timeScale: number;
   protections: Protections;
+  firmware: Firmware;
+  cache: AuthCache;
   /** A broker to test instead of the in-process one (`--target`). */
   target: RemoteTarget | null;
   /** Seed for the fleet's random source (a run is then replayable up to OS scheduling). */
@@ -54,16 +85,28 @@ export interface BrokerSpec {
   guard: Record<string, unknown> | null;
   /** Admission config; null: no admission gate at all (protections off). */
   admission: AdmissionConfigInput | null;
-  /** Needs PostgreSQL at 127.0.0.1:5432 for the device credentials. */
+  /** Needs PostgreSQL at 127.0.0.1:5432 for the device credentials (every device of the fleet). */
   postgres: boolean;
-  /** Seed the guard's known-good store with every device, this long ago (ms). */
-  seedKnownGoodAgeMs?: number;
 }
 
 export interface ScenarioPlan {
   broker: BrokerSpec;
-  /** Fleet options except target and device count. */
+  /**
+   * Fleet options except target and device count. `initialDevices` (default all) are launched at
+   * t = 0; the others stay idle until a step calls `fleet.join()`.
+   */
   fleet: Omit<FleetOptions, 'target' | 'devices'>;
+  /** Devices in the run when more than `params.devices` (devices that join later come on top). */
+  devices?: number;
+  /** Run length of this cell when it differs from the parameters' (a cold start needs less). */
+  durationS?: number;
+  /**
+   * How many devices "99 % connected" counts in each phase (default: the devices launched at
+   * start for `start`, `expectedConnected` for `fault` and `repair`).
+   */
+  targets?: Partial<Record<PhaseName, number>>;
+  /** What the first fault and the last repair are called in the report (default fault, repair). */
+  phaseLabels?: { fault?: string; repair?: string };
   /** Devices connect through a FaultProxy (network faults). */
   viaProxy: boolean;
   /** Start the control plane beside the broker (credential revocation, OTA campaigns, alerts). */
@@ -130,6 +173,12 @@ export interface Expectation {
   /** `<=` or `>=`: how value and threshold compare. */
   compare: '<=' | '>=';
   evaluate(run: ScoredRun): Omit<ExpectationResult, 'pass'> & { pass?: boolean };
+  /**
+   * Why this cell does not judge it (null or absent: it does). Still evaluated and shown, but the
+   * verdict ignores it — e.g. how hard a naive fleet retries against a cut network is its
+   * firmware's doing, which no broker can change.
+   */
+  notJudged?: (params: ScenarioParams) => string | null;
 }
 
 /** One second of the run. Counters are deltas over the second that ends at `t`. */
@@ -148,6 +197,21 @@ export interface SecondSample {
   brokerAttempts: number | null;
   brokerConnections: number | null;
   backendQueries: number | null;
+  /**
+   * Backend call latency this second: the histogram `breakwater_auth_backend_duration_seconds`,
+   * cumulative buckets by upper bound (`le`, `+Inf` = count), deltas over the second; null when no
+   * call ended this second (or the broker exports no such histogram).
+   */
+  backendLatency: Record<string, number> | null;
+  /** Sum of the latencies of those calls, seconds. */
+  backendLatencySumS: number | null;
+  /** Backend calls not made, by reason (limit, wait_timeout, breaker_open, rate_limited). */
+  backendRejected: Record<string, number>;
+  /** The adaptive limit on backend calls in flight at the end of the second (summed over backends). */
+  backendLimit: number | null;
+  backendInflight: number | null;
+  /** Flapping bans started this second. */
+  flappingBans: number | null;
   authOutcomes: Record<string, number>;
   admissionRefusals: Record<string, number>;
   /** Messages the broker dropped, by reason (offline_queue_full, slow_consumer, …). */
@@ -196,6 +260,43 @@ export interface Scores {
   qos1Lost: number | null;
   fdPeak: number | null;
   openSocketsPeak: number | null;
+  /** Seconds until 99 % of the phase's devices were connected, per phase (null: never, or no such phase). */
+  timeTo99AfterStartS: number | null;
+  timeTo99AfterFaultS: number | null;
+  timeTo99AfterRepairS: number | null;
+  /** Backend calls / CONNECTs the broker received, over the run (null: no backend series). */
+  backendCallsPerAttempt: number | null;
+  /** Backend call latency over the run, from the broker's histogram (p99 interpolated as Prometheus does). */
+  backendP99Ms: number | null;
+  backendMeanMs: number | null;
+  /** Flapping bans started during the run (null: not exported). */
+  flappingBans: number | null;
+  /** The same figures per phase: start (t = 0 to the fault), fault (to the repair), repair (to the end). */
+  phases: PhaseScore[];
+}
+
+export type PhaseName = 'start' | 'fault' | 'repair';
+
+export interface PhaseScore {
+  name: PhaseName;
+  /** What the report calls it ("start", "drop", "fix", …). */
+  label: string;
+  fromS: number;
+  toS: number;
+  /** Devices counted by "99 % connected" in this phase. */
+  target: number;
+  timeTo99S: number | null;
+  /** Connection attempts, fleet side and broker side (CONNECTs received). */
+  fleetAttempts: number;
+  brokerAttempts: number | null;
+  backendCalls: number | null;
+  backendCallsPerAttempt: number | null;
+  peakBackendCallsPerSec: number | null;
+  backendP99Ms: number | null;
+  backendMeanMs: number | null;
+  authOutcomes: Record<string, number>;
+  backendRejected: Record<string, number>;
+  refusals: Record<string, number>;
 }
 
 /** What expectations are evaluated against. */
@@ -210,6 +311,8 @@ export interface ScoredRun {
   faultAtS: number | null;
   repairAtS: number | null;
   expectedConnected: number;
+  /** Devices launched at t = 0. */
+  initialDevices: number;
 }
 
 export interface ScenarioDefinition {
@@ -220,8 +323,15 @@ export interface ScenarioDefinition {
   summary: string;
   /** What `--protections off` changes in this scenario. */
   weakened: string;
-  /** Full scale. */
-  defaults: { devices: number; durationS: number };
+  /** Full scale; `ci`: the small scale the tests run (a few seconds per cell). */
+  defaults: { devices: number; durationS: number; ci?: { devices: number; durationS: number } };
+  /**
+   * The axes `--matrix` runs (default: this scenario has one cell, its protections on and off).
+   * What each axis changes is described in `matrixNotes`.
+   */
+  matrix?: MatrixAxes;
+  /** What cold and warm mean in this scenario, when it has that axis. */
+  matrixNotes?: string;
   /** The in-process broker is required (the fault needs its internals, e.g. its auth backend). */
   requiresInProcess: boolean;
   build(params: ScenarioParams): ScenarioPlan;
