@@ -8,7 +8,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { liveChildren } from '../loadgen/pool.js';
-import type { DeviceSpec, DeviceStats, Envelope, Request, StartRequest } from './protocol.js';
+import type { DeviceSpec, DeviceStats, DeviceTimeline, Envelope, FleetConfig, Request } from './protocol.js';
 
 const WORKER = fileURLToPath(new URL('./device-worker.ts', import.meta.url));
 
@@ -67,10 +67,22 @@ class DeviceProcess {
   }
 }
 
-export type FleetOptions = Omit<StartRequest, 'op' | 'devices' | 'localAddress'>;
+export type FleetOptions = Omit<FleetConfig, 'localAddress'>;
 
 /** Totals over all device processes. */
 export interface FleetStats extends DeviceStats {}
+
+export const EMPTY_STATS: FleetStats = {
+  attempts: 0,
+  connackOk: 0,
+  refused: {},
+  noConnack: 0,
+  errors: {},
+  connected: 0,
+  serverDisconnects: 0,
+  hinted: 0,
+  authStopped: 0,
+};
 
 function sumRecords(records: readonly Record<string, number>[]): Record<string, number> {
   const out: Record<string, number> = {};
@@ -85,17 +97,24 @@ export class Fleet {
     this.#procs = Array.from({ length: processes }, () => new DeviceProcess());
   }
 
-  /** Deals the devices round-robin; process i connects from 127.0.0.(i + 1). */
-  async start(devices: readonly DeviceSpec[], options: FleetOptions): Promise<void> {
+  /** Process i connects from 127.0.0.(i + 1), with its own random seed. */
+  async configure(options: FleetOptions): Promise<void> {
+    await Promise.all(
+      this.#procs.map((p, i) =>
+        p.request({
+          op: 'configure',
+          config: { ...options, localAddress: `127.0.0.${i + 1}`, seed: options.seed * 1000 + i },
+        }),
+      ),
+    );
+  }
+
+  /** Boots these devices now, dealt round-robin; first attempts spread over `spreadMs`. */
+  async start(devices: readonly DeviceSpec[], spreadMs: number): Promise<void> {
     const n = this.#procs.length;
     await Promise.all(
       this.#procs.map((p, i) =>
-        p.request<number>({
-          op: 'start',
-          ...options,
-          devices: devices.filter((_, k) => k % n === i),
-          localAddress: `127.0.0.${i + 1}`,
-        }),
+        p.request<number>({ op: 'start', devices: devices.filter((_, k) => k % n === i), spreadMs }),
       ),
     );
   }
@@ -111,19 +130,15 @@ export class Fleet {
       errors: sumRecords(all.map((s) => s.errors)),
       connected: sum((s) => s.connected),
       serverDisconnects: sum((s) => s.serverDisconnects),
-      marked: sum((s) => s.marked),
-      markedBack: sum((s) => s.markedBack),
+      hinted: sum((s) => s.hinted),
+      authStopped: sum((s) => s.authStopped),
     };
   }
 
-  async mark(atMs: number): Promise<number> {
-    const counts = await Promise.all(this.#procs.map((p) => p.request<number>({ op: 'mark', atMs })));
-    return counts.reduce((a, b) => a + b, 0);
-  }
-
-  /** Per marked device: ms from the mark until it was connected again, null if it never was. */
-  async recovery(): Promise<(number | null)[]> {
-    const parts = await Promise.all(this.#procs.map((p) => p.request<(number | null)[]>({ op: 'recovery' })));
+  async timelines(): Promise<DeviceTimeline[]> {
+    const parts = await Promise.all(
+      this.#procs.map((p) => p.request<DeviceTimeline[]>({ op: 'timelines' }, 60_000)),
+    );
     return parts.flat();
   }
 

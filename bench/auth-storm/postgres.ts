@@ -2,10 +2,11 @@
  * The auth-storm benchmark's PostgreSQL side (127.0.0.1:5432, trust auth, database `test`): a
  * dedicated schema with the device table, a login role for the broker, the "wrong credential"
  * (the role loses SELECT, as in the guard's storm test — under trust auth a wrong password
- * cannot be simulated, a wrong grant fails the same query the same way), and the two query
- * counters the results report.
+ * cannot be simulated, a wrong grant fails the same query the same way), the slow backend (a
+ * lookup function that sleeps before it answers), and the query counters the results report.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { DeviceSpec } from './protocol.js';
 
@@ -21,8 +22,17 @@ export class BenchDatabase {
   readonly name = BENCH_SCHEMA;
   readonly #admin = new pg.Client(PG);
 
+  /** The broker's lookup: a plain indexed SELECT. */
   get query(): string {
     return `SELECT password_hash, salt, is_superuser FROM ${this.name}.mqtt_user WHERE username = $1 LIMIT 1`;
+  }
+
+  /**
+   * The slowed lookup (issue 11, "Postgres slowed to 200 ms per query"): the same row, through a
+   * function that first sleeps `slowMs` on the server (`lookup_slow`, created by `create()`).
+   */
+  slowQuery(slowMs: number): string {
+    return `SELECT password_hash, salt, is_superuser FROM ${this.name}.lookup_slow($1, ${slowMs / 1000})`;
   }
 
   async connect(): Promise<void> {
@@ -53,6 +63,17 @@ export class BenchDatabase {
       salts.push(salt);
       hashes.push(createHash('sha256').update(salt).update(d.password).digest('hex'));
     }
+    // SECURITY INVOKER (the default): it reads the table as the broker's role, so a REVOKE breaks
+    // it the same way. EXECUTE on functions is granted to PUBLIC by default.
+    await a.query(
+      `CREATE FUNCTION ${this.name}.lookup_slow(u text, delay_s double precision)
+       RETURNS TABLE (password_hash text, salt text, is_superuser boolean)
+       LANGUAGE plpgsql AS $$
+       BEGIN
+         PERFORM pg_sleep(delay_s);
+         RETURN QUERY SELECT m.password_hash, m.salt, m.is_superuser FROM ${this.name}.mqtt_user m WHERE m.username = u LIMIT 1;
+       END $$`,
+    );
     await a.query(
       `INSERT INTO ${this.name}.mqtt_user (username, password_hash, salt)
        SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
@@ -117,6 +138,20 @@ export interface QueryCounter {
    * with a broken credential every failing query also costs a connection (a backend process).
    */
   connections: number;
+  /** Issued and not yet settled. */
+  inflight: number;
+  /**
+   * Latency of every settled query (ms, from `pool.query` to its answer or error: includes any
+   * wait for a pool connection), in settle order. The reader takes what it needs (`drain`).
+   */
+  latencies: number[];
+}
+
+/** Removes and returns the latencies recorded since the last call. */
+export function drainLatencies(counter: QueryCounter): number[] {
+  const out = counter.latencies;
+  counter.latencies = [];
+  return out;
 }
 
 /**
@@ -125,11 +160,8 @@ export interface QueryCounter {
  * backend call, through this method.
  */
 export function countQueries(pool: pg.Pool): QueryCounter {
-  const counter: QueryCounter = { issued: 0, sent: 0, failed: 0, connections: 0 };
+  const counter: QueryCounter = { issued: 0, sent: 0, failed: 0, connections: 0, inflight: 0, latencies: [] };
   const original = pool.query.bind(pool) as (text: string, values: unknown[]) => Promise<unknown>;
-  const onFail = (): void => {
-    counter.failed++;
-  };
   pool.on('acquire', () => {
     counter.sent++;
   });
@@ -138,8 +170,20 @@ export function countQueries(pool: pg.Pool): QueryCounter {
   });
   (pool as unknown as { query: unknown }).query = (text: string, values: unknown[]) => {
     counter.issued++;
+    counter.inflight++;
+    const started = performance.now();
     const p = original(text, values);
-    p.then(undefined, onFail);
+    p.then(
+      () => {
+        counter.inflight--;
+        counter.latencies.push(performance.now() - started);
+      },
+      () => {
+        counter.inflight--;
+        counter.failed++;
+        counter.latencies.push(performance.now() - started);
+      },
+    );
     return p;
   };
   return counter;
