@@ -4,6 +4,7 @@ export * from './config-push/index.js';
 export { DevicePresence } from './devices/presence.js';
 export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit.js';
 export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';
+export { SelectorResolver } from './devices/selector-resolver.js';
 export { ApiError, DuplicateKeyError } from './errors.js';
 export {
   brokerFleet,
@@ -24,13 +25,7 @@ export { type Labels, MetricHistory, type SeriesKind, seriesKey } from './metric
 export { RegistrySampler } from './metrics-history/sampler.js';
 export * from './ota/index.js';
 export * from './revocation/index.js';
-export {
-  isEmptySelector,
-  requireTargeted,
-  type Selector,
-  SelectorResolver,
-  SelectorSchema,
-} from './selector.js';
+export { isEmptySelector, requireTargeted, type Selector, SelectorSchema } from './selector.js';
 export * from './storage/index.js';
 export { type MintedToken, SIGNING_ALG, TokenIssuer, type TokenIssuerOptions } from './tokens/issuer.js';
 export { KEK_FILE, loadOrCreateKek } from './tokens/key-encryption.js';

@@ -8,8 +8,8 @@
  * `requireTargeted()`, which accepts an empty selector only with an explicit `all: true`.
  */
 import { type Static, Type } from '@sinclair/typebox';
+import type { ConnectionState } from './devices/connection-state.js';
 import { ApiError } from './errors.js';
-import type { ConnectionState, DeviceRepository } from './storage/types.js';
 
 /** Device ids are MQTT client ids and `$fleet/{id}/…` topic levels: no `/`, `+`, `#`, spaces. */
 export const DEVICE_ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$';
@@ -72,25 +72,5 @@ export function requireTargeted(s: Selector, field = 'selector'): void {
       `${field} matches every device; name ids, tags, cohort, firmware or connectionState, or set all: true`,
       { field },
     );
-  }
-}
-
-/**
- * Resolves a selector to device ids, the entry point later kill switches use. Thin over the
- * repository so callers depend on one function rather than on storage.
- */
-export class SelectorResolver {
-  readonly #devices: DeviceRepository;
-
-  constructor(devices: DeviceRepository) {
-    this.#devices = devices;
-  }
-
-  resolve(selector: Selector): Promise<string[]> {
-    return this.#devices.resolve(selector);
-  }
-
-  count(selector: Selector): Promise<number> {
-    return this.#devices.count(selector);
   }
 }

@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { configHash, type JsonObject } from '../src/config-push/document.js';
-import type { ConfigReport, DesiredConfigWrite } from '../src/config-push/repository.js';
-import type { ControlStorage, NewDevice } from '../src/storage/types.js';
+import type { ConfigReport, DesiredConfigWrite } from '../src/config-push/model.js';
+import type { NewDevice } from '../src/devices/model.js';
+import type { ControlStorage } from '../src/storage/types.js';
 import { type Driver, postgresDriver, sqliteDriver } from './harness.js';
 
 function device(id: string, tags: string[] = []): NewDevice {

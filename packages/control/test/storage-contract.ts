@@ -4,9 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import type { NewDevice } from '../src/devices/model.js';
 import { ApiError, DuplicateKeyError } from '../src/errors.js';
 import { SCHEMA_VERSION } from '../src/storage/migrations.js';
-import type { ControlStorage, NewDevice } from '../src/storage/types.js';
+import type { ControlStorage } from '../src/storage/types.js';
 
 export type StorageFactory = () => Promise<{ storage: ControlStorage; cleanup: () => Promise<void> }>;
 

@@ -4,7 +4,7 @@
  * per request. The `bwk_` prefix makes leaked keys greppable by secret scanners.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { ApiKeyRole } from '../storage/types.js';
+import type { ApiKeyRole } from './model.js';
 
 export function generateApiKey(): { id: string; key: string; keyHash: string } {
   const key = `bwk_${randomBytes(32).toString('base64url')}`;

@@ -1,6 +1,4 @@
 export { canonicalJson, configHash, MAX_CONFIG_BYTES, mergePatch } from './document.js';
-export { ConfigPusher, configTopic, type PushInput, type PushResult, type PushTarget } from './pusher.js';
-export { type ConfigReportCounters, ConfigReportFollower, REPORTED_FILTER } from './reports.js';
 export {
   type ConfigPushRepository,
   type DeviceConfigRecord,
@@ -8,5 +6,7 @@ export {
   type DriftStatus,
   type DriftSummary,
   driftStatuses,
-} from './repository.js';
+} from './model.js';
+export { ConfigPusher, configTopic, type PushInput, type PushResult, type PushTarget } from './pusher.js';
+export { type ConfigReportCounters, ConfigReportFollower, REPORTED_FILTER } from './reports.js';
 export { configPusherFor, configPushRoutes } from './routes.js';

@@ -13,10 +13,12 @@
  */
 import type { Clock } from '@breakwater/broker';
 import type { Logger } from 'pino';
+import type { AuditRepository } from '../audit/model.js';
+import type { DeviceRepository } from '../devices/model.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
 import type { Selector } from '../selector.js';
-import type { ControlStorage, Repositories } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
 import {
   assertConfigSize,
   assertNoReservedKeys,
@@ -25,7 +27,7 @@ import {
   type JsonObject,
   mergePatch,
 } from './document.js';
-import type { DesiredConfigWrite } from './repository.js';
+import type { ConfigPushRepository, DesiredConfigWrite } from './model.js';
 
 /** Publishes started together (one broker flush covers them). */
 const PUBLISH_CHUNK = 1000;
@@ -61,8 +63,17 @@ export interface PushResult {
   warnings: string[];
 }
 
+/** A push resolves devices, stores desired configs and writes its audit entry, in one transaction. */
+export interface ConfigPushRepositories {
+  readonly devices: DeviceRepository;
+  readonly configPushes: ConfigPushRepository;
+  readonly audit: AuditRepository;
+}
+
+export type ConfigPushStorage = Transactional<ConfigPushRepositories>;
+
 export interface ConfigPusherOptions {
-  storage: ControlStorage;
+  storage: ConfigPushStorage;
   fleet: FleetBroker | null;
   clock: Clock;
   logger?: Logger | null;
@@ -73,7 +84,7 @@ export function configTopic(deviceId: string): string {
 }
 
 export class ConfigPusher {
-  readonly #storage: ControlStorage;
+  readonly #storage: ConfigPushStorage;
   readonly #fleet: FleetBroker | null;
   readonly #clock: Clock;
   readonly #logger: Logger | null;
@@ -94,7 +105,7 @@ export class ConfigPusher {
    */
   push(
     input: PushInput,
-    audit: (tx: Repositories, details: PushAuditDetails) => Promise<unknown>,
+    audit: (tx: ConfigPushRepositories, details: PushAuditDetails) => Promise<unknown>,
   ): Promise<PushResult> {
     assertNoReservedKeys(input.config, 'config');
     // The largest version is 15 digits; check the plain push's size before touching storage.
@@ -106,7 +117,7 @@ export class ConfigPusher {
 
   async #push(
     input: PushInput,
-    audit: (tx: Repositories, details: PushAuditDetails) => Promise<unknown>,
+    audit: (tx: ConfigPushRepositories, details: PushAuditDetails) => Promise<unknown>,
   ): Promise<PushResult> {
     const at = this.#clock.now();
     const warnings: string[] = [];
@@ -179,7 +190,7 @@ export class ConfigPusher {
   }
 
   async #desiredWrites(
-    tx: Repositories,
+    tx: ConfigPushRepositories,
     ids: string[],
     input: PushInput,
     version: number,

@@ -15,9 +15,9 @@
 import type { Clock } from '@breakwater/broker';
 import type { Logger } from 'pino';
 import type { FleetBroker } from '../fleet-broker.js';
-import type { ControlStorage } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
 import { configHash, isJsonObject, MAX_CONFIG_BYTES, reportedVersion } from './document.js';
-import type { ConfigReport } from './repository.js';
+import type { ConfigPushRepository, ConfigReport } from './model.js';
 
 export const REPORTED_FILTER = '$fleet/+/config/reported';
 const PREFIX = '$fleet/';
@@ -32,17 +32,20 @@ export interface ConfigReportCounters {
   rejected: number;
 }
 
+/** Reports are written to the config-push repository only. */
+export type ConfigReportStorage = Transactional<{ readonly configPushes: ConfigPushRepository }>;
+
 export interface ConfigReportFollowerOptions {
-  storage: ControlStorage;
+  storage: ConfigReportStorage;
   fleet: FleetBroker;
   clock: Clock;
   logger?: Logger | null;
 }
 
-/** A ControlService (http/app.ts): started and closed with the control plane. */
+/** Started and closed with the control plane (a ControlService of http/app.ts, by shape). */
 export class ConfigReportFollower {
   readonly counters: ConfigReportCounters = { received: 0, stored: 0, rejected: 0 };
-  readonly #storage: ControlStorage;
+  readonly #storage: ConfigReportStorage;
   readonly #fleet: FleetBroker;
   readonly #clock: Clock;
   readonly #logger: Logger | null;

@@ -13,7 +13,6 @@ import { ApiError } from '../errors.js';
 import { audit, iso, isoOrNull, type RouteContext } from '../http/context.js';
 import { DeviceIdParams, errorResponses } from '../http/schemas.js';
 import { requireTargeted, type Selector } from '../selector.js';
-import type { Repositories } from '../storage/types.js';
 import type { JsonObject } from './document.js';
 import { ConfigPusher, type PushAuditDetails, type PushResult, type PushTarget } from './pusher.js';
 import {
@@ -58,7 +57,7 @@ export function configPushRoutes(app: FastifyInstance, ctx: RouteContext): void 
   ): Promise<Static<typeof PushResultView>> {
     const result: PushResult = await pusher.push(
       { target, config, merge: merge === true, actorId: request.actor?.id ?? 'anonymous' },
-      (tx: Repositories, details: PushAuditDetails) =>
+      (tx, details: PushAuditDetails) =>
         audit(tx, ctx, request, {
           action,
           targetType: 'device',

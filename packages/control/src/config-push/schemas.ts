@@ -10,7 +10,7 @@ import {
   TagSchema,
 } from '../selector.js';
 import { MAX_CONFIG_BYTES } from './document.js';
-import { driftStatuses } from './repository.js';
+import { driftStatuses } from './model.js';
 
 const strict = { additionalProperties: false } as const;
 const Iso = Type.String({ description: 'ISO 8601 timestamp (UTC).' });

@@ -9,16 +9,20 @@
  * corrects the state. It must never slow down or fail the broker's connect path.
  */
 import type { Logger } from 'pino';
-import type { ControlStorage, PresenceUpdate } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
+import type { DeviceRepository, PresenceUpdate } from './model.js';
+
+/** Presence writes to the device registry only. */
+export type PresenceStorage = Transactional<{ readonly devices: DeviceRepository }>;
 
 export class DevicePresence {
-  readonly #storage: ControlStorage;
+  readonly #storage: PresenceStorage;
   readonly #logger: Logger | undefined;
   #pending: PresenceUpdate[] = [];
   #scheduled: Promise<void> | null = null;
   #inFlight: Promise<void> = Promise.resolve();
 
-  constructor(storage: ControlStorage, logger?: Logger) {
+  constructor(storage: PresenceStorage, logger?: Logger) {
     this.#storage = storage;
     this.#logger = logger;
   }

@@ -1,10 +1,12 @@
 import type { Clock } from '@breakwater/broker';
 import type { FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { AuditEntry, AuditRepository } from '../audit/model.js';
+import type { ApiKeyRole } from '../auth/model.js';
 import type { AttemptLimiter } from '../devices/rate-limit.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
-import type { ApiKeyRole, AuditEntry, ControlStorage, Repositories } from '../storage/types.js';
+import type { ControlStorage } from '../storage/types.js';
 import type { TokenIssuer } from '../tokens/issuer.js';
 
 /** Who may call a route: nobody needs a key (`public`), or at least this role. */
@@ -65,7 +67,7 @@ export function reasonOf(request: FastifyRequest): string | null {
 
 /** One audit entry for the request's actor, written with the change it describes (same tx). */
 export function audit(
-  repos: Repositories,
+  repos: { readonly audit: AuditRepository },
   ctx: RouteContext,
   request: FastifyRequest,
   entry: Pick<AuditEntry, 'action' | 'targetType' | 'targetId'> & { details?: Record<string, unknown> },

@@ -1,8 +1,9 @@
 import { type Static, Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
+import type { AuditFilter, AuditRecord } from '../audit/model.js';
 import { generateApiKey } from '../auth/api-keys.js';
+import type { ApiKeyRecord } from '../auth/model.js';
 import { ApiError } from '../errors.js';
-import type { ApiKeyRecord, AuditFilter, AuditRecord } from '../storage/types.js';
 import { audit, iso, isoOrNull, type RouteContext } from './context.js';
 import {
   ApiKeyView,

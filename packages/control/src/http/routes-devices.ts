@@ -3,11 +3,11 @@ import { Type } from '@sinclair/typebox';
 import type { ValidateFunction } from 'ajv';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
+import type { DeviceRecord, NewDevice } from '../devices/model.js';
 import { generateDeviceSecret, hashDeviceSecret } from '../devices/secret.js';
 import { ApiError } from '../errors.js';
 import { revokeDeletedDeviceTokens } from '../revocation/revoke.js';
 import type { Selector } from '../selector.js';
-import type { DeviceRecord, NewDevice } from '../storage/types.js';
 import { audit, iso, isoOrNull, type RouteContext } from './context.js';
 import { describeAjvError } from './errors.js';
 import {

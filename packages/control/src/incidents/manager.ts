@@ -12,8 +12,9 @@ import { join } from 'node:path';
 import type { Clock } from '@breakwater/broker';
 import type { Logger } from 'pino';
 import type { AlertEvent, AlertSink } from '../alerts/types.js';
+import type { AuditRepository } from '../audit/model.js';
 import { ApiError } from '../errors.js';
-import type { ControlStorage, Repositories } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
 import {
   type Durations,
   durations,
@@ -26,6 +27,7 @@ import {
   type AlertSeverity,
   type IncidentAlertRecord,
   type IncidentRecord,
+  type IncidentRepository,
   type IncidentState,
   type IncidentType,
   incidentRef,
@@ -117,8 +119,14 @@ export interface IncidentDetail {
   runbook: (RunbookMeta & { path: string }) | { slug: string; title: null; path: string };
 }
 
+/** Incidents change with their audit entry, in one transaction. */
+export interface IncidentRepositories {
+  readonly incidents: IncidentRepository;
+  readonly audit: AuditRepository;
+}
+
 export interface IncidentManagerOptions {
-  storage: ControlStorage;
+  storage: Transactional<IncidentRepositories>;
   clock: Clock;
   runbooks: RunbookLibrary;
   logger?: Logger | null;
@@ -134,7 +142,7 @@ const stateAction: Record<IncidentState, string> = {
 };
 
 export class IncidentManager implements AlertSink {
-  readonly #storage: ControlStorage;
+  readonly #storage: Transactional<IncidentRepositories>;
   readonly #clock: Clock;
   readonly #logger: Logger | null;
   readonly runbooks: RunbookLibrary;
@@ -304,7 +312,7 @@ export class IncidentManager implements AlertSink {
   }
 
   #audit(
-    tx: Repositories,
+    tx: IncidentRepositories,
     by: IncidentActor,
     action: string,
     incidentId: number,
@@ -322,7 +330,7 @@ export class IncidentManager implements AlertSink {
     });
   }
 
-  async #mustGet(repos: Repositories, id: number): Promise<IncidentRecord> {
+  async #mustGet(repos: Pick<IncidentRepositories, 'incidents'>, id: number): Promise<IncidentRecord> {
     const incident = await repos.incidents.get(id);
     if (incident === null) throw new ApiError('BW_ERR_API_NOT_FOUND', `incident ${incidentRef(id)}`);
     return incident;

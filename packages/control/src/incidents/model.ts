@@ -3,7 +3,8 @@
  * Times are epoch milliseconds; the HTTP layer renders ISO strings.
  */
 import type { AlertSeverity, IncidentType } from '../alerts/types.js';
-import type { AuditRecord, Page } from '../storage/types.js';
+import type { AuditRecord } from '../audit/model.js';
+import type { Page } from '../storage/page.js';
 
 export type { AlertSeverity, IncidentType } from '../alerts/types.js';
 

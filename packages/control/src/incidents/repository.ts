@@ -3,10 +3,12 @@
  * SqlExecutor, SQLite + PostgreSQL). Tables: migrations.ts (incidents, incident_timeline,
  * incident_alerts).
  */
+
+import type { AuditRecord } from '../audit/model.js';
 import { ApiError } from '../errors.js';
 import type { SqlExecutor } from '../storage/executor.js';
+import type { Page } from '../storage/page.js';
 import { jsonOrNull, num, numOrNull, Params, type Row, strOrNull } from '../storage/sql-values.js';
-import type { AuditRecord, Page } from '../storage/types.js';
 import type {
   AlertSeverity,
   IncidentAlertRecord,

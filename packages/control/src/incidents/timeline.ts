@@ -10,7 +10,7 @@
  * while both were open, which is what their responders saw.
  */
 import { readFileSync } from 'node:fs';
-import type { AuditRecord } from '../storage/types.js';
+import type { AuditRecord } from '../audit/model.js';
 import type { IncidentRecord, IncidentRepository, TimelineKind, TimelineRecord } from './model.js';
 
 /**

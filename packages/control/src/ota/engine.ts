@@ -1,5 +1,5 @@
 /**
- * The campaign engine (a ControlService): notifies a wave's devices, follows their reports,
+ * The campaign engine (started and closed with the control plane): notifies a wave's devices, follows their reports,
  * times out silent devices, checks the wave's health gate, advances after the soak, completes —
  * and halts, by hand (the OTA kill switch) or by itself when a gate fails.
  *
@@ -21,17 +21,19 @@
 import { randomBytes } from 'node:crypto';
 import type { Clock, TimerHandle } from '@breakwater/broker';
 import type { Logger } from 'pino';
+import type { AuditRepository } from '../audit/model.js';
+import type { DeviceRepository } from '../devices/model.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
-import type { ControlService } from '../http/app.js';
 import { requireTargeted, type Selector } from '../selector.js';
-import type { ControlStorage, Repositories } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
 import { assignWaves } from './assignment.js';
 import { countsToHealth, effectiveGate, failureGate, soakGate } from './gates.js';
 import {
   ACTIVE_JOB_STATES,
   type Artifact,
   type CampaignRecord,
+  type CampaignRepository,
   type CampaignState,
   type DeviceJobRecord,
   type Gate,
@@ -129,8 +131,15 @@ export interface CampaignEvents {
   gateHaltResolved(e: { campaignId: string; wave: number; how: 'resumed' | 'rolled back' }): void;
 }
 
+/** What the engine reads and writes: campaigns, the registry (targets, firmware versions), audit. */
+export interface CampaignRepositories {
+  readonly campaigns: CampaignRepository;
+  readonly devices: DeviceRepository;
+  readonly audit: AuditRepository;
+}
+
 export interface CampaignEngineOptions {
-  storage: ControlStorage;
+  storage: Transactional<CampaignRepositories>;
   clock: Clock;
   fleet: FleetBroker | null;
   logger?: Logger | null;
@@ -182,8 +191,8 @@ export function validateWaves(waves: readonly WaveSpec[]): void {
   }
 }
 
-export class CampaignEngine implements ControlService {
-  readonly #storage: ControlStorage;
+export class CampaignEngine {
+  readonly #storage: Transactional<CampaignRepositories>;
   readonly #clock: Clock;
   readonly #fleet: FleetBroker | null;
   readonly #logger: Logger | null;
@@ -611,7 +620,7 @@ export class CampaignEngine implements ControlService {
   }
 
   #audit(
-    tx: Repositories,
+    tx: CampaignRepositories,
     actor: CampaignActor,
     action: string,
     campaignId: string,

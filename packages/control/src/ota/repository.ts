@@ -2,8 +2,8 @@
 import { ApiError, DuplicateKeyError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import { isUniqueViolation, type SqlExecutor } from '../storage/executor.js';
+import type { Page } from '../storage/page.js';
 import { num, numOrNull, Params, type Row, strOrNull } from '../storage/sql-values.js';
-import type { Page } from '../storage/types.js';
 import {
   ACTIVE_JOB_STATES,
   type Artifact,

@@ -3,7 +3,7 @@
  * repository that stores them. Times are epoch milliseconds, like the rest of storage.
  */
 import type { Selector } from '../selector.js';
-import type { Page } from '../storage/types.js';
+import type { Page } from '../storage/page.js';
 
 export interface Artifact {
   url: string;

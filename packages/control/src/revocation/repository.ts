@@ -2,8 +2,8 @@
 import { ApiError } from '../errors.js';
 import type { Selector } from '../selector.js';
 import type { SqlExecutor } from '../storage/executor.js';
+import type { Page } from '../storage/page.js';
 import type { Row } from '../storage/sql-values.js';
-import type { Page } from '../storage/types.js';
 import type {
   ActiveRevocations,
   NewRevocation,

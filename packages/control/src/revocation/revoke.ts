@@ -6,13 +6,21 @@
 import { randomBytes } from 'node:crypto';
 import type { RevocationEntry } from '@breakwater/broker';
 import type { FastifyRequest } from 'fastify';
+import type { AuditRepository } from '../audit/model.js';
+import type { DeviceRepository } from '../devices/model.js';
 import { ApiError } from '../errors.js';
 import { audit, type RouteContext, reasonOf } from '../http/context.js';
 import { requireTargeted, type Selector } from '../selector.js';
-import type { Repositories } from '../storage/types.js';
 import { denylistEntries, denylistKey } from './denylist.js';
 import { enforce, liveVictims, NO_BROKER_WARNING, release } from './enforce.js';
-import type { NewRevocation, RevocationKind, RevocationRecord } from './types.js';
+import type { NewRevocation, RevocationKind, RevocationRecord, RevocationRepository } from './types.js';
+
+/** A revocation resolves devices and is stored with its audit entry (one transaction). */
+export interface RevocationRepositories {
+  readonly devices: DeviceRepository;
+  readonly revocations: RevocationRepository;
+  readonly audit: AuditRepository;
+}
 
 /** What a caller asks for (the request body minus `reason`). */
 export interface RevokeInput {
@@ -93,7 +101,7 @@ function kindOf(input: RevokeInput): RevocationKind {
 }
 
 async function plan(
-  repos: Repositories,
+  repos: RevocationRepositories,
   ctx: RouteContext,
   request: FastifyRequest,
   input: RevokeInput,
@@ -150,7 +158,7 @@ async function plan(
 }
 
 async function persist(
-  tx: Repositories,
+  tx: RevocationRepositories,
   ctx: RouteContext,
   request: FastifyRequest,
   p: Plan,
@@ -231,7 +239,7 @@ export function createRevocation(
  * without asking the registry). Returns the step to run after the commit.
  */
 export async function revokeDeletedDeviceTokens(
-  tx: Repositories,
+  tx: RevocationRepositories,
   ctx: RouteContext,
   request: FastifyRequest,
   deviceId: string,

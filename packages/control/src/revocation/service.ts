@@ -1,19 +1,26 @@
 /**
- * The revocation ControlService: at control-plane start, every active revocation goes onto the
- * guard's denylist, so a restarted broker keeps refusing what was revoked before (the denylist
- * itself is in-memory).
+ * The revocation service (started with the control plane): at start, every active revocation
+ * goes onto the guard's denylist, so a restarted broker keeps refusing what was revoked before
+ * (the denylist itself is in-memory).
  */
 import type { Logger } from 'pino';
 import type { FleetBroker } from '../fleet-broker.js';
-import type { ControlService } from '../http/app.js';
-import type { ControlStorage } from '../storage/types.js';
 import { activeEntries } from './denylist.js';
+import type { RevocationRepository } from './types.js';
+
+/** Fits http/app.ts's ControlService by shape; declared here so this module need not import the app. */
+export interface RevocationLoader {
+  start(): Promise<void>;
+  close(): void;
+  /** Denylist entries loaded at the last start. */
+  loaded: number;
+}
 
 export function revocationService(
-  storage: ControlStorage,
+  storage: { readonly revocations: Pick<RevocationRepository, 'active'> },
   fleet: FleetBroker,
   logger: Logger | null = null,
-): ControlService & { loaded: number } {
+): RevocationLoader {
   const service = {
     loaded: 0,
     async start() {

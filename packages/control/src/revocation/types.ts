@@ -5,7 +5,7 @@
  * listed. Times are epoch ms.
  */
 import type { Selector } from '../selector.js';
-import type { Page } from '../storage/types.js';
+import type { Page } from '../storage/page.js';
 
 export const revocationKinds = ['device', 'selector', 'token', 'all'] as const;
 /**

@@ -1,4 +1,5 @@
-import type { StorageDialect } from './types.js';
+/** The SQL dialects the repositories are written for (placeholders, upserts, advisory locks). */
+export type StorageDialect = 'sqlite' | 'postgres';
 
 /**
  * What the repositories need from a driver: run one statement. SQL is written once with `$1`

@@ -12,7 +12,7 @@
 import { INCIDENTS_MIGRATION } from '../incidents/migration.js';
 import { OTA_MIGRATION } from '../ota/migration.js';
 import { REVOCATIONS_MIGRATION } from '../revocation/migration.js';
-import type { StorageDialect } from './types.js';
+import type { StorageDialect } from './executor.js';
 
 const migrations: readonly string[] = [
   `

@@ -2,33 +2,28 @@
  * The repositories, written once over SqlExecutor for both drivers. Portable SQL only:
  * `$n` placeholders, `ON CONFLICT`, `RETURNING`, `CASE` instead of GREATEST/MAX(a, b).
  */
+
+import type { AuditEntry, AuditFilter, AuditRecord, AuditRepository } from '../audit/model.js';
+import type { ApiKeyRecord, ApiKeyRepository, ApiKeyRole } from '../auth/model.js';
 import { SqlConfigPushes } from '../config-push/repository.js';
+import type { ConnectionState } from '../devices/connection-state.js';
+import type {
+  DevicePatch,
+  DeviceRecord,
+  DeviceRepository,
+  NewDevice,
+  PresenceUpdate,
+} from '../devices/model.js';
 import { ApiError, DuplicateKeyError } from '../errors.js';
 import { SqlIncidents } from '../incidents/repository.js';
 import { SqlCampaigns } from '../ota/repository.js';
 import { SqlRevocations } from '../revocation/repository.js';
 import type { Selector } from '../selector.js';
+import type { SigningKeyRecord, SigningKeyRepository } from '../tokens/model.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
+import type { Page } from './page.js';
 import { decodeCursor, encodeCursor, num, numOrNull, Params, type Row, strOrNull } from './sql-values.js';
-import type {
-  ApiKeyRecord,
-  ApiKeyRepository,
-  ApiKeyRole,
-  AuditEntry,
-  AuditFilter,
-  AuditRecord,
-  AuditRepository,
-  ConnectionState,
-  DevicePatch,
-  DeviceRecord,
-  DeviceRepository,
-  NewDevice,
-  Page,
-  PresenceUpdate,
-  Repositories,
-  SigningKeyRecord,
-  SigningKeyRepository,
-} from './types.js';
+import type { Repositories } from './types.js';
 
 async function guardUnique<T>(what: string, op: () => Promise<T>): Promise<T> {
   try {

@@ -11,11 +11,15 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Clock } from '@breakwater/broker';
 import { type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import { ApiError } from '../errors.js';
-import type { ControlStorage, SigningKeyRecord } from '../storage/types.js';
+import type { Transactional } from '../storage/transactional.js';
 import { decryptPrivateKey, encryptPrivateKey } from './key-encryption.js';
+import type { SigningKeyRecord, SigningKeyRepository } from './model.js';
+
+/** The issuer reads and writes signing keys only. */
+export type SigningKeyStorage = Transactional<{ readonly signingKeys: SigningKeyRepository }>;
 
 export interface TokenIssuerOptions {
-  storage: ControlStorage;
+  storage: SigningKeyStorage;
   /** Key-encryption key for the private keys at rest (tokens/key-encryption.ts). */
   kek: Buffer;
   clock: Clock;
@@ -42,7 +46,7 @@ export class TokenIssuer {
   readonly issuer: string;
   readonly audience: string;
   readonly maxTtlSec: number;
-  readonly #storage: ControlStorage;
+  readonly #storage: SigningKeyStorage;
   readonly #kek: Buffer;
   readonly #clock: Clock;
   /** Decrypted private keys by kid: decryption + import once per key, not per token. */
