@@ -147,6 +147,25 @@ export async function main(
     .addOption(
       new Option('--protections <mode>', 'off: the scenario weakened configuration').choices(['on', 'off']),
     )
+    .addOption(
+      new Option(
+        '--firmware <kind>',
+        'device reconnect firmware: fleet (SDK backoff) or naive (fixed 1 s)',
+      ).choices(['fleet', 'naive']),
+    )
+    .addOption(
+      new Option('--cache <state>', 'auth cache when the storm hits: cold (first connect) or warm').choices([
+        'cold',
+        'warm',
+      ]),
+    )
+    .option(
+      '--matrix [cells]',
+      'run the matrix protections x firmware x auth cache: every cell, or e.g. on/naive/warm,off/*/cold',
+    )
+    .addOption(
+      new Option('--scale <size>', 'ci: the small test scale; full (default)').choices(['ci', 'full']),
+    )
     .option('--seed <n>', 'random seed of the fleet')
     .action(async (name: string, options: GamedayRunFlags) => {
       exitCode = await runGameday(name, options, { stdout, stderr });

@@ -6,7 +6,15 @@
 import { writeMatrixReport } from './report/matrix.js';
 import { writeReport } from './report/write.js';
 import { findScenario, scenarios } from './scenarios/catalog.js';
-import { CACHES, cellName, defaultFirmware, FIRMWARES, matrixAxes, selectCells } from './scenarios/matrix.js';
+import {
+  CACHES,
+  cellName,
+  defaultFirmware,
+  FIRMWARES,
+  matrixAxes,
+  matrixCells,
+  selectCells,
+} from './scenarios/matrix.js';
 import { runMatrix, runScenario } from './scenarios/runner.js';
 import type {
   AuthCache,
@@ -153,10 +161,13 @@ export function resolveCells(def: ScenarioDefinition, flags: GamedayRunFlags): M
 export function listScenarios(io: GamedayIo): number {
   const width = Math.max(...scenarios.map((s) => s.name.length));
   for (const s of scenarios) {
-    const a = matrixAxes(s);
-    const cells = a.protections.length * a.firmware.length * a.cache.length;
+    const a = s.matrix;
+    const cells = matrixCells(s);
+    const matrix = a
+      ? `${cells.length} cells, ${a.protections.join('|')} × ${a.firmware.join('|')} × ${a.cache.join('|')}`
+      : cells.map(cellName).join(', ');
     io.stdout.write(
-      `${s.name.padEnd(width)}  ${s.title} (full scale: ${s.defaults.devices.toLocaleString('en-US')} devices, ${s.defaults.durationS} s; matrix: ${cells} cells, ${a.protections.join('|')} × ${a.firmware.join('|')} × ${a.cache.join('|')})\n`,
+      `${s.name.padEnd(width)}  ${s.title} (full scale: ${s.defaults.devices.toLocaleString('en-US')} devices, ${s.defaults.durationS} s; matrix: ${matrix})\n`,
     );
   }
   return 0;

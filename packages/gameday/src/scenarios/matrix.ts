@@ -37,13 +37,25 @@ export function defaultFirmware(protections: Protections): Firmware {
   return protections === 'on' ? 'fleet' : 'naive';
 }
 
+/** The scenario's axes; without a `matrix` of its own: protections on and off, warm, its default firmware. */
 export function matrixAxes(def: ScenarioDefinition): MatrixAxes {
-  return def.matrix ?? { protections: PROTECTIONS, firmware: ['fleet'], cache: ['warm'] };
+  return def.matrix ?? { protections: PROTECTIONS, firmware: FIRMWARES, cache: ['warm'] };
 }
 
-/** Every cell of the scenario's matrix: protections outermost, then firmware, then cache. */
+/**
+ * Every cell of the scenario's matrix: protections outermost, then firmware, then cache. A
+ * scenario without a `matrix` (not a storm) has two cells, each protections setting with the
+ * firmware it always ran: on/fleet/warm and off/naive/warm.
+ */
 export function matrixCells(def: ScenarioDefinition): MatrixCell[] {
-  const axes = matrixAxes(def);
+  if (!def.matrix) {
+    return PROTECTIONS.map((protections) => ({
+      protections,
+      firmware: defaultFirmware(protections),
+      cache: 'warm' as const,
+    }));
+  }
+  const axes = def.matrix;
   const out: MatrixCell[] = [];
   for (const protections of axes.protections)
     for (const firmware of axes.firmware)
