@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ApiError } from '../src/errors.js';
 import { assignWaves, cumulativeCounts, rankOf } from '../src/ota/assignment.js';
-import { acceptTransition, validateWaves } from '../src/ota/engine.js';
+import { validateWaves } from '../src/ota/drafts.js';
 import { countsToHealth, failureGate, soakGate } from '../src/ota/gates.js';
+import { acceptTransition } from '../src/ota/job-reports.js';
 import type { Gate, JobState, WaveSpec } from '../src/ota/types.js';
 
 const ids = Array.from({ length: 1000 }, (_, i) => `dev-${i}`);

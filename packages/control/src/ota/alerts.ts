@@ -1,6 +1,6 @@
 /** Campaign engine → alerting: a gate halt raises `ota-gate-failed`; resume or rollback clears it. */
 import type { AlertEngine } from '../alerts/engine.js';
-import type { CampaignEvents } from './engine.js';
+import type { CampaignEvents } from './events.js';
 
 export function otaGateAlerts(alerts: Pick<AlertEngine, 'raise' | 'clear'>): CampaignEvents {
   return {
