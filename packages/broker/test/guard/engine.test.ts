@@ -21,7 +21,7 @@ describe('auth engine with the http authenticator', () => {
   const clock = new FakeClock();
   const tmp = tempDir('engine');
   const metrics = new GuardMetrics(new Registry());
-  const audited: Array<{ action: string; actor: string; listener: string }> = [];
+  const audited: Array<{ action: string; actor: string; listener?: string }> = [];
   let slowStarts = 0;
   const state = {
     mode: 'allow' as Mode,
