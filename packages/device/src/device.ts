@@ -5,260 +5,36 @@
  * the previous one is always ended with `end(true)` and its stream destroyed before the next is
  * created, so a device never holds two sockets (the zombie-socket incident in DESIGN.md §1 was a
  * client-side leak as much as a server-side one).
+ *
+ * This module is the connection loop (attempt, connected, finish, backoff, auth breaker, token
+ * renewal). One attempt's client options and how its end is read: connection-attempt.ts. What
+ * flows over the connection: desired-config.ts (config push), commands.ts, ota-channel.ts (the
+ * glue to the OTA runner in ota.ts). Options: device-options.ts; events and counters:
+ * device-events.ts.
  */
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Socket } from 'node:net';
+import { type IClientPublishOptions, type IPublishPacket, connect as mqttConnect, type Packet } from 'mqtt';
+import { AuthBreaker, isAuthFailure } from './auth-breaker.js';
+import { CommandChannel, type CommandHandler } from './commands.js';
 import {
-  type IClientOptions,
-  type IClientPublishOptions,
-  type IConnackPacket,
-  type IDisconnectPacket,
-  type IPublishPacket,
-  type MqttClient,
-  connect as mqttConnect,
-  type Packet,
-} from 'mqtt';
-import { AuthBreaker, type AuthBreakerOptions, isAuthFailure } from './auth-breaker.js';
-import {
-  type CaInput,
-  type Credentials,
-  credentialFields,
-  defaultRefreshMarginMs,
-  signBody,
-  TokenManager,
-  validateCredentials,
-} from './credentials.js';
+  type Attempt,
+  attemptEnding,
+  clientOptions,
+  destroyClient,
+  setTcpKeepAlive,
+} from './connection-attempt.js';
+import { defaultRefreshMarginMs, signBody, TokenManager } from './credentials.js';
+import { type ConfigHandler, type DesiredConfig, DesiredConfigChannel } from './desired-config.js';
+import type { DeviceCounters, DeviceEvents, DeviceState, ReconnectingEvent } from './device-events.js';
+import { type ClientFactory, type DeviceOptions, resolvePolicy, validateOptions } from './device-options.js';
 import { DeviceError } from './errors.js';
-import { type OobOptions, type OobReport, OobReporter, type OobStats } from './oob.js';
-import { type OtaHandler, OtaRunner, type OtaStatusReport, parseOtaMessage } from './ota.js';
-import { fleetPolicy, naivePolicy, type ReconnectPolicy } from './policy.js';
+import { type OobOptions, OobReporter, type OobStats } from './oob.js';
+import type { OtaHandler } from './ota.js';
+import { OtaChannel } from './ota-channel.js';
+import type { ReconnectPolicy } from './policy.js';
 import { type Random, systemRandom } from './random.js';
 import { type Scheduler, systemScheduler } from './scheduler.js';
 import { ServerRotation } from './servers.js';
-
-export type DeviceState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'auth-blocked' | 'stopped';
-
-/** Builds an MQTT.js client. Tests may pass their own; the default is MQTT.js `connect`. */
-export type ClientFactory = (url: string, options: IClientOptions) => MqttClient;
-
-export interface DeviceTlsOptions {
-  /** CA certificate(s) for `mqtts://` servers with a private CA. */
-  ca?: CaInput;
-  rejectUnauthorized?: boolean;
-  servername?: string;
-}
-
-export interface DeviceOptions {
-  /** Broker URL(s) (`mqtt://`, `mqtts://`, `ws://`, `wss://`), tried in rotation. */
-  servers: string | readonly string[];
-  /** Device id: the MQTT client id and the `{id}` in `$fleet/{id}/…`. */
-  deviceId: string;
-  credentials?: Credentials;
-  tls?: DeviceTlsOptions;
-  /** Reconnect policy: an object, or 'fleet' (default) / 'naive'. */
-  policy?: ReconnectPolicy | 'fleet' | 'naive';
-  authBreaker?: Partial<AuthBreakerOptions>;
-  /** Out-of-band reports (HTTPS). Without it, breaker events are only emitted locally. */
-  oob?: OobOptions;
-  /** Current firmware version (reported out of band; compared with OTA job versions). */
-  firmware?: string;
-  /** MQTT keepalive, seconds (default 60). */
-  keepaliveSec?: number;
-  /** Time allowed from TCP connect to CONNACK (default 10 s). */
-  connectTimeoutMs?: number;
-  /** Clean start (default false: the session, its subscriptions and queued QoS 1 survive). */
-  cleanStart?: boolean;
-  /** MQTT 5 Session Expiry Interval, seconds (default 1 day). */
-  sessionExpirySec?: number;
-  /** 5 (default) or 4 (MQTT 3.1.1). */
-  protocolVersion?: 4 | 5;
-  /** TCP keepalive initial delay, ms (default 30 s); false turns TCP keepalive off. */
-  tcpKeepAliveMs?: number | false;
-  /** Subscribe to `$fleet/{id}/config` and `$fleet/{id}/commands/#` (default true). */
-  fleetTopics?: boolean;
-  /** Last will, sent by the broker if the device vanishes. */
-  will?: IClientOptions['will'];
-  /** Random source for every jittered delay (default Math.random). */
-  random?: Random;
-  /** Clock and timers for the reconnect loop (default the system clock). */
-  scheduler?: Scheduler;
-  /** MQTT.js client factory (test seam). */
-  clientFactory?: ClientFactory;
-}
-
-export interface DeviceCounters {
-  /** Connection attempts started. */
-  attempts: number;
-  /** Attempts that did not end in a successful CONNACK. */
-  failures: number;
-  /** Attempts refused for authentication. */
-  authFailures: number;
-  /** Successful connects. */
-  connects: number;
-  /** Connections lost after a successful connect. */
-  disconnects: number;
-  /** Time spent waiting in policy backoff, ms. */
-  backoffMs: number;
-  /** Time spent waiting with the auth breaker open, ms. */
-  authBlockedMs: number;
-}
-
-export interface ConnectedEvent {
-  url: string;
-  sessionPresent: boolean;
-  /** Attempts in this connect cycle, including the successful one. */
-  attempt: number;
-}
-
-export interface DisconnectedEvent {
-  url: string;
-  /** Reason code of the server's DISCONNECT, if it sent one. */
-  reasonCode: number | null;
-  reason: 'server-disconnect' | 'connection-lost' | 'planned';
-  error: Error | null;
-}
-
-export interface ReconnectingEvent {
-  /** Wait before the next attempt, ms (policy delay, server hint applied). */
-  delayMs: number;
-  /** Retry number in the current cycle (1 = first retry). */
-  attempt: number;
-  /** Why the last attempt or connection ended. */
-  cause: 'network' | 'refused' | 'auth' | 'redirect' | 'disconnected' | 'token';
-  /** Reason code of the refusal or DISCONNECT, if any. */
-  reasonCode: number | null;
-  /** The server's `retry-after-ms`, if it sent one. */
-  serverHintMs: number | null;
-  /** Where the next attempt goes, when a redirect told us. */
-  redirectedTo: string | null;
-}
-
-export interface AuthBreakerOpenEvent {
-  openForMs: number;
-  /** Epoch ms of the next attempt. */
-  until: number;
-  consecutiveFailures: number;
-  lastError: Error | null;
-}
-
-/** The desired configuration delivered on `$fleet/{id}/config` (a JSON object). */
-export type DesiredConfig = Record<string, unknown>;
-
-export interface ConfigEvent {
-  version: string;
-  config: DesiredConfig;
-}
-
-export interface Command {
-  /** Topic suffix after `$fleet/{id}/commands/`, e.g. `reboot`. */
-  name: string;
-  topic: string;
-  payload: Buffer;
-  /** Parsed JSON payload, or undefined when it is not JSON. */
-  data: unknown;
-  responseTopic: string | null;
-  correlationData: Buffer | null;
-}
-
-export type ConfigHandler = (config: DesiredConfig, meta: { version: string }) => void | Promise<void>;
-/** A command handler; when the command has a response topic, the result is published there. */
-export type CommandHandler = (command: Command) => unknown;
-
-export interface DeviceEvents {
-  state: [state: DeviceState];
-  connected: [event: ConnectedEvent];
-  disconnected: [event: DisconnectedEvent];
-  reconnecting: [event: ReconnectingEvent];
-  'auth-breaker-open': [event: AuthBreakerOpenEvent];
-  config: [event: ConfigEvent];
-  command: [command: Command];
-  ota: [status: OtaStatusReport];
-  oob: [
-    event: { outcome: 'sent' | 'failed' | 'dropped' | 'rejected'; report: OobReport; error: Error | null },
-  ];
-  /** Emitted only when someone listens: an SDK must never crash its host with an unhandled 'error'. */
-  error: [error: Error];
-}
-
-interface Attempt {
-  client: MqttClient;
-  url: string;
-  connack: IConnackPacket | null;
-  disconnect: IDisconnectPacket | null;
-  error: Error | null;
-  connected: boolean;
-  done: boolean;
-  planned: boolean;
-  tokenExpiresAt: number | null;
-}
-
-interface OutboxEntry {
-  topic: string;
-  payload: string;
-  retain: boolean;
-}
-
-const RETRY_AFTER = 'retry-after-ms';
-const OUTBOX_LIMIT = 64;
-
-// MQTT 5.0 §3.2.2.2 / §3.14.2.1: "use another server" (temporary) and "server moved" (permanent).
-const USE_ANOTHER_SERVER = 0x9c;
-const SERVER_MOVED = 0x9d;
-
-/** Reads the `retry-after-ms` user property (last value wins when repeated). */
-export function readRetryAfterMs(
-  userProperties: Record<string, string | string[]> | undefined,
-): number | null {
-  const raw = userProperties?.[RETRY_AFTER];
-  const v = Array.isArray(raw) ? raw[raw.length - 1] : raw;
-  if (v === undefined) return null;
-  const n = Number(v);
-  return Number.isFinite(n) && n > 0 ? Math.floor(n) : null;
-}
-
-function resolvePolicy(p: DeviceOptions['policy']): ReconnectPolicy {
-  if (p === undefined || p === 'fleet') return fleetPolicy();
-  if (p === 'naive') return naivePolicy();
-  if (typeof p === 'object' && p !== null && typeof p.nextDelayMs === 'function') return p;
-  throw new DeviceError(
-    'BW_ERR_DEVICE_OPTIONS_INVALID',
-    "policy: expected 'fleet', 'naive' or a ReconnectPolicy",
-  );
-}
-
-function validateOptions(o: DeviceOptions): void {
-  const bad = (why: string) => new DeviceError('BW_ERR_DEVICE_OPTIONS_INVALID', why);
-  if (typeof o !== 'object' || o === null) throw bad('options must be an object');
-  if (typeof o.deviceId !== 'string' || o.deviceId === '') throw bad('deviceId must be a non-empty string');
-  // The id is a topic level in `$fleet/{id}/…`: wildcards or separators would break the ACL.
-  if (/[+#/]/.test(o.deviceId) || o.deviceId.includes('\0'))
-    throw bad(`deviceId must not contain '/', '+', '#' or NUL: ${o.deviceId}`);
-  const servers = typeof o.servers === 'string' ? [o.servers] : o.servers;
-  if (!Array.isArray(servers) || servers.length === 0)
-    throw bad('servers must be a URL or a non-empty list of URLs');
-  for (const s of servers) {
-    try {
-      const u = new URL(s);
-      if (!['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'tls:', 'ws:', 'wss:'].includes(u.protocol)) throw new Error();
-    } catch {
-      throw bad(`servers: not an MQTT URL: ${s}`);
-    }
-  }
-  validateCredentials(o.credentials);
-  for (const k of ['keepaliveSec', 'connectTimeoutMs', 'sessionExpirySec'] as const) {
-    const v = o[k];
-    if (v !== undefined && !(Number.isInteger(v) && v >= 0)) throw bad(`${k} must be a non-negative integer`);
-  }
-  if (o.protocolVersion !== undefined && o.protocolVersion !== 4 && o.protocolVersion !== 5) {
-    throw bad('protocolVersion must be 4 or 5');
-  }
-  // Renamed/confusable options: say what to use instead (fastify/undici style).
-  const legacy = o as unknown as Record<string, unknown>;
-  if ('reconnectPeriod' in legacy) throw bad('unsupported reconnectPeriod, use policy instead');
-  if ('keepalive' in legacy) throw bad('unsupported keepalive, use keepaliveSec instead');
-  if ('clean' in legacy) throw bad('unsupported clean, use cleanStart instead');
-}
 
 export class Device extends EventEmitter<DeviceEvents> {
   readonly deviceId: string;
@@ -280,7 +56,9 @@ export class Device extends EventEmitter<DeviceEvents> {
   readonly #breaker: AuthBreaker;
   readonly #tokens: TokenManager | null;
   readonly #oob: OobReporter | null;
-  readonly #commandsPrefix: string;
+  readonly #config: DesiredConfigChannel;
+  readonly #commands: CommandChannel;
+  readonly #ota: OtaChannel;
   readonly #counters: DeviceCounters = {
     attempts: 0,
     failures: 0,
@@ -302,15 +80,6 @@ export class Device extends EventEmitter<DeviceEvents> {
   #wait: { kind: 'backoff' | 'auth-blocked'; startedAt: number } | null = null;
   #tokenTimers: unknown[] = [];
   #lastError: Error | null = null;
-
-  #configHandler: ConfigHandler | null = null;
-  #appliedConfigVersion: string | null = null;
-  #configChain: Promise<void> = Promise.resolve();
-  #commandHandler: CommandHandler | null = null;
-  #ota: OtaRunner | null = null;
-  #outbox: OutboxEntry[] = [];
-  #reported: { payload: string; waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> } | null =
-    null;
 
   constructor(options: DeviceOptions) {
     super();
@@ -340,7 +109,24 @@ export class Device extends EventEmitter<DeviceEvents> {
       ota: `${base}/ota`,
       otaStatus: `${base}/ota/status`,
     });
-    this.#commandsPrefix = `${base}/commands/`;
+    this.#config = new DesiredConfigChannel(this.topics.configReported, {
+      config: (event) => this.emit('config', event),
+      error: (err) => this.#emitError(err),
+    });
+    this.#commands = new CommandChannel(`${base}/commands/`, {
+      publish: (topic, payload, publishOptions) => this.publish(topic, payload, publishOptions),
+      command: (command) => this.emit('command', command),
+      error: (err) => this.#emitError(err),
+    });
+    this.#ota = new OtaChannel(this.topics.otaStatus, {
+      current: () => this.#current,
+      firmware: () => this.#firmware,
+      setFirmware: (version) => {
+        this.#firmware = version;
+      },
+      status: (report) => this.emit('ota', report),
+      error: (err) => this.#emitError(err),
+    });
     if (options.oob) {
       const oobOptions: OobOptions = { ...options.oob };
       if (c && 'cert' in c && oobOptions.clientCert === undefined) {
@@ -402,7 +188,7 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   /** Resolves when the running OTA job (if any) has finished. */
   otaIdle(): Promise<void> {
-    return this.#ota?.idle() ?? Promise.resolve();
+    return this.#ota.idle();
   }
 
   /** Starts connecting (at once; the policy applies from the first failure on). */
@@ -442,10 +228,9 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#clearWait();
     this.#clearTokenTimers();
     this.#setState('stopped');
-    this.#ota?.close();
+    this.#ota.close();
     this.#oob?.close();
-    for (const w of this.#reported?.waiters ?? []) w.reject(new DeviceError('BW_ERR_DEVICE_STOPPED'));
-    this.#reported = null;
+    this.#config.abandon(new DeviceError('BW_ERR_DEVICE_STOPPED'));
     const a = this.#current;
     this.#current = null;
     if (!a || a.done) return;
@@ -485,7 +270,7 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   /** Registers the desired-config handler. It runs once per config version. */
   onConfig(handler: ConfigHandler): this {
-    this.#configHandler = handler;
+    this.#config.onConfig(handler);
     return this;
   }
 
@@ -496,35 +281,18 @@ export class Device extends EventEmitter<DeviceEvents> {
    */
   reportConfig(config: DesiredConfig): Promise<void> {
     if (this.#state === 'stopped') return Promise.reject(new DeviceError('BW_ERR_DEVICE_STOPPED'));
-    const payload = JSON.stringify(config);
-    return new Promise((resolve, reject) => {
-      const waiters = this.#reported?.waiters ?? [];
-      waiters.push({ resolve, reject });
-      this.#reported = { payload, waiters };
-      if (this.#current?.connected) this.#flushReported(this.#current);
-    });
+    return this.#config.report(config, this.#current);
   }
 
   /** Registers the command handler for `$fleet/{id}/commands/#`. */
   onCommand(handler: CommandHandler): this {
-    this.#commandHandler = handler;
+    this.#commands.onCommand(handler);
     return this;
   }
 
   /** Registers the OTA handler and subscribes to `$fleet/{id}/ota`. */
   onOta(handler: OtaHandler): this {
-    if (typeof handler?.apply !== 'function') {
-      throw new DeviceError('BW_ERR_DEVICE_OPTIONS_INVALID', 'onOta: handler.apply must be a function');
-    }
-    this.#ota?.close();
-    this.#ota = new OtaRunner(
-      handler,
-      (report) => this.#publishOtaStatus(report),
-      () => this.#firmware,
-      (version) => {
-        this.#firmware = version;
-      },
-    );
+    this.#ota.setHandler(handler);
     const a = this.#current;
     if (a?.connected && !a.done) this.#subscribe(a, [this.topics.ota]);
     return this;
@@ -561,7 +329,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       if (gen !== this.#generation) return;
     }
     const url = this.#servers.next();
-    const client = this.#factory(url, this.#clientOptions(token));
+    const client = this.#factory(url, clientOptions(this.#options, this.#protocolVersion, token));
     const a: Attempt = {
       client,
       url,
@@ -574,7 +342,7 @@ export class Device extends EventEmitter<DeviceEvents> {
       tokenExpiresAt,
     };
     this.#current = a;
-    this.#setTcpKeepAlive(client);
+    setTcpKeepAlive(client, this.#options.tcpKeepAliveMs);
     client.on('packetreceive', (p: Packet) => {
       if (p.cmd === 'connack') a.connack = p;
       else if (p.cmd === 'disconnect') {
@@ -592,43 +360,6 @@ export class Device extends EventEmitter<DeviceEvents> {
     client.on('close', () => this.#finish(a));
   }
 
-  #clientOptions(token: string | undefined): IClientOptions {
-    const o = this.#options;
-    const opts: IClientOptions = {
-      clientId: this.deviceId,
-      protocolVersion: this.#protocolVersion,
-      keepalive: o.keepaliveSec ?? 60,
-      connectTimeout: o.connectTimeoutMs ?? 10_000,
-      // Our loop decides when to reconnect; MQTT.js must never do it behind our back.
-      reconnectPeriod: 0,
-      reconnectOnConnackError: false,
-      clean: o.cleanStart ?? false,
-      // Subscriptions are made by us on every connect; MQTT.js's replay would duplicate them.
-      resubscribe: false,
-      queueQoSZero: false,
-    };
-    // `passphrase` is passed through to tls.connect by MQTT.js but missing from its types.
-    Object.assign(opts, credentialFields(this.deviceId, o.credentials, token));
-    if (this.#protocolVersion === 5) {
-      opts.properties = { sessionExpiryInterval: o.sessionExpirySec ?? 86_400 };
-    }
-    if (o.tls?.ca !== undefined && opts.ca === undefined) opts.ca = o.tls.ca;
-    if (o.tls?.rejectUnauthorized !== undefined) opts.rejectUnauthorized = o.tls.rejectUnauthorized;
-    if (o.tls?.servername !== undefined) opts.servername = o.tls.servername;
-    if (o.will) opts.will = o.will;
-    return opts;
-  }
-
-  #setTcpKeepAlive(client: MqttClient): void {
-    const ms = this.#options.tcpKeepAliveMs ?? 30_000;
-    if (ms === false) return;
-    // MQTT.js builds the stream synchronously in connect(): a net.Socket for mqtt://, a
-    // TLSSocket (also a net.Socket) for mqtts://; websockets have no setKeepAlive. Setting it
-    // before the TCP handshake completes is fine: Node applies it once the handle exists.
-    const stream = client.stream as unknown as Partial<Socket> | undefined;
-    if (typeof stream?.setKeepAlive === 'function') stream.setKeepAlive(true, ms);
-  }
-
   #onConnected(a: Attempt): void {
     if (a.done || this.#current !== a) return;
     a.connected = true;
@@ -640,11 +371,11 @@ export class Device extends EventEmitter<DeviceEvents> {
     this.#setState('connected');
     const topics: string[] = [];
     if (this.#options.fleetTopics !== false) topics.push(this.topics.config, this.topics.commands);
-    if (this.#ota) topics.push(this.topics.ota);
+    if (this.#ota.enabled) topics.push(this.topics.ota);
     if (topics.length > 0) this.#subscribe(a, topics);
     this.#scheduleTokenRenewal(a);
-    this.#flushOutbox(a);
-    if (this.#reported) this.#flushReported(a);
+    this.#ota.flush(a);
+    this.#config.flush(a);
     this.emit('connected', { url: a.url, sessionPresent: a.connack?.sessionPresent === true, attempt });
   }
 
@@ -656,28 +387,10 @@ export class Device extends EventEmitter<DeviceEvents> {
     destroyClient(a.client);
     this.#clearTokenTimers();
     if (this.#state === 'stopped') return;
-    const v5 = this.#protocolVersion === 5;
-    const refusal = a.connected ? null : a.connack;
-    const packet = a.disconnect ?? refusal;
-    const code =
-      a.disconnect?.reasonCode ?? (refusal ? ((v5 ? refusal.reasonCode : refusal.returnCode) ?? null) : null);
-    const hint = readRetryAfterMs(packet?.properties?.userProperties);
-    let redirectedTo: string | null = null;
-    const reference = packet?.properties?.serverReference;
-    if (v5 && (code === USE_ANOTHER_SERVER || code === SERVER_MOVED) && reference) {
-      redirectedTo = this.#servers.redirect(reference, code === SERVER_MOVED, a.url);
-    }
-    const error =
-      a.error ??
-      (code !== null && code !== 0
-        ? new DeviceError(
-            a.connected ? 'BW_ERR_DEVICE_CONNECT_FAILED' : 'BW_ERR_DEVICE_CONNECT_REFUSED',
-            undefined,
-            {
-              reasonCode: code,
-            },
-          )
-        : null);
+    const { refusal, code, hintMs: hint, redirect, error } = attemptEnding(a, this.#protocolVersion);
+    const redirectedTo = redirect
+      ? this.#servers.redirect(redirect.reference, redirect.permanent, a.url)
+      : null;
     if (error) this.#lastError = error;
 
     if (a.connected) {
@@ -857,142 +570,10 @@ export class Device extends EventEmitter<DeviceEvents> {
 
   // One bound handler for every client: no closure per message.
   readonly #onMessage = (topic: string, payload: Buffer, packet: IPublishPacket): void => {
-    if (topic === this.topics.config) this.#handleConfig(payload);
-    else if (topic.startsWith(this.#commandsPrefix)) this.#handleCommand(topic, payload, packet);
-    else if (topic === this.topics.ota) this.#handleOta(payload);
+    if (topic === this.topics.config) this.#config.handle(payload);
+    else if (topic.startsWith(this.#commands.prefix)) this.#commands.handle(topic, payload, packet);
+    else if (topic === this.topics.ota) this.#ota.handle(payload);
   };
-
-  #handleConfig(payload: Buffer): void {
-    if (payload.length === 0) return; // retained config cleared
-    let config: DesiredConfig;
-    try {
-      const v: unknown = JSON.parse(payload.toString('utf8'));
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-      config = v as DesiredConfig;
-    } catch (err) {
-      this.#emitError(
-        new DeviceError('BW_ERR_DEVICE_HANDLER', `config: ${(err as Error).message}`, { cause: err }),
-      );
-      return;
-    }
-    const raw = config.version;
-    const version =
-      typeof raw === 'string' || typeof raw === 'number'
-        ? String(raw)
-        : `sha256:${createHash('sha256').update(payload).digest('hex')}`;
-    // Serialized: a config arriving while the previous one is being applied waits its turn.
-    this.#configChain = this.#configChain.then(async () => {
-      if (version === this.#appliedConfigVersion) return;
-      try {
-        await this.#configHandler?.(config, { version });
-      } catch (err) {
-        // Not marked applied: the retained config is offered again on the next connect.
-        this.#emitError(new DeviceError('BW_ERR_DEVICE_HANDLER', `config ${version}`, { cause: err }));
-        return;
-      }
-      this.#appliedConfigVersion = version;
-      this.emit('config', { version, config });
-    });
-  }
-
-  #handleCommand(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    let data: unknown;
-    try {
-      data = payload.length ? JSON.parse(payload.toString('utf8')) : undefined;
-    } catch {
-      data = undefined;
-    }
-    const command: Command = {
-      name: topic.slice(this.#commandsPrefix.length),
-      topic,
-      payload,
-      data,
-      responseTopic: packet.properties?.responseTopic ?? null,
-      correlationData: packet.properties?.correlationData ?? null,
-    };
-    this.emit('command', command);
-    const handler = this.#commandHandler;
-    if (!handler) return;
-    void (async () => {
-      let response: { ok: boolean; result?: unknown; error?: string };
-      try {
-        response = { ok: true, result: await handler(command) };
-      } catch (err) {
-        this.#emitError(new DeviceError('BW_ERR_DEVICE_HANDLER', `command ${command.name}`, { cause: err }));
-        response = { ok: false, error: (err as Error)?.message ?? String(err) };
-      }
-      if (command.responseTopic === null) return;
-      const options: IClientPublishOptions = { qos: 1 };
-      if (command.correlationData) options.properties = { correlationData: command.correlationData };
-      await this.publish(command.responseTopic, JSON.stringify(response), options).catch((err: Error) =>
-        this.#emitError(err),
-      );
-    })();
-  }
-
-  #handleOta(payload: Buffer): void {
-    const ota = this.#ota;
-    if (!ota) return;
-    try {
-      const msg = parseOtaMessage(payload);
-      if (msg) ota.handle(msg);
-    } catch (err) {
-      this.#emitError(err as Error);
-    }
-  }
-
-  #publishOtaStatus(report: OtaStatusReport): void {
-    this.emit('ota', report);
-    const entry: OutboxEntry = {
-      topic: this.topics.otaStatus,
-      payload: JSON.stringify(report),
-      retain: false,
-    };
-    const a = this.#current;
-    if (a?.connected && !a.done) {
-      this.#publishEntry(a, entry);
-      return;
-    }
-    // Offline: keep the statuses for the next connect (bounded; the oldest go first).
-    this.#outbox.push(entry);
-    if (this.#outbox.length > OUTBOX_LIMIT) this.#outbox.shift();
-  }
-
-  #publishEntry(a: Attempt, entry: OutboxEntry): void {
-    a.client.publish(entry.topic, entry.payload, { qos: 1, retain: entry.retain }, (err) => {
-      if (err && !a.done) this.#emitError(err);
-    });
-  }
-
-  #flushOutbox(a: Attempt): void {
-    const entries = this.#outbox;
-    this.#outbox = [];
-    for (const e of entries) this.#publishEntry(a, e);
-  }
-
-  #flushReported(a: Attempt): void {
-    const r = this.#reported;
-    if (!r) return;
-    a.client.publish(this.topics.configReported, r.payload, { qos: 1, retain: true }, (err) => {
-      // Superseded by a newer report, or the connection dropped: the newer/next flush settles it.
-      if (this.#reported !== r) return;
-      if (err) {
-        if (!a.done) this.#emitError(err);
-        return;
-      }
-      this.#reported = null;
-      for (const w of r.waiters) w.resolve();
-    });
-  }
-}
-
-function destroyClient(client: MqttClient): void {
-  try {
-    client.end(true);
-  } catch {
-    // end() on a client whose stream failed to build can throw; the destroy below still runs.
-  }
-  client.stream?.destroy();
 }
 
 /** Creates a device. Call `start()` to connect (after registering handlers). */

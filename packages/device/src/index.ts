@@ -3,6 +3,8 @@
  * like a single device (issue 4, DESIGN.md §3).
  */
 
+export type { Command, CommandHandler } from './commands.js';
+export { readRetryAfterMs } from './connection-attempt.js';
 export {
   type Credentials,
   type IssuedToken,
@@ -10,26 +12,18 @@ export {
   signBody,
   type TokenProvider,
 } from './credentials.js';
-export {
-  type AuthBreakerOpenEvent,
-  type ClientFactory,
-  type Command,
-  type CommandHandler,
-  type ConfigEvent,
-  type ConfigHandler,
-  type ConnectedEvent,
-  createDevice,
-  type DesiredConfig,
-  Device,
-  type DeviceCounters,
-  type DeviceEvents,
-  type DeviceOptions,
-  type DeviceState,
-  type DeviceTlsOptions,
-  type DisconnectedEvent,
-  type ReconnectingEvent,
-  readRetryAfterMs,
-} from './device.js';
+export type { ConfigEvent, ConfigHandler, DesiredConfig } from './desired-config.js';
+export { createDevice, Device } from './device.js';
+export type {
+  AuthBreakerOpenEvent,
+  ConnectedEvent,
+  DeviceCounters,
+  DeviceEvents,
+  DeviceState,
+  DisconnectedEvent,
+  ReconnectingEvent,
+} from './device-events.js';
+export type { ClientFactory, DeviceOptions, DeviceTlsOptions } from './device-options.js';
 export { DeviceError, DeviceErrorCatalog, type DeviceErrorCode } from './errors.js';
 export { type OobOptions, type OobReport, OobReporter, type OobStats } from './oob.js';
 export {

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import type { ClientFactory } from '../../src/device.js';
+import type { ClientFactory } from '../../src/device-options.js';
 
 /**
  * A scripted stand-in for an MQTT.js client, for unit tests of the reconnect loop: the test
