@@ -382,7 +382,10 @@ describe('admission: overload (event-loop delay)', () => {
   test('refuses new CONNECTs with 0x89 while the event loop is saturated; clears below half the threshold', async () => {
     let delay = 0;
     const registry = new Registry();
-    const { g } = gate({ overload: { enabled: true } }, { eventLoopDelayMs: () => delay, registry });
+    const { g } = gate(
+      { overload: { enabled: true, minConnects: 0 } },
+      { eventLoopDelayMs: () => delay, registry },
+    );
     assert.equal(g.onConnect('tcp', 'a', undefined, local).ok, true);
     g.onHandshakeDone('tcp');
     delay = 600;
@@ -397,6 +400,24 @@ describe('admission: overload (event-loop delay)', () => {
     assert.equal(g.overloaded, false);
     const refusedMetric = await registry.getSingleMetric('breakwater_admission_refused_total')?.get();
     assert.equal(refusedMetric?.values.find((x) => x.labels.reason === 'overload')?.value, 2);
+  });
+
+  test('a saturated loop refuses only while CONNECTs arrive in numbers (overload.minConnects)', () => {
+    const { g, clock } = gate(
+      { overload: { enabled: true, minConnects: 5, windowMs: 1000 } },
+      { eventLoopDelayMs: () => 900 },
+    );
+    // A lone client right after a long start-up block: admitted, the loop's delay is not its doing.
+    for (let i = 0; i < 4; i++) {
+      assert.equal(g.onConnect('tcp', `lone-${i}`, undefined, local).ok, true, `attempt ${i}`);
+      g.onHandshakeDone('tcp');
+    }
+    assert.equal(g.overloaded, true, 'the loop is saturated all the same');
+    // The fifth CONNECT within two windows makes it a burst: refused.
+    assert.equal(refused(g.onConnect('tcp', 'burst', undefined, local)).reason, 'overload');
+    // Two quiet windows later the count has aged out.
+    clock.advance(2500);
+    assert.equal(g.onConnect('tcp', 'later', undefined, local).ok, true);
   });
 
   test('defaults: no fixed rate — 10,000 CONNECTs in the same millisecond are all admitted', () => {

@@ -18,7 +18,9 @@ import { BreakwaterError } from '../../errors.js';
  *   the event loop is saturated — its mean delay over a 1 s window above 500 ms, until it falls
  *   back below half of that. A 10,000-client burst with no backend raises it to well under that
  *   on this 2-core machine (bench/results/connect-burst.md), while at 500 ms every connected
- *   client's packets already wait half a second.
+ *   client's packets already wait half a second. Only while CONNECTs arrive in numbers (≥ 100
+ *   over the last two windows): a lone client is never refused because start-up or a GC blocked
+ *   the loop.
  * - **handshakes in progress 500 per listener, 1,000 global**: CONNECTs admitted and not yet
  *   answered (waiting for an auth backend, mostly). Past that more waiting helps nobody; the
  *   backend's adaptive limiter (guard config) decides how many of them reach the backend.
@@ -168,6 +170,10 @@ export const admissionConfigSchema = Type.Object(
           'saturated when the mean event-loop delay over a window exceeds this; clear again below half of it',
         ),
         windowMs: positiveInt(1000, 'event-loop delay averaging window'),
+        minConnects: nonNegInt(
+          100,
+          "refuse for overload only while at least this many CONNECTs arrived in the current and previous window: a saturated loop is the connects' doing only when they arrive in numbers, and a lone client (a test right after start, a device while a GC or start-up blocks the loop) is never refused for load it did not cause",
+        ),
       },
       { additionalProperties: false, default: {} },
     ),

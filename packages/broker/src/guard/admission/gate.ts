@@ -130,6 +130,12 @@ export class AdmissionGate {
   #fdMax = 0;
   #fdSampledAt = Number.NEGATIVE_INFINITY;
 
+  // CONNECTs seen in the current and the previous overload window (the pressure that makes an
+  // overload refusal worth anything).
+  #attemptsCur = 0;
+  #attemptsPrev = 0;
+  #attemptsWindowAt: number;
+
   // Slow start and the outage detector that triggers it.
   #slowStartAt = Number.NEGATIVE_INFINITY;
   #peakPrev = 0;
@@ -159,6 +165,7 @@ export class AdmissionGate {
     this.#byClientId = new FlapTracker(config.flapping.clientId);
     this.#byAddress = new FlapTracker(config.flapping.address);
     this.#peakWindowAt = now;
+    this.#attemptsWindowAt = now;
     if (config.slowStart.enabled && config.slowStart.onStart) this.#slowStartAt = now;
   }
 
@@ -210,7 +217,12 @@ export class AdmissionGate {
       const ban = this.#byAddress.bannedFor(remoteAddress, now);
       if (ban > 0) return this.#refuse(scope, RefusalReason.Flapping, 'address', false, ban);
     }
-    if (this.#eventLoopDelayMs !== null && this.#isOverloaded(now)) {
+    const attempts = this.#countAttempt(now);
+    if (
+      this.#eventLoopDelayMs !== null &&
+      this.#isOverloaded(now) &&
+      attempts >= this.#config.overload.minConnects
+    ) {
       return this.#refuse(scope, RefusalReason.Overload, 'process', false);
     }
     const g = this.#global;
@@ -430,6 +442,18 @@ export class AdmissionGate {
     }
     this.#metrics?.eventLoopDelay.set(delay / 1000);
     return next;
+  }
+
+  /** Counts one CONNECT; returns those of the current and the previous window. */
+  #countAttempt(now: number): number {
+    const w = this.#config.overload.windowMs;
+    const elapsed = now - this.#attemptsWindowAt;
+    if (elapsed >= w) {
+      this.#attemptsPrev = elapsed < 2 * w ? this.#attemptsCur : 0;
+      this.#attemptsCur = 0;
+      this.#attemptsWindowAt = now;
+    }
+    return ++this.#attemptsCur + this.#attemptsPrev;
   }
 
   #scope(name: string, limits: AdmissionLimits, now: number, labelled: boolean): Scope {
