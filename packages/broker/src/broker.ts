@@ -1,10 +1,13 @@
 /**
- * The MQTT 3.1.1 + 5.0 broker engine. Transports hand it any duplex stream (`handle()`); the
- * engine owns sessions, routing, retained messages, wills and persistence through BrokerStorage.
- *
- * Timers: ONE shared coarse sweep (limits-independent 1 s tick through the injected Clock) checks
- * connect timeouts, keepalive deadlines, drain timeouts, lingering closed streams, delayed wills
- * and session expiry. No connection or session owns a timer.
+ * The MQTT 3.1.1 + 5.0 broker engine: the lifecycle, and the seams where its parts meet.
+ * Transports hand it any duplex stream (`handle()`). What it delegates, and where:
+ * - packets → packet-dispatch.ts → handlers/*.ts (each sees only HandlerContext);
+ * - sessions, subscriptions, takeover, offline clock → session-registry.ts;
+ * - retained messages → retained-store.ts; fan-out → router.ts → delivery.ts;
+ * - acknowledgements that wait for storage → durable-acks.ts;
+ * - timeouts of connections → connection-sweep.ts, run by ONE shared 1 s sweep (no timer per
+ *   connection or session);
+ * - in-process observers and taps (control plane) → observers.ts.
  *
  * Persistence: only sessions with an expiry interval > 0 are written (with subscriptions, outbox
  * and inbound QoS 2 ids). Mutations are recorded synchronously; acknowledgements that depend on
@@ -15,22 +18,17 @@ import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import {
-  CLOSE_LINGER_MS,
-  Connection,
-  type ConnectionHost,
-  ConnState,
-  type ConnStateValue,
-} from './connection.js';
+import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
+import { sweepConnection } from './connection-sweep.js';
 import { resumeDeliveries } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
-import { answerRefusal } from './handlers/connect.js';
+import { sendConnack } from './handlers/connack.js';
 import { toStoredProperties } from './handlers/publish.js';
 import { BrokerMetrics } from './metrics.js';
-import { type BrokerObserver, MessageTap, type MessageTapHandler } from './observers.js';
+import { type BrokerObserver, InProcessObservers, type MessageTapHandler } from './observers.js';
 import {
   type BrokerHooks,
   type BrokerLimits,
@@ -40,11 +38,13 @@ import {
 } from './options.js';
 import { dispatchFrame } from './packet-dispatch.js';
 import { ReasonCode } from './reason-codes.js';
+import { RetainedStore } from './retained-store.js';
 import { Router } from './router.js';
-import { type Message, Session, type Subscription, type Will } from './session.js';
+import type { Message, Session, Subscription, Will } from './session.js';
+import { SessionRegistry } from './session-registry.js';
 import type { BrokerStorage, QoS, RetainedRecord } from './storage/types.js';
-import { RetainedIndex } from './topics/retained-index.js';
-import { SubscriptionTree } from './topics/subscription-tree.js';
+import type { RetainedIndex } from './topics/retained-index.js';
+import type { SubscriptionTree } from './topics/subscription-tree.js';
 import { isValidTopicName } from './topics/validate.js';
 
 /** Sweep period. Timeouts are therefore enforced with up to this much extra delay. */
@@ -58,10 +58,6 @@ export interface ServerPublish {
   properties?: mqtt.IPublishPacket['properties'];
 }
 
-/** v3.1/v3.1.1 CONNACK, return code 0: Session Present 0 or 1 [MQTT-3.2.2-1..3]. Never mutated. */
-const CONNACK_ACCEPTED = Buffer.from([0x20, 0x02, 0x00, 0x00]);
-const CONNACK_SESSION_PRESENT = Buffer.from([0x20, 0x02, 0x01, 0x00]);
-
 export class Broker implements HandlerContext, ConnectionHost {
   readonly metrics: BrokerMetrics;
   /** @internal */ readonly limits: Readonly<BrokerLimits>;
@@ -71,27 +67,19 @@ export class Broker implements HandlerContext, ConnectionHost {
   /** @internal */ readonly hooks: BrokerHooks | null;
   /** @internal Admission control (issue 3); null = admit every CONNECT. */
   readonly admission: AdmissionGate | null;
-  /** @internal */ readonly sessions = new Map<string, Session>();
-  /** @internal */ readonly tree = new SubscriptionTree<Subscription>();
-  /** @internal */ readonly retained = new RetainedIndex<RetainedRecord>();
   /** @internal */ readonly router: Router;
   /** @internal */ readonly counters: EngineCounters;
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
   storageDirty = false;
 
-  /** @internal In-process taps (control plane); checked per routed message only when non-empty. */
-  readonly taps: MessageTap[] = [];
-  readonly #observers: BrokerObserver[] = [];
+  readonly #registry: SessionRegistry;
+  readonly #retained: RetainedStore;
+  readonly #observers: InProcessObservers;
+  readonly #acks: DurableAcks;
   readonly #conns = new Set<Connection>();
-  /** Offline sessions with a finite expiry or a delayed will pending. */
-  readonly #waiting = new Set<Session>();
   #sweepTimer: TimerHandle | null = null;
-  #online = 0;
-  #offline = 0;
   #started = false;
   #closing = false;
-
-  readonly #acks: DurableAcks;
 
   constructor(options: BrokerOptions) {
     this.limits = Object.freeze({ ...defaultLimits, ...options.limits });
@@ -101,20 +89,38 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.clock = options.clock ?? systemClock;
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
+    this.counters = new EngineCounters(this.metrics);
+    this.#registry = new SessionRegistry(this, (clientId, will) => this.#publishWill(clientId, will));
+    this.#retained = new RetainedStore(this);
+    this.#observers = new InProcessObservers((err, what) => this.logger.error({ err }, `${what} failed`));
     this.router = new Router(this);
     this.#acks = new DurableAcks(this.storage, this.logger);
-    this.counters = new EngineCounters(this.metrics);
     this.metrics.sessions.labels('online').set(0);
     this.metrics.sessions.labels('offline').set(0);
     this.hooks?.attach?.(this);
   }
 
   get connectedClients(): number {
-    return this.#online;
+    return this.#registry.online;
   }
 
   get sessionCount(): number {
-    return this.sessions.size;
+    return this.#registry.size;
+  }
+
+  /** @internal The subscription index (RouterHost). */
+  get tree(): SubscriptionTree<Subscription> {
+    return this.#registry.tree;
+  }
+
+  /** @internal Retained messages by topic (HandlerContext: SUBSCRIBE sends the matching ones). */
+  get retained(): RetainedIndex<RetainedRecord> {
+    return this.#retained.index;
+  }
+
+  /** @internal In-process taps (RouterHost); routing calls `runTaps` only when there is one. */
+  get taps(): readonly unknown[] {
+    return this.#observers.taps;
   }
 
   /** Open storage, load sessions (offline) and retained messages, start the sweep. */
@@ -123,56 +129,9 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.#started = true;
     await this.storage.open();
     const now = this.clock.now();
-    for (const r of this.storage.loadRetained()) {
-      if (r.expiresAt !== null && r.expiresAt <= now) {
-        this.storage.deleteRetained(r.topic);
-        continue;
-      }
-      this.retained.set(r.topic, r);
-    }
-    this.metrics.retained.set(this.retained.size);
-    for (const rec of this.storage.loadSessions()) {
-      const s = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval);
-      s.stored = true;
-      // A session still marked online crashed with the broker: offline from load time.
-      s.disconnectedAt = rec.disconnectedAt ?? now;
-      if (rec.disconnectedAt === null) this.storage.putSession({ ...rec, disconnectedAt: now });
-      this.sessions.set(s.clientId, s);
-      for (const sr of rec.subscriptions) {
-        const parsedShare = sr.filter.startsWith('$share/') ? sr.filter.split('/') : null;
-        const shareGroup = parsedShare ? parsedShare[1]! : null;
-        const topicFilter = parsedShare ? parsedShare.slice(2).join('/') : sr.filter;
-        const sub: Subscription = { ...sr, session: s, shareGroup, topicFilter };
-        s.subscriptionMap().set(sr.filter, sub);
-        this.tree.add(s.clientId, topicFilter, sub, shareGroup);
-        this.metrics.subscriptions.inc();
-      }
-      this.#loadOutbox(s);
-      const q2 = this.storage.loadInboundQos2(s.clientId);
-      if (q2.length > 0) s.inboundQos2 = new Set(q2);
-      this.#offline++;
-      if (s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
-    }
-    this.#syncSessionGauges();
+    this.#retained.restore(now);
+    this.#registry.restore(now);
     this.#sweepTimer = this.clock.setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
-  }
-
-  #loadOutbox(s: Session): void {
-    const records = this.storage.loadOutbox(s.clientId);
-    let maxId = 0;
-    for (const r of records) {
-      if (r.seq >= s.nextSeq) s.nextSeq = r.seq + 1;
-      if (r.state !== 'queued' && r.packetId !== null && !(s.inflight?.has(r.packetId) ?? false)) {
-        s.inflightMap().set(r.packetId, r);
-        this.metrics.inflight.inc();
-        if (r.packetId > maxId) maxId = r.packetId;
-      } else {
-        r.state = 'queued';
-        r.packetId = null;
-        s.queueList().push(r);
-      }
-    }
-    s.nextPacketId = maxId >= 65535 ? 1 : maxId + 1;
   }
 
   /** Serve one client over any duplex stream (TCP, TLS, WebSocket, in-memory pair). */
@@ -217,93 +176,19 @@ export class Broker implements HandlerContext, ConnectionHost {
       return;
     }
     const now = this.clock.now();
-    let existing = this.sessions.get(a.clientId);
-    if (existing?.conn != null) {
-      // Session takeover [MQTT-3.1.4-3]: DISCONNECT 0x8E to the old connection (v5), destroyed at
-      // once so no zombie socket survives (DESIGN.md §1, reboot storm).
-      const old = existing.conn;
-      this.logger.info({ clientId: a.clientId }, 'session taken over');
-      old.disconnect(
-        ReasonCode.SessionTakenOver,
-        'another connection with this client id',
-        'session_taken_over',
-      );
-      old.stream.destroy();
-      existing = this.sessions.get(a.clientId);
-    }
-    let s: Session;
-    let sessionPresent = false;
-    if (existing !== undefined && !existing.ended && !a.clean) {
-      // [MQTT-3.1.2-5] resume the existing session.
-      s = existing;
-      sessionPresent = true;
-      this.#waiting.delete(s);
-      this.#offline--;
-      // A delayed will is cancelled when the session reconnects in time (MQTT 5.0 §3.1.3.2.2).
-      s.willAt = 0;
-      s.will = null;
-      s.disconnectedAt = null;
-    } else {
-      // [MQTT-3.1.2-4] Clean Start discards any existing session.
-      if (existing !== undefined && !existing.ended) {
-        this.#offline--;
-        this.discardSession(existing);
-      }
-      s = new Session(a.clientId, conn.version, a.expiryInterval);
-      this.sessions.set(a.clientId, s);
-    }
-    s.protocolVersion = conn.version;
-    s.expiryInterval = a.expiryInterval;
-    s.will = a.will;
-    if (s.expiryInterval > 0) {
-      this.storage.putSession({
-        clientId: s.clientId,
-        protocolVersion: s.protocolVersion,
-        expiryInterval: s.expiryInterval,
-        disconnectedAt: null,
-      });
-      s.stored = true;
-    } else if (s.stored) {
-      this.storage.deleteSession(s.clientId);
-      s.stored = false;
-    }
-    s.conn = conn;
-    conn.session = s;
+    const { session, sessionPresent } = this.#registry.open(conn, a);
     conn.state = ConnState.Connected;
     conn.connectedAt = now;
     // | 0: an int32 (≤ 65535 s × factor) stays an unboxed small integer in the Connection.
     conn.keepaliveMs = a.keepalive > 0 ? Math.ceil(a.keepalive * 1000 * this.limits.keepaliveFactor) | 0 : 0;
     conn.deadline = conn.keepaliveMs > 0 ? now + conn.keepaliveMs : 0;
-    this.#online++;
-    this.#syncSessionGauges();
     const lm = this.listenerMetrics(conn.info.listener);
     lm.withoutConnect.dec();
     lm.connections.inc();
-
-    if (conn.version === 5) {
-      const l = this.limits;
-      const properties: NonNullable<mqtt.IConnackPacket['properties']> = {
-        receiveMaximum: l.receiveMaximum,
-        maximumPacketSize: l.maxPacketSize,
-        retainAvailable: true,
-        wildcardSubscriptionAvailable: true,
-        subscriptionIdentifiersAvailable: true,
-        sharedSubscriptionAvailable: true,
-        // Maximum QoS is not sent: absent means 2, and the value 2 may not be sent [MQTT-3.2.2-9].
-      };
-      if (l.topicAliasMaximum > 0) properties.topicAliasMaximum = l.topicAliasMaximum;
-      if (a.assignedClientId) properties.assignedClientIdentifier = a.clientId; // [MQTT-3.2.2-16]
-      if (a.serverKeepAlive) properties.serverKeepAlive = a.keepalive; // [MQTT-3.2.2-21]
-      if (a.expiryCapped) properties.sessionExpiryInterval = a.expiryInterval;
-      if (a.userProperties !== undefined) properties.userProperties = a.userProperties;
-      conn.sendPacket({ cmd: 'connack', sessionPresent, reasonCode: ReasonCode.Success, properties });
-    } else {
-      // [MQTT-3.2.2-1..3] v3.1 has no session present flag. Constant bytes: no encode per CONNECT.
-      conn.send(conn.version === 4 && sessionPresent ? CONNACK_SESSION_PRESENT : CONNACK_ACCEPTED);
-    }
+    sendConnack(conn, this.limits, a, sessionPresent);
     this.#handshakeDone(conn);
-    if (this.#observers.length !== 0) this.#notifyConnected(conn);
-    if (sessionPresent) resumeDeliveries(this, s);
+    if (this.#observers.watched) this.#observers.connected(conn.clientId, conn.info, now);
+    if (sessionPresent) resumeDeliveries(this, session);
   }
 
   /** Admission's handshake count: exactly once per admitted CONNECT, whatever its outcome. */
@@ -347,14 +232,12 @@ export class Broker implements HandlerContext, ConnectionHost {
       // Unsent acks are dropped: the client resends those publishes (DUP) after reconnecting.
       this.#acks.forget(conn);
     }
-    const s = conn.session;
-    if (wasState === ConnState.Connected && this.#observers.length !== 0) {
-      this.#notifyDisconnected(conn.clientId, reason);
+    if (wasState === ConnState.Connected && this.#observers.watched) {
+      this.#observers.disconnected(conn.clientId, reason, this.clock.now());
     }
+    const s = conn.session;
     if (s !== null && s.conn === conn) {
-      s.conn = null;
-      this.#online--;
-      this.#sessionOffline(s, publishWill && !this.#closing);
+      this.#registry.connectionEnded(s, publishWill && !this.#closing, this.clock.now());
     }
   }
 
@@ -368,144 +251,34 @@ export class Broker implements HandlerContext, ConnectionHost {
     // QoS 1/2 are bounded by the in-flight window, QoS 0 by the buffer limit: nothing to resume.
   }
 
-  #sessionOffline(s: Session, publishWill: boolean): void {
-    const now = this.clock.now();
-    const will = s.will;
-    if (!s.persistent) {
-      // The session ends with the connection: the will (if any) is due now, whatever its delay.
-      s.will = null;
-      if (publishWill && will !== null) this.#publishWill(s.clientId, will);
-      this.discardSession(s);
-      this.#syncSessionGauges();
-      return;
-    }
-    s.disconnectedAt = now;
-    this.#offline++;
-    if (s.stored) {
-      this.storage.putSession({
-        clientId: s.clientId,
-        protocolVersion: s.protocolVersion,
-        expiryInterval: s.expiryInterval,
-        disconnectedAt: now,
-      });
-    }
-    if (publishWill && will !== null) {
-      if (will.delaySec > 0) {
-        // [MQTT-3.1.3-9] at the earlier of the will delay and the session's end.
-        const delay = Math.min(will.delaySec, s.expiryInterval);
-        s.willAt = now + delay * 1000;
-      } else {
-        s.will = null;
-        this.#publishWill(s.clientId, will);
-      }
-    } else {
-      s.will = null;
-    }
-    if (s.willAt > 0 || s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
-    this.#syncSessionGauges();
-  }
-
   /** @internal End a session: subscriptions out of the tree, storage rows deleted, pending will sent. */
   discardSession(s: Session): void {
-    if (s.ended) return;
-    s.ended = true;
-    if (s.willAt > 0 && s.will !== null) {
-      const w = s.will;
-      s.will = null;
-      s.willAt = 0;
-      this.#publishWill(s.clientId, w);
-    }
-    if (s.subscriptions !== null) {
-      for (const sub of s.subscriptions.values())
-        this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
-      this.metrics.subscriptions.dec(s.subscriptions.size);
-      s.subscriptions = null;
-    }
-    if (s.inflight !== null) {
-      this.metrics.inflight.dec(s.inflight.size);
-      s.inflight = null;
-    }
-    s.queue = null;
-    if (s.stored) {
-      this.storage.deleteSession(s.clientId);
-      s.stored = false;
-    }
-    this.#waiting.delete(s);
-    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
-  }
-
-  #syncSessionGauges(): void {
-    this.counters.sessionsOnline = this.#online;
-    this.counters.sessionsOffline = this.#offline;
+    this.#registry.discard(s);
   }
 
   /** @internal DISCONNECT with a new Session Expiry Interval. */
   setSessionExpiry(s: Session, expiry: number): void {
-    s.expiryInterval = expiry;
-    if (expiry === 0 && s.stored) {
-      this.storage.deleteSession(s.clientId);
-      s.stored = false;
-    } else if (expiry > 0) {
-      this.storage.putSession({
-        clientId: s.clientId,
-        protocolVersion: s.protocolVersion,
-        expiryInterval: expiry,
-        disconnectedAt: null,
-      });
-      if (!s.stored && s.subscriptions !== null) {
-        for (const sub of s.subscriptions.values())
-          this.storage.putSubscription(s.clientId, subscriptionRecord(sub));
-      }
-      s.stored = true;
-    }
+    this.#registry.setExpiry(s, expiry);
   }
 
   /** @internal */
   addSubscription(s: Session, sub: Subscription, existed: boolean): void {
-    this.tree.add(s.clientId, sub.topicFilter, sub, sub.shareGroup);
-    s.subscriptionMap().set(sub.filter, sub);
-    if (!existed) this.metrics.subscriptions.inc();
-    if (s.stored) this.storage.putSubscription(s.clientId, subscriptionRecord(sub));
+    this.#registry.addSubscription(s, sub, existed);
   }
 
   /** @internal */
   removeSubscription(s: Session, filter: string): boolean {
-    const sub = s.subscriptions?.get(filter);
-    if (sub === undefined) return false;
-    this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
-    s.subscriptions!.delete(filter);
-    this.metrics.subscriptions.dec();
-    if (s.stored) this.storage.deleteSubscription(s.clientId, filter);
-    return true;
+    return this.#registry.removeSubscription(s, filter);
   }
 
   /** @internal Set or clear (empty payload) the retained message of a topic [MQTT-3.3.1-5..7]. */
   storeRetained(msg: Message): void {
-    if (msg.payload.length === 0) {
-      this.deleteRetained(msg.topic);
-      return;
-    }
-    const rec: RetainedRecord = {
-      topic: msg.topic,
-      payload: msg.payload,
-      qos: msg.qos,
-      properties: msg.properties,
-      expiresAt: msg.expiresAt,
-      publisherId: msg.publisherId,
-    };
-    this.retained.set(msg.topic, rec);
-    this.storage.putRetained(rec);
-    this.storageDirty = true;
-    this.metrics.retained.set(this.retained.size);
+    this.#retained.set(msg);
   }
 
   /** @internal */
   deleteRetained(topic: string): void {
-    if (this.retained.delete(topic)) {
-      this.storage.deleteRetained(topic);
-      this.storageDirty = true;
-      this.metrics.retained.set(this.retained.size);
-    }
+    this.#retained.delete(topic);
   }
 
   /**
@@ -547,64 +320,8 @@ export class Broker implements HandlerContext, ConnectionHost {
 
   #sweep(): void {
     const now = this.clock.now();
-    const l = this.limits;
-    for (const conn of this.#conns) {
-      const state = conn.state;
-      if (state === ConnState.Closed) {
-        if (now - conn.closedAt >= CLOSE_LINGER_MS && !conn.stream.destroyed) conn.stream.destroy();
-        continue;
-      }
-      if (state !== ConnState.Connected) {
-        if (now >= conn.deadline && conn.refusal !== null && state === ConnState.Authenticating) {
-          // Tarpit hold over: answer the admission refusal (the slot is released at shutdown).
-          answerRefusal(this, conn, conn.refusal);
-        } else if (now >= conn.deadline) {
-          // DESIGN.md §3: a socket that sends no CONNECT in time is destroyed.
-          this.logger.info({ remoteAddress: conn.info.remoteAddress }, 'connect timeout');
-          conn.destroy('connect_timeout');
-        }
-        continue;
-      }
-      if (conn.keepaliveMs > 0 && now >= conn.deadline) {
-        // [MQTT-3.1.2-22] 1.5 × keepalive without a packet: close, publish the will.
-        this.logger.info({ clientId: conn.clientId }, 'keepalive timeout');
-        conn.disconnect(ReasonCode.KeepAliveTimeout, 'keepalive timeout', 'keepalive_timeout');
-        conn.stream.destroy();
-        continue;
-      }
-      if (conn.expiresAt > 0 && now >= conn.expiresAt) {
-        // The credentials expired (JWT `exp`): 0xA0 Maximum Connect Time, see ConnectDecision.
-        this.logger.info({ clientId: conn.clientId }, 'credentials expired: disconnecting');
-        conn.disconnect(ReasonCode.MaximumConnectTime, 'credentials expired', 'credentials_expired');
-        conn.stream.destroy();
-        continue;
-      }
-      if (conn.blockedSince > 0 && now - conn.blockedSince >= l.drainTimeoutMs) {
-        this.logger.warn({ clientId: conn.clientId }, 'slow consumer: socket not writable, closing');
-        this.counters.drop('slow_consumer');
-        conn.destroy('slow_consumer');
-      }
-    }
-    for (const s of this.#waiting) {
-      if (s.conn !== null) {
-        this.#waiting.delete(s);
-        continue;
-      }
-      if (s.willAt > 0 && now >= s.willAt) {
-        const w = s.will;
-        s.will = null;
-        s.willAt = 0;
-        if (w !== null) this.#publishWill(s.clientId, w);
-      }
-      if (now >= s.expiresAt()) {
-        // Session expiry (MQTT 5.0 §4.1.1): everything of the session is deleted.
-        this.#offline--;
-        this.discardSession(s);
-        this.#syncSessionGauges();
-        continue;
-      }
-      if (s.willAt === 0 && s.expiresAt() === Number.POSITIVE_INFINITY) this.#waiting.delete(s);
-    }
+    for (const conn of this.#conns) sweepConnection(this, conn, now);
+    this.#registry.sweep(now);
     this.counters.sync();
   }
 
@@ -639,7 +356,7 @@ export class Broker implements HandlerContext, ConnectionHost {
     reasonString?: string,
     options: { serverReference?: string } = {},
   ): boolean {
-    const conn = this.sessions.get(clientId)?.conn;
+    const conn = this.#registry.get(clientId)?.conn;
     if (conn == null) return false;
     conn.disconnect(reasonCode, reasonString, 'administrative', options.serverReference);
     conn.stream.destroy();
@@ -648,18 +365,12 @@ export class Broker implements HandlerContext, ConnectionHost {
 
   /** Client ids with a live connection now. */
   connectedClientIds(): string[] {
-    const ids: string[] = [];
-    for (const s of this.sessions.values()) if (s.conn !== null) ids.push(s.clientId);
-    return ids;
+    return this.#registry.connectedClientIds();
   }
 
   /** Follow connects and disconnects in-process; returns the function that removes the observer. */
   addObserver(observer: BrokerObserver): () => void {
-    this.#observers.push(observer);
-    return () => {
-      const i = this.#observers.indexOf(observer);
-      if (i !== -1) this.#observers.splice(i, 1);
-    };
+    return this.#observers.add(observer);
   }
 
   /**
@@ -667,24 +378,12 @@ export class Broker implements HandlerContext, ConnectionHost {
    * it and whether or not a client subscribes. Throws on an invalid filter. Returns the remover.
    */
   tap(filter: string, handler: MessageTapHandler): () => void {
-    const tap = new MessageTap(filter, handler);
-    this.taps.push(tap);
-    return () => {
-      const i = this.taps.indexOf(tap);
-      if (i !== -1) this.taps.splice(i, 1);
-    };
+    return this.#observers.tap(filter, handler);
   }
 
   /** @internal Called by the router when `taps` is not empty. */
   runTaps(msg: Message): void {
-    for (const tap of this.taps) {
-      if (!tap.matches(msg.topic)) continue;
-      try {
-        tap.handler(msg.topic, msg.payload, msg.publisherId);
-      } catch (err) {
-        this.logger.error({ err, filter: tap.filter }, 'message tap failed');
-      }
-    }
+    this.#observers.runTaps(msg.topic, msg.payload, msg.publisherId);
   }
 
   /**
@@ -692,40 +391,10 @@ export class Broker implements HandlerContext, ConnectionHost {
    * and delete every retained message it published. Resolves when the deletions are durable.
    */
   async purgePublishedBy(clientId: string): Promise<{ retained: number; wills: number }> {
-    let wills = 0;
-    const s = this.sessions.get(clientId);
-    if (s !== undefined && s.will !== null) {
-      s.will = null;
-      s.willAt = 0;
-      wills = 1;
-    }
-    const topics: string[] = [];
-    for (const [topic, rec] of this.retained.entries()) if (rec.publisherId === clientId) topics.push(topic);
-    for (const topic of topics) this.deleteRetained(topic);
-    if (topics.length > 0) await this.storage.flush();
-    return { retained: topics.length, wills };
-  }
-
-  #notifyConnected(conn: Connection): void {
-    const at = this.clock.now();
-    for (const o of this.#observers) {
-      try {
-        o.clientConnected?.(conn.clientId, conn.info, at);
-      } catch (err) {
-        this.logger.error({ err }, 'broker observer failed');
-      }
-    }
-  }
-
-  #notifyDisconnected(clientId: string, reason: string): void {
-    const at = this.clock.now();
-    for (const o of this.#observers) {
-      try {
-        o.clientDisconnected?.(clientId, reason, at);
-      } catch (err) {
-        this.logger.error({ err }, 'broker observer failed');
-      }
-    }
+    const wills = this.#registry.forgetWill(clientId) ? 1 : 0;
+    const retained = this.#retained.deletePublishedBy(clientId);
+    if (retained > 0) await this.storage.flush();
+    return { retained, wills };
   }
 
   /** Publish a server-originated message (control plane). Resolves when it is durable. */
@@ -747,23 +416,4 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.router.route(msg);
     await this.storage.flush();
   }
-}
-
-function subscriptionRecord(sub: Subscription) {
-  const r: {
-    filter: string;
-    qos: QoS;
-    noLocal: boolean;
-    retainAsPublished: boolean;
-    retainHandling: 0 | 1 | 2;
-    subscriptionId?: number;
-  } = {
-    filter: sub.filter,
-    qos: sub.qos,
-    noLocal: sub.noLocal,
-    retainAsPublished: sub.retainAsPublished,
-    retainHandling: sub.retainHandling,
-  };
-  if (sub.subscriptionId !== undefined) r.subscriptionId = sub.subscriptionId;
-  return r;
 }

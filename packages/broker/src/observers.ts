@@ -58,3 +58,69 @@ export class MessageTap {
     return this.#multi && start <= topic.length + 1;
   }
 }
+
+/**
+ * The observers and taps of one broker. Observers and taps are added and removed rarely, and
+ * called on every connect/disconnect or routed message, so they live in plain arrays the hot path
+ * checks for length first.
+ */
+export class InProcessObservers {
+  readonly taps: MessageTap[] = [];
+  readonly #observers: BrokerObserver[] = [];
+  readonly #onError: (err: unknown, what: string) => void;
+
+  constructor(onError: (err: unknown, what: string) => void) {
+    this.#onError = onError;
+  }
+
+  get watched(): boolean {
+    return this.#observers.length !== 0;
+  }
+
+  add(observer: BrokerObserver): () => void {
+    this.#observers.push(observer);
+    return () => remove(this.#observers, observer);
+  }
+
+  tap(filter: string, handler: MessageTapHandler): () => void {
+    const tap = new MessageTap(filter, handler);
+    this.taps.push(tap);
+    return () => remove(this.taps, tap);
+  }
+
+  runTaps(topic: string, payload: Buffer, publisherId: string | null): void {
+    for (const tap of this.taps) {
+      if (!tap.matches(topic)) continue;
+      try {
+        tap.handler(topic, payload, publisherId);
+      } catch (err) {
+        this.#onError(err, `message tap ${tap.filter}`);
+      }
+    }
+  }
+
+  connected(clientId: string, info: ConnectionInfo, at: number): void {
+    for (const o of this.#observers) {
+      try {
+        o.clientConnected?.(clientId, info, at);
+      } catch (err) {
+        this.#onError(err, 'broker observer');
+      }
+    }
+  }
+
+  disconnected(clientId: string, reason: string, at: number): void {
+    for (const o of this.#observers) {
+      try {
+        o.clientDisconnected?.(clientId, reason, at);
+      } catch (err) {
+        this.#onError(err, 'broker observer');
+      }
+    }
+  }
+}
+
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i !== -1) list.splice(i, 1);
+}

@@ -1,0 +1,325 @@
+/**
+ * Every session the broker knows, online or offline (MQTT 5.0 §4.1): who owns a client id, the
+ * subscription index built from their subscriptions, takeover, resume and clean start, the
+ * session rows in storage, and the offline clock (delayed wills and session expiry, checked by
+ * the broker's one sweep — no timer per session).
+ *
+ * Only sessions with an expiry interval > 0 are written to storage (with subscriptions, outbox
+ * and inbound QoS 2 ids); at start they are loaded back as offline sessions.
+ */
+import type { Connection } from './connection.js';
+import type { AcceptedConnect, DeliveryContext } from './engine-context.js';
+import { ReasonCode } from './reason-codes.js';
+import { Session, type Subscription, type Will } from './session.js';
+import type { QoS, SubscriptionRecord } from './storage/types.js';
+import { SubscriptionTree } from './topics/subscription-tree.js';
+
+export type SessionRegistryHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'counters' | 'logger'>;
+
+/** Publishes a will that is due (authorization, retained and routing are the broker's). */
+export type WillPublisher = (clientId: string, will: Will) => void;
+
+export class SessionRegistry {
+  readonly sessions = new Map<string, Session>();
+  readonly tree = new SubscriptionTree<Subscription>();
+  readonly #host: SessionRegistryHost;
+  readonly #publishWill: WillPublisher;
+  /** Offline sessions with a finite expiry or a delayed will pending: what the sweep looks at. */
+  readonly #waiting = new Set<Session>();
+  #online = 0;
+  #offline = 0;
+
+  constructor(host: SessionRegistryHost, publishWill: WillPublisher) {
+    this.#host = host;
+    this.#publishWill = publishWill;
+  }
+
+  /** Sessions with a live connection. */
+  get online(): number {
+    return this.#online;
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  get(clientId: string): Session | undefined {
+    return this.sessions.get(clientId);
+  }
+
+  /** Loads the stored sessions as offline ones, with their subscriptions, outbox and QoS 2 ids. */
+  restore(now: number): void {
+    const { storage, metrics } = this.#host;
+    for (const rec of storage.loadSessions()) {
+      const s = new Session(rec.clientId, rec.protocolVersion, rec.expiryInterval);
+      s.stored = true;
+      // A session still marked online crashed with the broker: offline from load time.
+      s.disconnectedAt = rec.disconnectedAt ?? now;
+      if (rec.disconnectedAt === null) storage.putSession({ ...rec, disconnectedAt: now });
+      this.sessions.set(s.clientId, s);
+      for (const sr of rec.subscriptions) {
+        const parsedShare = sr.filter.startsWith('$share/') ? sr.filter.split('/') : null;
+        const shareGroup = parsedShare ? parsedShare[1]! : null;
+        const topicFilter = parsedShare ? parsedShare.slice(2).join('/') : sr.filter;
+        const sub: Subscription = { ...sr, session: s, shareGroup, topicFilter };
+        s.subscriptionMap().set(sr.filter, sub);
+        this.tree.add(s.clientId, topicFilter, sub, shareGroup);
+        metrics.subscriptions.inc();
+      }
+      this.#loadOutbox(s);
+      const q2 = storage.loadInboundQos2(s.clientId);
+      if (q2.length > 0) s.inboundQos2 = new Set(q2);
+      this.#offline++;
+      if (s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
+    }
+    this.#syncGauges();
+  }
+
+  #loadOutbox(s: Session): void {
+    const records = this.#host.storage.loadOutbox(s.clientId);
+    let maxId = 0;
+    for (const r of records) {
+      if (r.seq >= s.nextSeq) s.nextSeq = r.seq + 1;
+      if (r.state !== 'queued' && r.packetId !== null && !(s.inflight?.has(r.packetId) ?? false)) {
+        s.inflightMap().set(r.packetId, r);
+        this.#host.metrics.inflight.inc();
+        if (r.packetId > maxId) maxId = r.packetId;
+      } else {
+        r.state = 'queued';
+        r.packetId = null;
+        s.queueList().push(r);
+      }
+    }
+    s.nextPacketId = maxId >= 65535 ? 1 : maxId + 1;
+  }
+
+  /**
+   * Gives an accepted connection its session: takes over a live one with the same client id,
+   * resumes an offline one, or starts clean; writes the session row; links session and connection.
+   */
+  open(conn: Connection, a: AcceptedConnect): { session: Session; sessionPresent: boolean } {
+    let existing = this.sessions.get(a.clientId);
+    if (existing?.conn != null) {
+      // Session takeover [MQTT-3.1.4-3]: DISCONNECT 0x8E to the old connection (v5), destroyed at
+      // once so no zombie socket survives (DESIGN.md §1, reboot storm). Its shutdown runs now and
+      // may end the session (clean), hence the second look.
+      const old = existing.conn;
+      this.#host.logger.info({ clientId: a.clientId }, 'session taken over');
+      old.disconnect(
+        ReasonCode.SessionTakenOver,
+        'another connection with this client id',
+        'session_taken_over',
+      );
+      old.stream.destroy();
+      existing = this.sessions.get(a.clientId);
+    }
+    let s: Session;
+    let sessionPresent = false;
+    if (existing !== undefined && !existing.ended && !a.clean) {
+      // [MQTT-3.1.2-5] resume the existing session.
+      s = existing;
+      sessionPresent = true;
+      this.#waiting.delete(s);
+      this.#offline--;
+      // A delayed will is cancelled when the session reconnects in time (MQTT 5.0 §3.1.3.2.2).
+      s.willAt = 0;
+      s.will = null;
+      s.disconnectedAt = null;
+    } else {
+      // [MQTT-3.1.2-4] Clean Start discards any existing session.
+      if (existing !== undefined && !existing.ended) {
+        this.#offline--;
+        this.discard(existing);
+      }
+      s = new Session(a.clientId, conn.version, a.expiryInterval);
+      this.sessions.set(a.clientId, s);
+    }
+    s.protocolVersion = conn.version;
+    s.expiryInterval = a.expiryInterval;
+    s.will = a.will;
+    const storage = this.#host.storage;
+    if (s.expiryInterval > 0) {
+      storage.putSession({
+        clientId: s.clientId,
+        protocolVersion: s.protocolVersion,
+        expiryInterval: s.expiryInterval,
+        disconnectedAt: null,
+      });
+      s.stored = true;
+    } else if (s.stored) {
+      storage.deleteSession(s.clientId);
+      s.stored = false;
+    }
+    s.conn = conn;
+    conn.session = s;
+    this.#online++;
+    this.#syncGauges();
+    return { session: s, sessionPresent };
+  }
+
+  /**
+   * The connection of `s` ended. A clean session ends with it (its will is due now, whatever its
+   * delay); a persistent one goes offline, its will sent now or scheduled [MQTT-3.1.3-9].
+   */
+  connectionEnded(s: Session, publishWill: boolean, now: number): void {
+    s.conn = null;
+    this.#online--;
+    const will = s.will;
+    if (!s.persistent) {
+      s.will = null;
+      if (publishWill && will !== null) this.#publishWill(s.clientId, will);
+      this.discard(s);
+      this.#syncGauges();
+      return;
+    }
+    s.disconnectedAt = now;
+    this.#offline++;
+    if (s.stored) {
+      this.#host.storage.putSession({
+        clientId: s.clientId,
+        protocolVersion: s.protocolVersion,
+        expiryInterval: s.expiryInterval,
+        disconnectedAt: now,
+      });
+    }
+    if (publishWill && will !== null) {
+      if (will.delaySec > 0) {
+        // [MQTT-3.1.3-9] at the earlier of the will delay and the session's end.
+        const delay = Math.min(will.delaySec, s.expiryInterval);
+        s.willAt = now + delay * 1000;
+      } else {
+        s.will = null;
+        this.#publishWill(s.clientId, will);
+      }
+    } else {
+      s.will = null;
+    }
+    if (s.willAt > 0 || s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
+    this.#syncGauges();
+  }
+
+  /** End a session: subscriptions out of the tree, storage rows deleted, pending will sent. */
+  discard(s: Session): void {
+    if (s.ended) return;
+    s.ended = true;
+    if (s.willAt > 0 && s.will !== null) {
+      const w = s.will;
+      s.will = null;
+      s.willAt = 0;
+      this.#publishWill(s.clientId, w);
+    }
+    const { metrics, storage } = this.#host;
+    if (s.subscriptions !== null) {
+      for (const sub of s.subscriptions.values())
+        this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
+      metrics.subscriptions.dec(s.subscriptions.size);
+      s.subscriptions = null;
+    }
+    if (s.inflight !== null) {
+      metrics.inflight.dec(s.inflight.size);
+      s.inflight = null;
+    }
+    s.queue = null;
+    if (s.stored) {
+      storage.deleteSession(s.clientId);
+      s.stored = false;
+    }
+    this.#waiting.delete(s);
+    if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+  }
+
+  /** DISCONNECT with a new Session Expiry Interval. */
+  setExpiry(s: Session, expiry: number): void {
+    const storage = this.#host.storage;
+    s.expiryInterval = expiry;
+    if (expiry === 0 && s.stored) {
+      storage.deleteSession(s.clientId);
+      s.stored = false;
+    } else if (expiry > 0) {
+      storage.putSession({
+        clientId: s.clientId,
+        protocolVersion: s.protocolVersion,
+        expiryInterval: expiry,
+        disconnectedAt: null,
+      });
+      if (!s.stored && s.subscriptions !== null) {
+        for (const sub of s.subscriptions.values())
+          storage.putSubscription(s.clientId, subscriptionRecord(sub));
+      }
+      s.stored = true;
+    }
+  }
+
+  addSubscription(s: Session, sub: Subscription, existed: boolean): void {
+    this.tree.add(s.clientId, sub.topicFilter, sub, sub.shareGroup);
+    s.subscriptionMap().set(sub.filter, sub);
+    if (!existed) this.#host.metrics.subscriptions.inc();
+    if (s.stored) this.#host.storage.putSubscription(s.clientId, subscriptionRecord(sub));
+  }
+
+  removeSubscription(s: Session, filter: string): boolean {
+    const sub = s.subscriptions?.get(filter);
+    if (sub === undefined) return false;
+    this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
+    s.subscriptions!.delete(filter);
+    this.#host.metrics.subscriptions.dec();
+    if (s.stored) this.#host.storage.deleteSubscription(s.clientId, filter);
+    return true;
+  }
+
+  /** The offline clock: delayed wills that are due, sessions that expired (MQTT 5.0 §4.1.1). */
+  sweep(now: number): void {
+    for (const s of this.#waiting) {
+      if (s.conn !== null) {
+        this.#waiting.delete(s);
+        continue;
+      }
+      if (s.willAt > 0 && now >= s.willAt) {
+        const w = s.will;
+        s.will = null;
+        s.willAt = 0;
+        if (w !== null) this.#publishWill(s.clientId, w);
+      }
+      if (now >= s.expiresAt()) {
+        this.#offline--;
+        this.discard(s);
+        this.#syncGauges();
+        continue;
+      }
+      if (s.willAt === 0 && s.expiresAt() === Number.POSITIVE_INFINITY) this.#waiting.delete(s);
+    }
+  }
+
+  /** Forgets the pending will of `clientId` (revocation: kicking it must publish nothing). */
+  forgetWill(clientId: string): boolean {
+    const s = this.sessions.get(clientId);
+    if (s === undefined || s.will === null) return false;
+    s.will = null;
+    s.willAt = 0;
+    return true;
+  }
+
+  /** Client ids with a live connection now. */
+  connectedClientIds(): string[] {
+    const ids: string[] = [];
+    for (const s of this.sessions.values()) if (s.conn !== null) ids.push(s.clientId);
+    return ids;
+  }
+
+  #syncGauges(): void {
+    this.#host.counters.sessionsOnline = this.#online;
+    this.#host.counters.sessionsOffline = this.#offline;
+  }
+}
+
+function subscriptionRecord(sub: Subscription): SubscriptionRecord {
+  const r: SubscriptionRecord = {
+    filter: sub.filter,
+    qos: sub.qos as QoS,
+    noLocal: sub.noLocal,
+    retainAsPublished: sub.retainAsPublished,
+    retainHandling: sub.retainHandling,
+  };
+  if (sub.subscriptionId !== undefined) r.subscriptionId = sub.subscriptionId;
+  return r;
+}
