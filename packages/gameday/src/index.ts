@@ -12,7 +12,8 @@ export {
   type FaultProxyStats,
   type FaultSettings,
 } from './fault/proxy.js';
-export { Fleet, fleetDeviceIds } from './fleet/fleet.js';
+export { Fleet } from './fleet/fleet.js';
+export { fleetDeviceIds } from './fleet/fleet-options.js';
 export type {
   CrashLoopOptions,
   FleetEvents,
@@ -23,7 +24,13 @@ export type {
   TelemetryOptions,
 } from './fleet/types.js';
 export type { ExpectationOutcome, Report } from './report/build.js';
-export { renderMatrixHtml, renderMatrixMarkdown, writeMatrixReport } from './report/matrix.js';
+export {
+  type MatrixCellResult,
+  type MatrixReport,
+  renderMatrixHtml,
+  renderMatrixMarkdown,
+  writeMatrixReport,
+} from './report/matrix.js';
 export { writeReport } from './report/write.js';
 export {
   type GamedayIo,
@@ -38,8 +45,6 @@ export { findScenario, scenarios } from './scenarios/catalog.js';
 export {
   cellName,
   FULL_MATRIX,
-  type MatrixCellResult,
-  type MatrixReport,
   matrixCells,
   selectCells,
 } from './scenarios/matrix.js';

@@ -5,14 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import type { Report } from '../src/report/build.js';
+import type { MatrixCellResult } from '../src/report/matrix.js';
 import { findScenario } from '../src/scenarios/catalog.js';
-import {
-  cellName,
-  cellSlug,
-  defaultFirmware,
-  type MatrixCellResult,
-  withCell,
-} from '../src/scenarios/matrix.js';
+import { cellName, cellSlug, defaultFirmware, withCell } from '../src/scenarios/matrix.js';
 import { runScenario } from '../src/scenarios/runner.js';
 import type { MatrixCell, ScenarioParams, SecondSample } from '../src/scenarios/types.js';
 

@@ -16,13 +16,13 @@ import net from 'node:net';
 import {
   AuthBreaker,
   defaultAuthBreakerOptions,
-  fleetPolicy,
   isAuthFailure,
-  naivePolicy,
   type ReconnectPolicy,
 } from '@breakwater/device/policy';
 import { CONTROL_PACKET_IDS, type FlapPlan, type OutboxEntry, SimDevice } from './device.js';
-import { fetchArtifact, otaStatusPayload, parseOtaJob, type SimOtaJob } from './ota.js';
+import { fleetDeviceIds, inRange, resolvePolicy, validateFleetOptions } from './fleet-options.js';
+import { otaStatusPayload, type SimOtaJob } from './ota.js';
+import { type OtaReportExtra, SimOtaRunner } from './ota-runner.js';
 import type {
   CrashLoopOptions,
   FleetOptions,
@@ -65,39 +65,6 @@ interface Counters {
 }
 
 type Gauges = Record<SimDeviceState, number>;
-
-/** The ids a Fleet gives its devices: prefix + 1-based index, zero-padded to at least 5 digits. */
-export function fleetDeviceIds(devices: number, idPrefix = 'sim-'): string[] {
-  const width = Math.max(5, String(devices).length);
-  return Array.from({ length: devices }, (_, i) => `${idPrefix}${String(i + 1).padStart(width, '0')}`);
-}
-
-function resolvePolicy(p: FleetOptions['policy']): ReconnectPolicy {
-  if (p === undefined || p === 'fleet') return fleetPolicy();
-  if (p === 'naive') return naivePolicy();
-  if (typeof p === 'object' && p !== null && typeof p.nextDelayMs === 'function') return p;
-  throw new TypeError("policy: expected 'fleet', 'naive' or a ReconnectPolicy");
-}
-
-function validate(o: FleetOptions): void {
-  if (!(Number.isSafeInteger(o.devices) && o.devices >= 0))
-    throw new RangeError('devices: a non-negative integer');
-  if (!(typeof o.target?.host === 'string' && Number.isInteger(o.target.port)))
-    throw new TypeError('target: { host, port } required');
-  if (o.initialDevices !== undefined && !(Number.isSafeInteger(o.initialDevices) && o.initialDevices >= 0))
-    throw new RangeError('initialDevices: a non-negative integer');
-  if (o.timeScale !== undefined && !(o.timeScale > 0)) throw new RangeError('timeScale must be > 0');
-  if (o.rampPerSec !== undefined && !(o.rampPerSec > 0)) throw new RangeError('rampPerSec must be > 0');
-  if (o.maxConnecting !== undefined && !(o.maxConnecting >= 1))
-    throw new RangeError('maxConnecting must be >= 1');
-  if (o.telemetry && !(o.telemetry.intervalMs > 0)) throw new RangeError('telemetry.intervalMs must be > 0');
-  if (o.sourceAddresses && o.sourceAddresses.length === 0)
-    throw new RangeError('sourceAddresses: empty list');
-}
-
-function inRange(random: () => number, [min, max]: [number, number]): number {
-  return min + Math.floor(random() * (Math.max(max, min) - min + 1));
-}
 
 function increment(record: Record<string, number>, key: string): void {
   record[key] = (record[key] ?? 0) + 1;
@@ -152,10 +119,11 @@ export class Fleet extends EventEmitter {
   #telemetryTimer: NodeJS.Timeout | null = null;
   /** The device whose bytes are being scanned (saves a closure per read). */
   #reading: SimDevice | null = null;
+  readonly #ota: SimOtaRunner;
 
   constructor(options: FleetOptions) {
     super();
-    validate(options);
+    validateFleetOptions(options);
     this.options = options;
     this.policy = resolvePolicy(options.policy);
     this.#random = options.random ?? Math.random;
@@ -165,6 +133,19 @@ export class Fleet extends EventEmitter {
     this.#connectTimeoutMs = options.connectTimeoutMs ?? 10_000;
     this.#telemetry = options.telemetry ?? null;
     this.#crashLoop = options.crashLoop ?? null;
+    const fleet = this;
+    this.#ota = new SimOtaRunner(
+      {
+        get stopping() {
+          return fleet.#stopping;
+        },
+        report: (d, job, status, extra) => this.#report(d, job, status, extra),
+        reboot: (d, downMs) => this.#rebootDevice(d, downMs, 'ota'),
+      },
+      options.ota,
+      this.#random,
+      this.#scale,
+    );
     const breaker = { ...defaultAuthBreakerOptions, ...options.authBreaker };
     const breakerOptions = {
       threshold: breaker.threshold,
@@ -263,7 +244,7 @@ export class Fleet extends EventEmitter {
     this.#rampNext = null;
     for (const d of this.#devices) {
       this.#clearTimer(d);
-      this.#abortOta(d);
+      this.#ota.abort(d);
       const socket = d.socket;
       const wasConnected = d.state === 'connected';
       this.#setState(d, 'stopped');
@@ -669,7 +650,7 @@ export class Fleet extends EventEmitter {
     this.#dropSocket(d);
     this.#clearTimer(d);
     // A reboot kills a job in flight (its retained message will run it again), not an activation.
-    if (d.ota && d.ota.phase !== 'activating') this.#abortOta(d);
+    if (d.ota && d.ota.phase !== 'activating') this.#ota.abort(d);
     this.#counters.reboots++;
     this.#setState(d, 'down');
     this.#setTimer(d, 'boot', downMs);
@@ -753,7 +734,7 @@ export class Fleet extends EventEmitter {
     if (!p) return;
     if (p.qos > 0) this.#write(d, pubackPacket(this.#version, p.messageId));
     if (p.topic === d.topics.config) this.#onConfig(d, p.payload);
-    else if (p.topic === d.topics.ota) this.#onOta(d, p.payload);
+    else if (p.topic === d.topics.ota) this.#ota.onJob(d, p.payload);
   }
 
   #onConfig(d: SimDevice, payload: Buffer): void {
@@ -778,107 +759,8 @@ export class Fleet extends EventEmitter {
     this.emit('config', d.id, version);
   }
 
-  #onOta(d: SimDevice, payload: Buffer): void {
-    const message = parseOtaJob(payload);
-    if (!message) return;
-    if (message.kind === 'cancel') {
-      const ota = d.ota;
-      if (ota && ota.phase !== 'activating' && (message.jobId === null || message.jobId === ota.job.jobId)) {
-        this.#abortOta(d);
-        d.rememberJob(ota.job.jobId);
-        this.#report(d, ota.job, 'failed', {
-          error: { code: 'BW_ERR_DEVICE_OTA_CANCELLED', message: 'cancelled' },
-        });
-      } else if (message.jobId !== null && !ota) {
-        d.rememberJob(message.jobId);
-      }
-      return;
-    }
-    const { job } = message;
-    if (d.finishedJobs?.includes(job.jobId) || d.ota?.job.jobId === job.jobId) return;
-    if (d.ota) {
-      // One job at a time; the newer one wins, as in the SDK's runner.
-      if (d.ota.phase === 'activating') return;
-      this.#abortOta(d);
-    }
-    this.#report(d, job, 'queued');
-    if (d.firmware === job.version) {
-      d.rememberJob(job.jobId);
-      this.#report(d, job, 'succeeded');
-      return;
-    }
-    d.ota = { job, phase: 'downloading', abort: null };
-    this.#report(d, job, 'downloading', { progress: 0 });
-    const behaviour = this.options.ota ?? {};
-    if (behaviour.download === 'fetch') {
-      const abort = new AbortController();
-      d.ota.abort = abort;
-      void fetchArtifact(job, abort.signal).then((errorCode) => {
-        if (d.ota?.job !== job || abort.signal.aborted) return;
-        d.ota.abort = null;
-        if (errorCode) this.#failOta(d, job, errorCode, 'download failed');
-        else this.#installOta(d, job);
-      });
-      return;
-    }
-    this.#otaStep(d, inRange(this.#random, behaviour.downloadMs ?? [200, 1000]) * this.#scale, () =>
-      this.#installOta(d, job),
-    );
-  }
-
-  #installOta(d: SimDevice, job: SimOtaJob): void {
-    if (d.ota?.job !== job || this.#stopping) return;
-    const behaviour = this.options.ota ?? {};
-    this.#report(d, job, 'downloading', { progress: 100 });
-    this.#report(d, job, 'installing');
-    d.ota.phase = 'installing';
-    this.#otaStep(d, inRange(this.#random, behaviour.installMs ?? [100, 500]) * this.#scale, () => {
-      if (d.ota?.job !== job || this.#stopping) return;
-      if (this.#random() < (behaviour.failFraction ?? 0)) {
-        this.#failOta(d, job, 'BW_ERR_DEVICE_OTA_APPLY', 'simulated install failure');
-        this.#report(d, job, 'rolled-back');
-        return;
-      }
-      d.ota.phase = 'activating';
-      d.previousFirmware = d.firmware;
-      d.firmware = job.version;
-      d.crashes = 0;
-      this.#rebootDevice(
-        d,
-        inRange(this.#random, behaviour.rebootDownMs ?? [2000, 8000]) * this.#scale,
-        'ota',
-      );
-    });
-  }
-
-  #failOta(d: SimDevice, job: SimOtaJob, code: string, message: string): void {
-    d.ota = null;
-    d.rememberJob(job.jobId);
-    this.#report(d, job, 'failed', { error: { code, message } });
-  }
-
-  #otaStep(d: SimDevice, ms: number, step: () => void): void {
-    if (d.otaTimer) clearTimeout(d.otaTimer);
-    d.otaTimer = setTimeout(() => {
-      d.otaTimer = null;
-      step();
-    }, Math.floor(ms));
-  }
-
-  #abortOta(d: SimDevice): void {
-    if (d.otaTimer) clearTimeout(d.otaTimer);
-    d.otaTimer = null;
-    d.ota?.abort?.abort();
-    if (d.ota?.phase !== 'activating') d.ota = null;
-  }
-
   /** Publishes an OTA status report now, or queues it until the next connect. */
-  #report(
-    d: SimDevice,
-    job: SimOtaJob,
-    status: string,
-    extra: { progress?: number; error?: { code: string; message: string } } = {},
-  ): void {
+  #report(d: SimDevice, job: SimOtaJob, status: string, extra: OtaReportExtra = {}): void {
     increment(this.#counters.otaStatus, status);
     this.emit('ota', d.id, status, job.jobId, job.version);
     const entry: OutboxEntry = {

@@ -6,12 +6,47 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { MatrixCellResult, MatrixReport } from '../scenarios/matrix.js';
-import type { PhaseName, PhaseScore } from '../scenarios/types.js';
+import type { MatrixCell, PhaseName, PhaseScore } from '../scenarios/types.js';
 import type { ExpectationOutcome, Report } from './build.js';
 import { expectationThreshold, expectationValue, fmt, withUnit } from './format.js';
 import { escapeXml as esc } from './svg.js';
 import { writeReport } from './write.js';
+
+/** One cell's outcome, as the matrix report lists it. */
+export interface MatrixCellResult {
+  cell: MatrixCell;
+  name: string;
+  /** Sub-directory of the cell's own report (report.json, summary.md, report.html). */
+  slug: string;
+  report: Report;
+}
+
+export interface MatrixReport {
+  version: number;
+  kind: 'matrix';
+  scenario: Report['scenario'] & { matrixNotes: string | null };
+  params: {
+    devices: number;
+    durationS: number;
+    timeScale: number;
+    target: string | null;
+    seed: number;
+  };
+  startedAt: string;
+  finishedAt: string;
+  /**
+   * Every cell with protections on passed. Cells with protections off are the weakened baseline:
+   * they are expected to fail, and are reported, not judged.
+   */
+  passed: boolean;
+  cells: MatrixCellResult[];
+}
+
+export const MATRIX_REPORT_VERSION = 1;
+
+export function matrixPassed(cells: readonly MatrixCellResult[]): boolean {
+  return cells.filter((c) => c.cell.protections === 'on').every((c) => c.report.passed);
+}
 
 function phase(r: Report, name: PhaseName): PhaseScore | null {
   return r.scores.phases.find((p) => p.name === name) ?? null;

@@ -9,7 +9,17 @@
  * dependency would be a cycle) nor breaks while its features are still landing.
  */
 import type { BrokerEnv } from './environment.js';
-import type { AlertRecord } from './types.js';
+
+/** An alert the control plane fired or resolved during the run. */
+export interface AlertRecord {
+  at: number;
+  /** Seconds since t = 0. */
+  t: number;
+  ruleId: string;
+  name: string;
+  state: 'firing' | 'resolved';
+  severity: string;
+}
 
 export interface AlertFeed {
   /** Which engine, for the report. */

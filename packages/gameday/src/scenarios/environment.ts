@@ -11,6 +11,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
+  type AdmissionConfigInput,
   AdmissionGate,
   AdmissionMetrics,
   Broker,
@@ -23,7 +24,16 @@ import {
   resolveAdmissionConfig,
   systemClock,
 } from '@breakwater/broker';
-import type { BrokerSpec } from './types.js';
+
+/** What a scenario asks of the broker under test. */
+export interface BrokerSpec {
+  /** Guard config for the device listener (`mqtt`); null: no guard (anonymous, full access). */
+  guard: Record<string, unknown> | null;
+  /** Admission config; null: no admission gate at all (protections off). */
+  admission: AdmissionConfigInput | null;
+  /** Needs PostgreSQL at 127.0.0.1:5432 for the device credentials (every device of the fleet). */
+  postgres: boolean;
+}
 
 export const DEVICE_LISTENER = 'mqtt';
 export const PROBE_LISTENER = 'probe';

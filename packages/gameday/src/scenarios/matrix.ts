@@ -4,7 +4,6 @@
  * database, the same seed), so no cell can hide what another one shows. A scenario declares the
  * axes that apply to it (`ScenarioDefinition.matrix`); an axis with one value does not apply.
  */
-import type { Report } from '../report/build.js';
 import type {
   AuthCache,
   Firmware,
@@ -92,40 +91,4 @@ export function selectCells(def: ScenarioDefinition, spec: string | true): Matri
 
 export function withCell(params: ScenarioParams, cell: MatrixCell): ScenarioParams {
   return { ...params, protections: cell.protections, firmware: cell.firmware, cache: cell.cache };
-}
-
-/** One cell's outcome, as the matrix report lists it. */
-export interface MatrixCellResult {
-  cell: MatrixCell;
-  name: string;
-  /** Sub-directory of the cell's own report (report.json, summary.md, report.html). */
-  slug: string;
-  report: Report;
-}
-
-export interface MatrixReport {
-  version: number;
-  kind: 'matrix';
-  scenario: Report['scenario'] & { matrixNotes: string | null };
-  params: {
-    devices: number;
-    durationS: number;
-    timeScale: number;
-    target: string | null;
-    seed: number;
-  };
-  startedAt: string;
-  finishedAt: string;
-  /**
-   * Every cell with protections on passed. Cells with protections off are the weakened baseline:
-   * they are expected to fail, and are reported, not judged.
-   */
-  passed: boolean;
-  cells: MatrixCellResult[];
-}
-
-export const MATRIX_REPORT_VERSION = 1;
-
-export function matrixPassed(cells: readonly MatrixCellResult[]): boolean {
-  return cells.filter((c) => c.cell.protections === 'on').every((c) => c.report.passed);
 }

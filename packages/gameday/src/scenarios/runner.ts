@@ -13,17 +13,15 @@ import { FaultProxy } from '../fault/proxy.js';
 import { Fleet } from '../fleet/fleet.js';
 import type { FleetStats } from '../fleet/types.js';
 import { buildReport, type Report } from '../report/build.js';
-import { type ControlAdapter, startControl } from './control.js';
-import { type BrokerEnv, remoteEnv, startInProcessBroker } from './environment.js';
 import {
-  cellName,
-  cellSlug,
   MATRIX_REPORT_VERSION,
   type MatrixCellResult,
   type MatrixReport,
   matrixPassed,
-  withCell,
-} from './matrix.js';
+} from '../report/matrix.js';
+import { type ControlAdapter, startControl } from './control.js';
+import { type BrokerEnv, remoteEnv, startInProcessBroker } from './environment.js';
+import { cellName, cellSlug, withCell } from './matrix.js';
 import { PostgresBackend } from './postgres-backend.js';
 import { QosProbe } from './qos-probe.js';
 import { Sampler } from './sampler.js';

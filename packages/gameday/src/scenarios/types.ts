@@ -3,12 +3,11 @@
  * the run passes or fails. Scenarios are plain objects (scenarios/*.ts); the runner
  * (runner.ts) does everything they have in common.
  */
-import type { AdmissionConfigInput } from '@breakwater/broker';
 import type { FaultProxy } from '../fault/proxy.js';
 import type { Fleet } from '../fleet/fleet.js';
 import type { FleetOptions, FleetStats } from '../fleet/types.js';
-import type { ControlAdapter } from './control.js';
-import type { BrokerEnv } from './environment.js';
+import type { AlertRecord, ControlAdapter } from './control.js';
+import type { BrokerEnv, BrokerSpec } from './environment.js';
 import type { PostgresBackend } from './postgres-backend.js';
 import type { QosProbe } from './qos-probe.js';
 
@@ -80,14 +79,6 @@ export interface RemoteTarget {
 }
 
 /** The in-process Breakwater a scenario asks for. */
-export interface BrokerSpec {
-  /** Guard config for the device listener (`mqtt`); null: no guard (anonymous, full access). */
-  guard: Record<string, unknown> | null;
-  /** Admission config; null: no admission gate at all (protections off). */
-  admission: AdmissionConfigInput | null;
-  /** Needs PostgreSQL at 127.0.0.1:5432 for the device credentials (every device of the fleet). */
-  postgres: boolean;
-}
 
 export interface ScenarioPlan {
   broker: BrokerSpec;
@@ -234,16 +225,6 @@ export interface TimelineEvent {
   label: string;
 }
 
-export interface AlertRecord {
-  at: number;
-  /** Seconds since t = 0. */
-  t: number;
-  ruleId: string;
-  name: string;
-  state: 'firing' | 'resolved';
-  severity: string;
-}
-
 export interface Scores {
   /** Seconds from the first fault to the first firing alert; null with a note. */
   timeToDetectS: number | null;
@@ -336,3 +317,5 @@ export interface ScenarioDefinition {
   requiresInProcess: boolean;
   build(params: ScenarioParams): ScenarioPlan;
 }
+
+export type { AlertRecord, BrokerSpec };
