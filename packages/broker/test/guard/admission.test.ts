@@ -215,6 +215,36 @@ describe('admission: capacity', () => {
     assert.equal(ratio?.values[0]?.value, 0.4);
   });
 
+  test('a background count that lags one call is corrected by the accepts and closes seen since', () => {
+    // procFdUsage semantics: each call returns what the previous call started counting.
+    let counted = 0;
+    let open = 0;
+    const { g, clock } = gate(
+      { fd: { refuseRatio: 0.9, sampleIntervalMs: 1000 } },
+      {
+        fdUsage: () => {
+          const previous = counted;
+          counted = open;
+          return { open: previous, max: 100, lagsOneCall: true };
+        },
+      },
+    );
+    const accept = () => {
+      assert.equal(g.onAccept('tcp', undefined).ok, true, `accept with ${open} open`);
+      open++;
+    };
+    for (let i = 0; i < 89; i++) accept(); // first sample: the count at start (0) + 0 since
+    clock.advance(1000);
+    accept(); // second sample: the count from start (0) + 89 seen since = 89; starts counting 90
+    // A reboot wave: 80 sockets close. A count taken before it still says 90.
+    for (let i = 0; i < 80; i++, open--) g.onConnectionClosed('tcp');
+    clock.advance(1000);
+    // Third sample: the lagging count (90) − 80 closed since it started = 10, not 90 (which would
+    // refuse the wave's reconnects for FD pressure for a whole interval).
+    for (let i = 0; i < 70; i++) accept();
+    assert.equal(g.stats().fdRatio, 0.8);
+  });
+
   test('without an fdUsage source the FD check is off', () => {
     const { g } = gate({ global: { rate: 0, burst: 1, maxHandshakes: 0, maxConnections: 0 } });
     for (let i = 0; i < 1000; i++) assert.equal(g.onAccept('tcp', undefined).ok, true);

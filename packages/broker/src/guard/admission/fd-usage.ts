@@ -10,6 +10,14 @@ import { readdir } from 'node:fs/promises';
 export interface FdUsage {
   open: number;
   max: number;
+  /**
+   * `open` was counted when the previous call was made, not now (procFdUsage counts in the
+   * background). The gate then adds the accepts and subtracts the closes it saw since that call.
+   * Taken as "now", a count started just before a fleet-wide drop still held every old socket,
+   * and the reconnecting fleet was refused for FD pressure for a whole interval (issue 11 auth
+   * storm: 12,000 devices, 13,000 FDs open of 20,000, 12,734 fd_pressure refusals).
+   */
+  lagsOneCall?: boolean;
 }
 
 const PROC_LIMITS = '/proc/self/limits';
@@ -40,9 +48,10 @@ export function readFdLimit(text?: string): number | undefined {
 /**
  * A cheap FD-usage reader for the gate's `fdUsage` dependency. Counting /proc/self/fd is O(open
  * FDs) — tens of milliseconds at 100k sockets — so it never runs synchronously on the connect
- * path after the first call: each call returns the last count and, when the gate asks again
- * (the gate asks at most every `fd.sampleIntervalMs` and tracks accepts/closes in between),
- * starts one asynchronous re-count in the background. Returns undefined off Linux.
+ * path after the first call: each call returns the count started by the previous call (or at
+ * creation) and starts one asynchronous re-count in the background (`lagsOneCall`). The gate asks
+ * at most every `fd.sampleIntervalMs` and adds the accepts/closes it saw since the previous ask.
+ * Returns undefined off Linux.
  */
 export function procFdUsage(): (() => FdUsage) | undefined {
   const max = readFdLimit();
@@ -67,7 +76,7 @@ export function procFdUsage(): (() => FdUsage) | undefined {
         },
       );
     }
-    return { open, max };
+    return { open, max, lagsOneCall: true };
   };
 }
 

@@ -128,6 +128,9 @@ export class AdmissionGate {
   // FD estimate: last sample plus accepts minus closes since.
   #fdOpen = 0;
   #fdMax = 0;
+  /** Accepts minus closes since the gate started, and its value at the previous fdUsage() call. */
+  #fdDelta = 0;
+  #fdDeltaAtLastCall = 0;
   #fdSampledAt = Number.NEGATIVE_INFINITY;
 
   // CONNECTs seen in the current and the previous overload window (the pressure that makes an
@@ -188,6 +191,7 @@ export class AdmissionGate {
     g.connections++;
     scope.connections++;
     this.#fdOpen++;
+    this.#fdDelta++;
     this.#rollPeak(now, g.connections - 1);
     if (g.connections > this.#peakCur) this.#peakCur = g.connections;
     return ADMITTED;
@@ -328,6 +332,7 @@ export class AdmissionGate {
     const g = this.#global;
     g.connections--;
     this.#fdOpen--;
+    this.#fdDelta--;
     this.#detectOutage(this.#clock.now(), g.connections);
   }
 
@@ -531,10 +536,12 @@ export class AdmissionGate {
     if (now - this.#fdSampledAt >= this.#config.fd.sampleIntervalMs) {
       this.#fdSampledAt = now;
       const u = this.#fdUsage();
+      const sinceCount = this.#fdDelta - this.#fdDeltaAtLastCall;
+      this.#fdDeltaAtLastCall = this.#fdDelta;
       if (u && u.max > 0) {
-        this.#fdOpen = u.open;
+        this.#fdOpen = u.lagsOneCall === true ? Math.max(0, u.open + sinceCount) : u.open;
         this.#fdMax = u.max;
-        this.#metrics?.fdUsageRatio.set(Number.isFinite(u.max) ? u.open / u.max : 0);
+        this.#metrics?.fdUsageRatio.set(Number.isFinite(u.max) ? this.#fdOpen / u.max : 0);
       }
     }
     return this.#fdMax > 0 ? this.#fdOpen / this.#fdMax : undefined;
