@@ -13,6 +13,7 @@ import type { EngineCounters } from './engine-counters.js';
 import type { AdmissionRefusal } from './guard/admission/verdict.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { BrokerLimits, ConnectionInfo } from './options.js';
+import type { OutboundTopicAliases } from './outbound-aliases.js';
 import { type DecodeFailure, encode, type Packet } from './protocol/codec.js';
 import { type FrameSink, feedFrames } from './protocol/framer.js';
 import { ReasonCode, reasonCodeName } from './reason-codes.js';
@@ -142,6 +143,8 @@ export class Connection implements FrameSink {
   clientMaxPacketSize = 0;
   /** Client → broker topic aliases (v5), allocated on first use. */
   inboundAliases: Map<number, string> | null = null;
+  /** Broker → client topic aliases (v5), only when the client announced a Topic Alias Maximum. */
+  outboundAliases: OutboundTopicAliases | null = null;
   /** Acks waiting for a storage flush, in order, with the flush generation each one needs. */
   acks: Buffer[] | null = null;
   ackGens: number[] | null = null;

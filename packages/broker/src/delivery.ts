@@ -7,7 +7,7 @@
 
 import type { Connection } from './connection.js';
 import type { DeliveryContext } from './engine-context.js';
-import { encode, encodePlainPublish, plainPublishSize } from './protocol/codec.js';
+import { encode, encodePlainPublish, plainPublishAlias, plainPublishSize } from './protocol/codec.js';
 import type { Message, Session } from './session.js';
 import type { OutboxRecord, QoS, StoredPublishProperties } from './storage/types.js';
 
@@ -88,26 +88,62 @@ export function deliver(
   s.queueList().push(rec);
 }
 
-/** QoS 0 without per-subscriber fields: encoded once per (v5, retain) for all subscribers. */
+/**
+ * QoS 0 without per-subscriber fields: encoded once per (v5, retain) for all subscribers. A client
+ * that takes Topic Aliases gets the aliased form, shared in the same way by every subscriber that
+ * has the same alias for the topic (clients with the same subscriptions usually do).
+ */
 function sendSharedQos0(b: DeliveryContext, conn: Connection, msg: Message, retain: boolean): void {
-  const v5 = conn.version === 5;
-  const idx = (v5 ? 2 : 0) | (retain ? 1 : 0);
+  const aliases = conn.outboundAliases;
+  const alias = aliases === null ? 0 : aliases.lookup(msg.topic);
   let cache = msg.encoded;
   if (cache === null) {
     cache = [undefined, undefined, undefined, undefined];
     msg.encoded = cache;
   }
-  let buf = cache[idx];
-  if (buf === undefined) {
-    buf = encodePlainPublish(v5 ? 5 : 4, msg.topic, msg.payload, 0, retain, false, 0);
-    cache[idx] = buf;
+  let buf: Buffer | undefined;
+  if (alias === 0) {
+    const v5 = conn.version === 5;
+    const idx = (v5 ? 2 : 0) | (retain ? 1 : 0);
+    buf = cache[idx];
+    if (buf === undefined) {
+      buf = encodePlainPublish(v5 ? 5 : 4, msg.topic, msg.payload, 0, retain, false, 0);
+      cache[idx] = buf;
+    }
+  } else {
+    buf = sharedAliasedQos0(cache, msg, retain, alias);
   }
   if (conn.clientMaxPacketSize > 0 && buf.length > conn.clientMaxPacketSize) {
-    b.counters.drop('packet_too_large'); // [MQTT-3.1.2-24]
+    b.counters.drop('packet_too_large'); // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
     return;
   }
+  // The client learns a new mapping only from a packet it receives [MQTT-3.3.2-7].
+  if (alias < 0) aliases!.assign(msg.topic, -alias);
   conn.send(buf);
   b.counters.msgOut[0]!++;
+}
+
+/**
+ * Aliased QoS 0 encodings live in cache slots 4..7, `4 | (new mapping ? 2 : 0) | (retain ? 1 : 0)`,
+ * and are reused while the next subscriber has the same alias value (read back from the bytes).
+ */
+function sharedAliasedQos0(
+  cache: Array<Buffer | undefined>,
+  msg: Message,
+  retain: boolean,
+  alias: number,
+): Buffer {
+  const known = alias > 0;
+  const value = known ? alias : -alias;
+  const idx = 4 | (known ? 0 : 2) | (retain ? 1 : 0);
+  if (cache.length === 4) cache.push(undefined, undefined, undefined, undefined);
+  let buf = cache[idx];
+  if (buf === undefined || plainPublishAlias(buf) !== value) {
+    // [MQTT-3.3.2-11] value ≤ min(client's Topic Alias Maximum, ours); empty topic once known.
+    buf = encodePlainPublish(5, known ? '' : msg.topic, msg.payload, 0, retain, false, 0, value);
+    cache[idx] = buf;
+  }
+  return buf;
 }
 
 /**
@@ -135,15 +171,21 @@ export function sendPublish(
     }
     remainingSec = Math.ceil(left / 1000);
   }
+  // Topic Alias (v5 clients that take them): > 0 known to the client, < 0 a new mapping.
+  const aliases = conn.outboundAliases;
+  const alias = aliases === null ? 0 : aliases.lookup(m.topic);
+  const aliasValue = alias < 0 ? -alias : alias;
+  const topic = alias > 0 ? '' : m.topic;
   if (v === 5 && (m.properties !== null || subIds !== null || m.expiresAt !== null)) {
     const properties: Record<string, unknown> = m.properties === null ? {} : { ...m.properties };
     // [MQTT-3.3.2-6] The remaining lifetime is sent, not the original interval.
     if (m.expiresAt !== null) properties.messageExpiryInterval = remainingSec;
     // [MQTT-3.3.4-3] all matching Subscription Identifiers.
     if (subIds !== null) properties.subscriptionIdentifier = subIds.length === 1 ? subIds[0] : subIds;
+    if (aliasValue !== 0) properties.topicAlias = aliasValue; // [MQTT-3.3.2-11]
     const packet = {
       cmd: 'publish',
-      topic: m.topic,
+      topic,
       payload: m.payload,
       qos,
       retain,
@@ -159,18 +201,21 @@ export function sendPublish(
   } else {
     if (
       conn.clientMaxPacketSize > 0 &&
-      plainPublishSize(v, m.topic, m.payload.length, qos) > conn.clientMaxPacketSize
+      plainPublishSize(v, topic, m.payload.length, qos, aliasValue) > conn.clientMaxPacketSize
     ) {
       b.counters.drop('packet_too_large');
       return false;
     }
-    buf = encodePlainPublish(v, m.topic, m.payload, qos, retain, dup, packetId);
+    buf = encodePlainPublish(v, topic, m.payload, qos, retain, dup, packetId, aliasValue);
   }
   if (conn.clientMaxPacketSize > 0 && buf.length > conn.clientMaxPacketSize) {
-    // [MQTT-3.1.2-24] Never send a packet larger than the client's Maximum Packet Size.
+    // [MQTT-3.1.2-24] Never send a packet larger than the client's Maximum Packet Size; the
+    // caller treats it as delivered [MQTT-3.1.2-25]. User Properties of a PUBLISH are application
+    // data that must reach subscribers unaltered [MQTT-3.3.2-17]: they are never dropped to fit.
     b.counters.drop('packet_too_large');
     return false;
   }
+  if (alias < 0) aliases!.assign(m.topic, aliasValue);
   conn.send(buf);
   b.counters.msgOut[qos]!++;
   return true;

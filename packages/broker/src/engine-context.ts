@@ -47,6 +47,8 @@ export interface AcceptedConnect {
   keepalive: number;
   serverKeepAlive: boolean;
   will: Will | null;
+  /** MQTT 5 Response Information for the CONNACK (the client asked, and one is configured). */
+  responseInformation?: string;
   /** From the authenticate hook: MQTT 5 user properties for the CONNACK. */
   userProperties?: Record<string, string>;
 }

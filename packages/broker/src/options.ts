@@ -24,6 +24,18 @@ export interface BrokerLimits {
   maxSessionExpirySec: number;
   /** Topic Alias Maximum the broker announces (client → broker aliases). */
   topicAliasMaximum: number;
+  /**
+   * Broker → client Topic Aliases per connection: at most this many (and at most the client's
+   * own Topic Alias Maximum), least recently used replaced first. 0 = never send aliases.
+   */
+  outboundTopicAliasMaximum: number;
+  /** Topics shorter than this many characters are sent without an alias (1 = alias every topic). */
+  outboundTopicAliasMinLength: number;
+  /**
+   * MQTT 5 Response Information sent in CONNACK to a client that asks for it (Request Response
+   * Information = 1): the prefix for its response topics, `{clientId}` substituted. '' = never.
+   */
+  responseInformation: string;
   /** A connection whose socket stays unwritable (backpressure) this long is cut as a slow consumer. */
   drainTimeoutMs: number;
   /** Longest client id accepted. */
@@ -40,6 +52,9 @@ export const defaultLimits: Readonly<BrokerLimits> = Object.freeze({
   offlineQueueLimit: 1000,
   maxSessionExpirySec: 7 * 24 * 3600,
   topicAliasMaximum: 64,
+  outboundTopicAliasMaximum: 64,
+  outboundTopicAliasMinLength: 8,
+  responseInformation: '$response/{clientId}/',
   drainTimeoutMs: 30_000,
   maxClientIdLength: 256,
 });

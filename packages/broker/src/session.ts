@@ -23,7 +23,8 @@ export interface Message {
   publisherId: string | null;
   /**
    * QoS 0 encodings shared by every subscriber that needs no per-subscriber field, indexed
-   * `(v5 ? 2 : 0) | (retain ? 1 : 0)`. Null until the first QoS 0 delivery.
+   * `(v5 ? 2 : 0) | (retain ? 1 : 0)`; slots 4..7 hold Topic Alias forms (delivery.ts). Null until
+   * the first QoS 0 delivery.
    */
   encoded: Array<Buffer | undefined> | null;
 }

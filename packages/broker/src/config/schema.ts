@@ -124,6 +124,25 @@ const limitSchemas = {
     default: defaultLimits.topicAliasMaximum,
     description: 'Topic Alias Maximum announced to clients.',
   }),
+  outboundTopicAliasMaximum: Type.Integer({
+    minimum: 0,
+    maximum: 65535,
+    default: defaultLimits.outboundTopicAliasMaximum,
+    description:
+      "Topic Aliases the broker sends per connection, at most the client's Topic Alias Maximum; least recently used replaced first (0 = none).",
+  }),
+  outboundTopicAliasMinLength: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: defaultLimits.outboundTopicAliasMinLength,
+    description: 'Topics shorter than this many characters are sent without a Topic Alias (1 = alias all).',
+  }),
+  responseInformation: Type.String({
+    pattern: '^[^+#]*$',
+    default: defaultLimits.responseInformation,
+    description:
+      "Response Information for MQTT 5 clients that request it: response topic prefix, `{clientId}` substituted ('' = never).",
+  }),
   drainTimeoutMs: Type.Integer({
     minimum: 1,
     default: defaultLimits.drainTimeoutMs,

@@ -272,10 +272,13 @@ export const AuthzRuleSchema = Type.Object(
 /**
  * A device owns `devices/{id}/…`. Under `$fleet/{id}/…` it only reads what the control plane
  * sends (config, OTA jobs, commands) and writes its reports: were it allowed to publish there, a
- * compromised device could overwrite its own retained desired config or fake an OTA job.
+ * compromised device could overwrite its own retained desired config or fake an OTA job. It reads
+ * the responses to its own requests under `$response/{id}/…` (the default `mqtt.responseInformation`
+ * prefix, MQTT 5.0 §4.10), and nobody else's; answering is for services (superusers).
  */
 export const defaultAuthzRules = [
   { action: 'all', topic: 'devices/{clientId}/#' },
+  { action: 'subscribe', topic: '$response/{clientId}/#' },
   { action: 'subscribe', topic: '$fleet/{clientId}/#' },
   { action: 'publish', topic: '$fleet/{clientId}/config/reported' },
   { action: 'publish', topic: '$fleet/{clientId}/ota/status' },

@@ -36,6 +36,7 @@ export function sendConnack(
   if (a.assignedClientId) properties.assignedClientIdentifier = a.clientId; // [MQTT-3.2.2-16]
   if (a.serverKeepAlive) properties.serverKeepAlive = a.keepalive; // [MQTT-3.2.2-21]
   if (a.expiryCapped) properties.sessionExpiryInterval = a.expiryInterval;
+  if (a.responseInformation !== undefined) properties.responseInformation = a.responseInformation; // [MQTT-3.1.2-28]
   if (a.userProperties !== undefined) properties.userProperties = a.userProperties;
   conn.sendPacket({ cmd: 'connack', sessionPresent, reasonCode: ReasonCode.Success, properties });
 }

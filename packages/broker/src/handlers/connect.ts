@@ -17,6 +17,7 @@ import {
   RefusalReason,
 } from '../guard/admission/verdict.js';
 import type { ConnectDecision, ConnectRequest } from '../options.js';
+import { OutboundTopicAliases } from '../outbound-aliases.js';
 import { connectProtocolLevel, decodeConnect, encode } from '../protocol/codec.js';
 import { ReasonCode, toV3ConnackCode } from '../reason-codes.js';
 import type { Will } from '../session.js';
@@ -77,6 +78,11 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
     if (props.receiveMaximum !== undefined) conn.clientReceiveMaximum = props.receiveMaximum;
     if (props.maximumPacketSize !== undefined) conn.clientMaxPacketSize = props.maximumPacketSize;
     if (props.requestProblemInformation === false) conn.problemInformation = false;
+    // Topic aliases toward this client only when it takes them: none at all when its Topic Alias
+    // Maximum is absent or 0 [MQTT-3.1.2-27], never above it [MQTT-3.1.2-26].
+    const aliasMax = Math.min(props.topicAliasMaximum ?? 0, b.limits.outboundTopicAliasMaximum);
+    if (aliasMax > 0)
+      conn.outboundAliases = new OutboundTopicAliases(aliasMax, b.limits.outboundTopicAliasMinLength);
   }
 
   // Client identifier rules [MQTT-3.1.3-5..9].
@@ -114,6 +120,11 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
       return;
     }
     const wp = w.properties;
+    if (wp?.responseTopic !== undefined && !isValidTopicName(wp.responseTopic)) {
+      // [MQTT-3.3.2-14] A Response Topic (here the will's) must not contain wildcards.
+      refuse(b, conn, ReasonCode.ProtocolError, 'will Response Topic is not a valid topic name');
+      return;
+    }
     const payload = Buffer.from(w.payload as Buffer);
     if (wp?.payloadFormatIndicator === true && !isUtf8(payload)) {
       refuse(b, conn, ReasonCode.PayloadFormatInvalid, 'will payload is not valid UTF-8'); // [MQTT-3.1.3-?]
@@ -160,6 +171,11 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
     serverKeepAlive,
     will,
   };
+  // Request/response (MQTT 5.0 §4.10): only when asked for [MQTT-3.1.2-28].
+  if (v === 5 && props?.requestResponseInformation === true) {
+    const info = responseInformation(b.limits.responseInformation, clientId);
+    if (info !== null) accepted.responseInformation = info;
+  }
   conn.clientId = clientId;
   const hooks = b.hooks;
   const hook = hooks?.authenticate;
@@ -209,6 +225,18 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
   } else {
     authDecided(b, conn, accepted, result);
   }
+}
+
+/**
+ * The response topic prefix for a client (`{clientId}` substituted), or null when none is offered:
+ * not configured, or a client id that would make it a filter or another client's subtree (the
+ * same ids the authorization rules refuse to substitute, guard/authz.ts).
+ */
+export function responseInformation(template: string, clientId: string): string | null {
+  if (template === '') return null;
+  if (!template.includes('{clientId}')) return template;
+  for (const c of ['/', '+', '#', '\u0000']) if (clientId.includes(c)) return null;
+  return template.replaceAll('{clientId}', clientId);
 }
 
 function authDecided(

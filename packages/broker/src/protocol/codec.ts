@@ -248,7 +248,8 @@ function varIntLength(n: number): number {
 
 /**
  * Encode a PUBLISH without properties into one buffer (v5: property length 0). `packetId` is only
- * written for QoS > 0.
+ * written for QoS > 0. With `alias` > 0 (v5 only) the one property is that Topic Alias; `topic` is
+ * then '' when the client already maps the alias (MQTT 5.0 §3.3.2.3.4).
  */
 export function encodePlainPublish(
   version: number,
@@ -258,9 +259,11 @@ export function encodePlainPublish(
   retain: boolean,
   dup: boolean,
   packetId: number,
+  alias = 0,
 ): Buffer {
   const topicLen = Buffer.byteLength(topic);
-  const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payload.length;
+  const props = version === 5 ? (alias > 0 ? 4 : 1) : 0;
+  const remaining = 2 + topicLen + (qos > 0 ? 2 : 0) + props + payload.length;
   const buf = Buffer.allocUnsafe(1 + varIntLength(remaining) + remaining);
   buf[0] = 0x30 | (dup ? 8 : 0) | (qos << 1) | (retain ? 1 : 0);
   let pos = 1;
@@ -278,14 +281,43 @@ export function encodePlainPublish(
     buf.writeUInt16BE(packetId, pos);
     pos += 2;
   }
-  if (version === 5) buf[pos++] = 0;
+  if (props === 4) {
+    buf[pos++] = 3; // property length
+    buf[pos++] = TOPIC_ALIAS_PROPERTY;
+    buf.writeUInt16BE(alias, pos);
+    pos += 2;
+  } else if (props === 1) {
+    buf[pos++] = 0;
+  }
   payload.copy(buf, pos);
   return buf;
 }
 
-/** Size of a PUBLISH without properties, for the client's Maximum Packet Size check. */
-export function plainPublishSize(version: number, topic: string, payloadLength: number, qos: number): number {
-  const remaining =
-    2 + Buffer.byteLength(topic) + (qos > 0 ? 2 : 0) + (version === 5 ? 1 : 0) + payloadLength;
+/** Property identifier of Topic Alias (MQTT 5.0 §2.2.2.2). */
+const TOPIC_ALIAS_PROPERTY = 0x23;
+
+/**
+ * The Topic Alias of a PUBLISH made by `encodePlainPublish` (0: none), read from its bytes: lets
+ * a shared QoS 0 encoding be reused by every subscriber that has the same alias for the topic.
+ */
+export function plainPublishAlias(buf: Buffer): number {
+  let pos = 1;
+  while ((buf[pos++]! & 0x80) !== 0);
+  pos += 2 + buf.readUInt16BE(pos);
+  if ((buf[0]! & 0x06) !== 0) pos += 2; // packet id
+  if (buf[pos] !== 3 || buf[pos + 1] !== TOPIC_ALIAS_PROPERTY) return 0;
+  return buf.readUInt16BE(pos + 2);
+}
+
+/** Size of a PUBLISH without properties (but the alias, if any), for the client's Maximum Packet Size check. */
+export function plainPublishSize(
+  version: number,
+  topic: string,
+  payloadLength: number,
+  qos: number,
+  alias = 0,
+): number {
+  const props = version === 5 ? (alias > 0 ? 4 : 1) : 0;
+  const remaining = 2 + Buffer.byteLength(topic) + (qos > 0 ? 2 : 0) + props + payloadLength;
   return 1 + varIntLength(remaining) + remaining;
 }
