@@ -185,6 +185,9 @@ export class Broker implements HandlerContext, ConnectionHost {
     const lm = this.listenerMetrics(conn.info.listener);
     lm.withoutConnect.dec();
     lm.connections.inc();
+    if (sessionPresent && session.inboundQos2 !== null && session.inboundQos2.size > 0) {
+      conn.carriedQos2 = new Set(session.inboundQos2); // not this connection's quota (§4.9)
+    }
     sendConnack(conn, this.limits, a, sessionPresent);
     this.#handshakeDone(conn);
     if (this.#observers.watched) this.#observers.connected(conn.clientId, conn.info, now);

@@ -150,6 +150,12 @@ export class Connection implements FrameSink {
   ackGens: number[] | null = null;
   /** QoS 1 PUBACKs not sent yet (Receive Maximum accounting). */
   pendingQos1 = 0;
+  /**
+   * Inbound QoS 2 ids of the resumed session that earlier connections left unreleased: they do
+   * not count against this connection's Receive Maximum (MQTT 5.0 §4.9: the quota is per network
+   * connection). Null unless a session resumed with some.
+   */
+  carriedQos2: Set<number> | null = null;
 
   // Guard state (issue 3). Plain fields, no closures: they cost a few bytes per connection.
   /** Epoch ms when the credentials expire (JWT `exp`); the sweep disconnects then. 0 = never. */
@@ -335,12 +341,43 @@ export class Connection implements FrameSink {
   }
 
   sendPacket(packet: Packet): void {
-    const buf = encode(packet, this.version);
+    const buf = this.encodePacket(packet, this.version);
+    if (buf !== null) this.send(buf);
+  }
+
+  /**
+   * Encode a control packet for this client. Over the client's Maximum Packet Size (v5) the
+   * diagnostics go first: the Reason String, then the User Properties [MQTT-3.2.2-19]
+   * [MQTT-3.2.2-20] [MQTT-3.4.2-2] [MQTT-3.4.2-3] [MQTT-3.5.2-2] [MQTT-3.6.2-2] [MQTT-3.7.2-2]
+   * [MQTT-3.9.2-1] [MQTT-3.9.2-2] [MQTT-3.11.2-1] [MQTT-3.14.2-3] [MQTT-3.14.2-4]. Null (logged and
+   * counted) when it still does not fit, since nothing larger may be sent [MQTT-3.1.2-24].
+   */
+  encodePacket(packet: Packet, version: number): Buffer | null {
+    let buf = encode(packet, version);
     if (buf === null) {
       this.broker.logger.error({ clientId: this.clientId, cmd: packet.cmd }, 'failed to encode packet');
-      return;
+      return null;
     }
-    this.send(buf);
+    const max = this.clientMaxPacketSize;
+    if (max === 0 || buf.length <= max) return buf;
+    const props = (packet as { properties?: { reasonString?: string; userProperties?: unknown } }).properties;
+    if (props !== undefined && props.reasonString !== undefined) {
+      const { reasonString: _dropped, ...rest } = props;
+      packet = { ...packet, properties: rest } as Packet;
+      buf = encode(packet, version);
+      if (buf !== null && buf.length <= max) return buf;
+    }
+    if (props !== undefined && props.userProperties !== undefined) {
+      const { reasonString: _r, userProperties: _u, ...rest } = props;
+      buf = encode({ ...packet, properties: rest } as Packet, version);
+      if (buf !== null && buf.length <= max) return buf;
+    }
+    this.broker.logger.debug(
+      { clientId: this.clientId, cmd: packet.cmd, maximumPacketSize: max },
+      "packet larger than the client's Maximum Packet Size: not sent",
+    );
+    this.broker.counters.drop('packet_too_large');
+    return null;
   }
 
   /** Too much unsent data buffered: QoS 0 deliveries are dropped instead of growing the buffer. */

@@ -2,7 +2,6 @@ import type mqtt from 'mqtt-packet';
 import type { Logger } from 'pino';
 import { type Connection, ConnState } from './connection.js';
 import type { AckCmd } from './engine-context.js';
-import { encode } from './protocol/codec.js';
 import { ReasonCode } from './reason-codes.js';
 import type { BrokerStorage } from './storage/types.js';
 
@@ -52,7 +51,8 @@ export class DurableAcks {
       buf.writeUInt16BE(id, 2);
     } else {
       const properties = conn.reasonProps(reasonString);
-      buf = encode(
+      // The Reason String is dropped if it would exceed the client's Maximum Packet Size [MQTT-3.4.2-2].
+      buf = conn.encodePacket(
         { cmd, messageId: id, reasonCode: rc, ...(properties ? { properties } : {}) } as mqtt.Packet,
         conn.version,
       );

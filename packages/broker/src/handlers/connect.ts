@@ -18,7 +18,7 @@ import {
 } from '../guard/admission/verdict.js';
 import type { ConnectDecision, ConnectRequest } from '../options.js';
 import { OutboundTopicAliases } from '../outbound-aliases.js';
-import { connectProtocolLevel, decodeConnect, encode } from '../protocol/codec.js';
+import { connectProtocolLevel, decodeConnect } from '../protocol/codec.js';
 import { ReasonCode, toV3ConnackCode } from '../reason-codes.js';
 import type { Will } from '../session.js';
 import { NEVER_EXPIRES } from '../session.js';
@@ -367,7 +367,8 @@ export function refuse(
           },
         }
       : { cmd: 'connack' as const, sessionPresent: false, returnCode: toV3ConnackCode(reasonCode) };
-  const buf = encode(packet, conn.version === 5 ? 5 : 4);
+  // Diagnostics are left out if the client's Maximum Packet Size demands it [MQTT-3.2.2-19].
+  const buf = conn.encodePacket(packet, conn.version === 5 ? 5 : 4);
   if (buf !== null) conn.send(buf);
   conn.willOnClose = false;
   conn.shutdown('connect_refused', false);

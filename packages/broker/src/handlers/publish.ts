@@ -106,9 +106,12 @@ export function handlePublish(b: HandlerContext, conn: Connection, p: PublishPac
       b.sendAck(conn, 'pubrec', id, ReasonCode.Success, undefined, false, 2);
       return;
     }
-    const inbound = conn.pendingQos1 + (session.inboundQos2 === null ? 0 : session.inboundQos2.size);
+    const q2 = session.inboundQos2;
+    const carried = conn.carriedQos2;
+    const inbound = conn.pendingQos1 + (q2 === null ? 0 : q2.size) - (carried === null ? 0 : carried.size);
     if (inbound >= b.limits.receiveMaximum) {
-      // [MQTT-3.3.4-9] More unacknowledged QoS > 0 PUBLISHes than our Receive Maximum.
+      // [MQTT-3.3.4-7] The client sent more unacknowledged QoS > 0 PUBLISHes than our Receive
+      // Maximum: DISCONNECT 0x93 (MQTT 5.0 §3.3.4).
       conn.protocolError(ReasonCode.ReceiveMaximumExceeded, 'Receive Maximum exceeded');
       return;
     }
