@@ -62,8 +62,7 @@ export function handlePubcomp(b: HandlerContext, conn: Connection, id: number): 
 export function handlePubrel(b: HandlerContext, conn: Connection, id: number): void {
   const s = conn.session!;
   const known = s.inboundQos2?.delete(id);
-  if (conn.carriedQos2 !== null && conn.carriedQos2.delete(id) && conn.carriedQos2.size === 0)
-    conn.carriedQos2 = null;
+  if (conn.carriedQos2?.delete(id) && conn.carriedQos2.size === 0) conn.carriedQos2 = null;
   if (known && s.stored) b.storage.deleteInboundQos2(s.clientId, id);
   // [MQTT-4.3.3-?] PUBCOMP even for an unknown id (v5: 0x92), so the client's flow always ends.
   const rc = known || conn.version !== 5 ? ReasonCode.Success : ReasonCode.PacketIdentifierNotFound;
