@@ -59,8 +59,10 @@ describe('config: defaults', () => {
     const keys = Object.keys(ConfigSchema.properties.mqtt.properties).sort();
     assert.deepEqual(keys, Object.keys(defaultLimits).sort());
     for (const key of keys) {
-      const config = validateConfig({ mqtt: { [key]: 7 } });
-      assert.equal(config.mqtt[key as keyof typeof defaultLimits], 7, key);
+      const value =
+        typeof defaultLimits[key as keyof typeof defaultLimits] === 'string' ? 'x/{clientId}/' : 7;
+      const config = validateConfig({ mqtt: { [key]: value } });
+      assert.equal(config.mqtt[key as keyof typeof defaultLimits], value, key);
     }
   });
 

@@ -21,6 +21,7 @@ describe('guard config', () => {
       l.authz.rules.map((r) => r.topic),
       [
         'devices/{clientId}/#',
+        '$response/{clientId}/#',
         '$fleet/{clientId}/#',
         '$fleet/{clientId}/config/reported',
         '$fleet/{clientId}/ota/status',
