@@ -8,6 +8,7 @@
  *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
+ *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
  *
@@ -18,6 +19,7 @@ import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { liveChildren } from './loadgen/pool.js';
 import { machineInfo, writeResults } from './report.js';
+import { runFanoutEncode } from './scenarios/fanout-encode.js';
 import {
   runStorm,
   type StormKind,
@@ -170,8 +172,12 @@ async function main(): Promise<number> {
     runTopics(log);
     return 0;
   }
+  if (kind === 'fanout-encode') {
+    await runFanoutEncode(log);
+    return 0;
+  }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|topics|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }
