@@ -72,7 +72,9 @@ export class OutboundTopicAliases {
     if (previous !== undefined) m.delete(previous);
     topics[alias - 1] = topic;
     m.set(topic, alias);
-    this.#used![alias - 1] = 1;
+    // The reference bit stays clear until the topic is used again: a topic sent once is the
+    // first to go, one in steady use survives a sweep (set on insert, CLOCK degrades to FIFO).
+    this.#used![alias - 1] = 0;
     if (alias - 1 === this.#hand) this.#hand = alias === this.maximum ? 0 : alias;
   }
 
