@@ -220,6 +220,35 @@ for (const protocolVersion of [4, 5] as const) {
         assert.equal(p.contentType, 'text/plain');
         assert.equal(p.payloadFormatIndicator, true);
       });
+
+      test('Topic Aliases from the broker: a client with topicAliasMaximum sees every message on its topic', async () => {
+        const sub = await connect(broker.url, {
+          protocolVersion,
+          clientId: uniqueId('sub'),
+          properties: { topicAliasMaximum: 2 },
+        });
+        const pub = await connect(broker.url, { protocolVersion, clientId: uniqueId('pub') });
+        await sub.subscribeAsync(`${prefix}/aliased/#`, { qos: 1 });
+        const topics = [0, 1, 2].map((i) => `${prefix}/aliased/${i}/a-rather-long-topic`);
+        const order = [0, 0, 1, 0, 2, 1, 2, 0];
+        const seen: string[] = [];
+        let aliased = 0;
+        const done = new Promise<void>((resolve) => {
+          sub.on('message', (topic, payload, packet) => {
+            if (packet.properties?.topicAlias !== undefined) aliased++;
+            seen.push(`${topic} ${payload}`);
+            if (seen.length === order.length) resolve();
+          });
+        });
+        for (const [i, t] of order.entries())
+          await pub.publishAsync(topics[t]!, `m${i}`, { qos: (i % 2) as 0 | 1 });
+        await done;
+        assert.deepEqual(
+          seen,
+          order.map((t, i) => `${topics[t]} m${i}`),
+        );
+        if (broker.kind === 'breakwater') assert.ok(aliased > 0, 'the broker used aliases');
+      });
     }
   });
 }
