@@ -110,8 +110,8 @@ async function main(): Promise<number> {
   }
   const brokers = list<BrokerName>(values.brokers, BrokerNames, 'brokers');
   const breakwater = values.breakwater as BreakwaterLaunch;
-  if (!['auto', 'cli', 'script'].includes(breakwater))
-    throw new Error('--breakwater must be auto, cli or script');
+  if (!['auto', 'cli', 'cli-source', 'script'].includes(breakwater))
+    throw new Error('--breakwater must be auto, cli, cli-source or script');
   const machine = machineInfo();
   const started = Date.now();
 
