@@ -18,14 +18,17 @@ import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import type { ClusterHost, ClusterSeam } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
 import { sweepConnection } from './connection-sweep.js';
-import { resumeDeliveries } from './delivery.js';
+import { deliver, resumeDeliveries } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
+import type { ClaimResult } from './cluster-seam.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import { sendConnack } from './handlers/connack.js';
+import { refuse as refuseConnect } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
 import { BrokerMetrics } from './metrics.js';
 import { type BrokerObserver, InProcessObservers, type MessageTapHandler } from './observers.js';
@@ -58,7 +61,7 @@ export interface ServerPublish {
   properties?: mqtt.IPublishPacket['properties'];
 }
 
-export class Broker implements HandlerContext, ConnectionHost {
+export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly metrics: BrokerMetrics;
   /** @internal */ readonly limits: Readonly<BrokerLimits>;
   /** @internal */ readonly storage: BrokerStorage;
@@ -71,6 +74,8 @@ export class Broker implements HandlerContext, ConnectionHost {
   /** @internal */ readonly counters: EngineCounters;
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
   storageDirty = false;
+  /** @internal The cluster seam (issue 15); null on a single node. */
+  readonly cluster: ClusterSeam | null = null;
 
   readonly #registry: SessionRegistry;
   readonly #retained: RetainedStore;
@@ -90,11 +95,21 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.counters = new EngineCounters(this.metrics);
+    // Before the registry, store and router read it.
+    if (options.cluster !== undefined) this.cluster = options.cluster.attach(this);
     this.#registry = new SessionRegistry(this, (clientId, will) => this.#publishWill(clientId, will));
     this.#retained = new RetainedStore(this);
     this.#observers = new InProcessObservers((err, what) => this.logger.error({ err }, `${what} failed`));
     this.router = new Router(this);
-    this.#acks = new DurableAcks(this.storage, this.logger);
+    const cluster = this.cluster;
+    const storage = this.storage;
+    // A durable ack waits for storage and, in a cluster, for JetStream (PUBACK after its ack).
+    this.#acks = new DurableAcks(
+      cluster === null
+        ? storage
+        : { flush: () => Promise.all([storage.flush(), cluster.flush()]).then(() => undefined) },
+      this.logger,
+    );
     this.metrics.sessions.labels('online').set(0);
     this.metrics.sessions.labels('offline').set(0);
     this.hooks?.attach?.(this);
@@ -175,8 +190,48 @@ export class Broker implements HandlerContext, ConnectionHost {
       conn.shutdown('server_shutting_down', false);
       return;
     }
+    if (this.cluster !== null) this.#claimThenAccept(this.cluster, conn, a);
+    else this.#accept(conn, a, null);
+  }
+
+  /**
+   * In a cluster a connection owns its client id only once the cluster says so (issue 15): reading
+   * stays suspended until the claim resolves; a claim that fails (NATS unreachable) is refused
+   * with 0x88 Server unavailable and a retry hint, like any load refusal.
+   */
+  #claimThenAccept(cluster: ClusterSeam, conn: Connection, a: AcceptedConnect): void {
+    conn.state = ConnState.Authenticating;
+    conn.suspend();
+    const haveLocal = !a.clean && this.#registry.hasResumable(a.clientId);
+    cluster.claim(a.clientId, a.clean, haveLocal).then(
+      (claim) => {
+        if (conn.state !== ConnState.Authenticating) {
+          if (conn.hookAdmitted) {
+            conn.hookAdmitted = false;
+            this.hooks?.onClientDisconnected?.(a.clientId);
+          }
+          return;
+        }
+        if (this.#closing) {
+          conn.shutdown('server_shutting_down', false);
+          return;
+        }
+        this.#accept(conn, a, claim);
+        conn.resume();
+      },
+      (err: unknown) => {
+        this.logger.warn({ err, clientId: a.clientId }, 'cluster claim failed');
+        if (conn.state !== ConnState.Authenticating) return;
+        refuseConnect(this, conn, ReasonCode.ServerUnavailable, 'cluster unavailable', {
+          'retry-after-ms': String(2000 + Math.floor(Math.random() * 3000)),
+        });
+      },
+    );
+  }
+
+  #accept(conn: Connection, a: AcceptedConnect, claim: ClaimResult | null): void {
     const now = this.clock.now();
-    const { session, sessionPresent } = this.#registry.open(conn, a);
+    const { session, sessionPresent, replayFrom } = this.#registry.open(conn, a, claim);
     conn.state = ConnState.Connected;
     conn.connectedAt = now;
     // | 0: an int32 (≤ 65535 s × factor) stays an unboxed small integer in the Connection.
@@ -192,6 +247,11 @@ export class Broker implements HandlerContext, ConnectionHost {
     this.#handshakeDone(conn);
     if (this.#observers.watched) this.#observers.connected(conn.clientId, conn.info, now);
     if (sessionPresent) resumeDeliveries(this, session);
+    const cluster = this.cluster;
+    if (cluster !== null) {
+      if (replayFrom >= 0) cluster.replay(session, replayFrom);
+      cluster.sessionChanged(session, 'online');
+    }
   }
 
   /** Admission's handshake count: exactly once per admitted CONNECT, whatever its outcome. */
@@ -299,6 +359,44 @@ export class Broker implements HandlerContext, ConnectionHost {
     qos: number,
   ): void {
     this.#acks.send(conn, cmd, id, rc, reasonString, needsFlush, qos);
+  }
+
+  /** @internal ClusterHost: a message from another node, for the local subscriptions on `filter`. */
+  routeRemote(msg: Message, filter: string): void {
+    this.router.routeRemote(msg, filter);
+  }
+
+  /** @internal ClusterHost: a NATS queue group picked this node for one shared group's message. */
+  routeShared(msg: Message, shareGroup: string, filter: string): boolean {
+    return this.router.routeShared(msg, shareGroup, filter) > 0;
+  }
+
+  /** @internal ClusterHost: a retained message changed on another node. */
+  applyRetained(topic: string, rec: RetainedRecord | null): void {
+    this.#retained.applyRemote(topic, rec);
+  }
+
+  /** @internal ClusterHost: another node claimed `clientId` with a newer epoch. */
+  ownershipLost(clientId: string, epoch: number): void {
+    this.#registry.ownershipLost(clientId, epoch);
+  }
+
+  /** @internal ClusterHost: publish the will of a client whose node died. */
+  publishWill(clientId: string, will: Will): void {
+    this.#publishWill(clientId, will);
+  }
+
+  /** @internal ClusterHost: one replayed message for a session resumed from another node. */
+  deliverReplayed(s: Session, msg: Message, sub: Subscription): void {
+    if (s.ended || (sub.noLocal && msg.publisherId === s.clientId)) return;
+    deliver(
+      this,
+      s,
+      msg,
+      sub.qos,
+      sub.retainAsPublished && msg.retain,
+      sub.subscriptionId !== undefined ? [sub.subscriptionId] : null,
+    );
   }
 
   #publishWill(clientId: string, will: Will): void {
@@ -418,5 +516,6 @@ export class Broker implements HandlerContext, ConnectionHost {
     if (msg.retain) this.storeRetained(msg);
     this.router.route(msg);
     await this.storage.flush();
+    await this.cluster?.flush();
   }
 }

@@ -15,7 +15,8 @@ const ACK_TYPE: Record<AckCmd, number> = { puback: 0x40, pubrec: 0x50, pubrel: 0
  * connection whose queue reaches Receive Maximum stops being read until the storage catches up.
  */
 export class DurableAcks {
-  readonly #storage: BrokerStorage;
+  /** Storage, or storage and the cluster's JetStream acks together (issue 15). */
+  readonly #storage: Pick<BrokerStorage, 'flush'>;
   readonly #logger: Logger;
   #flushGen = 0;
   #scheduledGen = 0;
@@ -23,7 +24,7 @@ export class DurableAcks {
   #flushScheduled = false;
   readonly #waiters = new Set<Connection>();
 
-  constructor(storage: BrokerStorage, logger: Logger) {
+  constructor(storage: Pick<BrokerStorage, 'flush'>, logger: Logger) {
     this.#storage = storage;
     this.#logger = logger;
   }

@@ -1,5 +1,13 @@
 export { Broker, type ServerPublish } from './broker.js';
 export { type Clock, systemClock, type TimerHandle } from './clock.js';
+export type {
+  ClaimResult,
+  ClusterBinding,
+  ClusterHost,
+  ClusterSeam,
+  RemoteSession,
+  RemoteSubscription,
+} from './cluster-seam.js';
 export {
   type AlertRuleId,
   type AlertRuleOverride,
@@ -61,6 +69,7 @@ export {
   reasonCodeName,
   toV3ConnackCode,
 } from './reason-codes.js';
+export type { Message, Session, Subscription, Will } from './session.js';
 export { MemoryStorage } from './storage/memory.js';
 export { SqliteStorage } from './storage/sqlite.js';
 export type * from './storage/types.js';

@@ -3,13 +3,17 @@
  * in step with storage. Every mutation marks the storage dirty so an acknowledgement that depends
  * on it waits for the next flush (durable-acks.ts).
  */
+import type { ClusterSeam } from './cluster-seam.js';
 import type { DeliveryContext } from './engine-context.js';
 import type { Message } from './session.js';
 import type { RetainedRecord } from './storage/types.js';
 import { RetainedIndex } from './topics/retained-index.js';
 
 /** What the store needs of the engine: storage, the retained gauge and the dirty flag. */
-export type RetainedStoreHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'storageDirty'>;
+export type RetainedStoreHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'storageDirty'> & {
+  /** The cluster seam (issue 15): retained messages are shared through it; null on one node. */
+  readonly cluster: ClusterSeam | null;
+};
 
 export class RetainedStore {
   readonly index = new RetainedIndex<RetainedRecord>();
@@ -53,15 +57,30 @@ export class RetainedStore {
     this.index.set(msg.topic, rec);
     this.#host.storage.putRetained(rec);
     this.#host.storageDirty = true;
+    this.#host.cluster?.retainedSet(rec);
     this.#gauge();
   }
 
   delete(topic: string): boolean {
+    // In a cluster the delete goes out even when this node never saw the message: another node
+    // may hold it (its watch brings it back otherwise).
+    this.#host.cluster?.retainedDeleted(topic);
     if (!this.index.delete(topic)) return false;
     this.#host.storage.deleteRetained(topic);
     this.#host.storageDirty = true;
     this.#gauge();
     return true;
+  }
+
+  /** A change made on another node (cluster watch): the index and storage, nothing forwarded. */
+  applyRemote(topic: string, rec: RetainedRecord | null): void {
+    if (rec === null) {
+      if (this.index.delete(topic)) this.#host.storage.deleteRetained(topic);
+    } else {
+      this.index.set(topic, rec);
+      this.#host.storage.putRetained(rec);
+    }
+    this.#gauge();
   }
 
   /** Deletes every retained message `clientId` published (revocation); returns how many. */

@@ -11,6 +11,7 @@
  * is online, the next member in turn (always a persistent session, since clean sessions end with
  * their connection) gets the message in its offline queue, to be delivered when it returns.
  */
+import type { ClusterSeam } from './cluster-seam.js';
 import { deliver } from './delivery.js';
 import type { DeliveryContext } from './engine-context.js';
 import type { Message, Session, Subscription } from './session.js';
@@ -22,6 +23,8 @@ export interface RouterHost extends DeliveryContext {
   /** In-process taps; routing calls `runTaps` only when there is at least one. */
   readonly taps: readonly unknown[];
   runTaps(msg: Message): void;
+  /** The cluster seam (issue 15); null on a single node. */
+  readonly cluster: ClusterSeam | null;
 }
 
 export class Router implements MatchVisitor<Subscription> {
@@ -30,13 +33,56 @@ export class Router implements MatchVisitor<Subscription> {
   #msg: Message | null = null;
   #targets: Session[] = [];
   #count = 0;
+  /**
+   * Clustered routing (issue 15): a message that came from another node on the NATS subscription
+   * of one filter goes to the local subscriptions on that filter only (the MQTT matcher re-check:
+   * the tree walk confirms the topic matches under MQTT rules, e.g. `#` never matches `$SYS/…`),
+   * and shared groups are served by NATS queue groups, never by the local walk. Null: everything.
+   */
+  #onlyFilter: string | null = null;
+  #onlyGroup: string | null = null;
 
   constructor(broker: RouterHost) {
     this.#broker = broker;
   }
 
-  /** Route a message to every matching subscription; returns the number of sessions it went to. */
+  /**
+   * Route a message published on this node to every matching subscription; in a cluster it is
+   * forwarded to the other nodes first (a durable forward marks the storage dirty, so the PUBACK
+   * waits for JetStream's ack). Returns the number of local sessions it went to — in a cluster at
+   * least 1, as remote interest is not known here (no 0x10 No matching subscribers).
+   */
   route(msg: Message): number {
+    const cluster = this.#broker.cluster;
+    if (cluster === null) return this.#route(msg);
+    if (cluster.forward(msg)) this.#broker.storageDirty = true;
+    const n = this.#route(msg);
+    return n === 0 ? 1 : n;
+  }
+
+  /** A message from another node, received on the NATS subscription for `filter`. */
+  routeRemote(msg: Message, filter: string): number {
+    this.#onlyFilter = filter;
+    try {
+      return this.#route(msg);
+    } finally {
+      this.#onlyFilter = null;
+    }
+  }
+
+  /** A message for one shared group of this node (a NATS queue group picked this node). */
+  routeShared(msg: Message, group: string, filter: string): number {
+    this.#onlyFilter = filter;
+    this.#onlyGroup = group;
+    try {
+      return this.#route(msg);
+    } finally {
+      this.#onlyFilter = null;
+      this.#onlyGroup = null;
+    }
+  }
+
+  #route(msg: Message): number {
     // Re-entrancy guard: delivery never routes synchronously, but keep state safe if it ever does.
     const prevMsg = this.#msg;
     const prevTargets = this.#targets;
@@ -46,7 +92,8 @@ export class Router implements MatchVisitor<Subscription> {
     this.#count = 0;
     this.#stamp = (this.#stamp + 1) | 0;
     this.#broker.tree.match(msg.topic, this);
-    if (this.#broker.taps.length !== 0) this.#broker.runTaps(msg);
+    // Taps see the messages published on this node (in a cluster each node taps its own).
+    if (this.#broker.taps.length !== 0 && this.#onlyFilter === null) this.#broker.runTaps(msg);
     const targets = this.#targets;
     const b = this.#broker;
     for (let i = 0; i < targets.length; i++) {
@@ -63,6 +110,7 @@ export class Router implements MatchVisitor<Subscription> {
   }
 
   subscriber(_key: string, sub: Subscription): void {
+    if (this.#onlyFilter !== null && (this.#onlyGroup !== null || sub.topicFilter !== this.#onlyFilter)) return;
     const msg = this.#msg!;
     const s = sub.session;
     // [MQTT-3.8.3-3] No Local: not to the publishing client.
@@ -86,6 +134,10 @@ export class Router implements MatchVisitor<Subscription> {
   }
 
   sharedGroup(group: SharedGroup<Subscription>): void {
+    if (this.#broker.cluster !== null) {
+      // In a cluster one member cluster-wide gets each message: the NATS queue group decides.
+      if (this.#onlyGroup !== group.group || this.#onlyFilter !== group.filter) return;
+    }
     const members = group.members;
     const n = members.length;
     if (n === 0) return;

@@ -7,6 +7,7 @@
  * Only sessions with an expiry interval > 0 are written to storage (with subscriptions, outbox
  * and inbound QoS 2 ids); at start they are loaded back as offline sessions.
  */
+import type { ClaimResult, ClusterSeam } from './cluster-seam.js';
 import type { Connection } from './connection.js';
 import type { AcceptedConnect, DeliveryContext } from './engine-context.js';
 import { ReasonCode } from './reason-codes.js';
@@ -14,7 +15,10 @@ import { Session, type Subscription, type Will } from './session.js';
 import type { QoS, SubscriptionRecord } from './storage/types.js';
 import { SubscriptionTree } from './topics/subscription-tree.js';
 
-export type SessionRegistryHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'counters' | 'logger'>;
+export type SessionRegistryHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'counters' | 'logger'> & {
+  /** The cluster seam (issue 15); null on a single node. */
+  readonly cluster: ClusterSeam | null;
+};
 
 /** Publishes a will that is due (authorization, retained and routing are the broker's). */
 export type WillPublisher = (clientId: string, will: Will) => void;
@@ -63,7 +67,7 @@ export class SessionRegistry {
         const topicFilter = parsedShare ? parsedShare.slice(2).join('/') : sr.filter;
         const sub: Subscription = { ...sr, session: s, shareGroup, topicFilter };
         s.subscriptionMap().set(sr.filter, sub);
-        this.tree.add(s.clientId, topicFilter, sub, shareGroup);
+        this.#treeAdd(s.clientId, sub);
         metrics.subscriptions.inc();
       }
       this.#loadOutbox(s);
@@ -93,11 +97,23 @@ export class SessionRegistry {
     s.nextPacketId = maxId >= 65535 ? 1 : maxId + 1;
   }
 
+  /** Whether a connection for `clientId` could resume the session this node holds. */
+  hasResumable(clientId: string): boolean {
+    const s = this.sessions.get(clientId);
+    return s !== undefined && !s.ended && s.persistent;
+  }
+
   /**
    * Gives an accepted connection its session: takes over a live one with the same client id,
    * resumes an offline one, or starts clean; writes the session row; links session and connection.
+   * In a cluster `claim` is this node's ownership (issue 15): a session held by another node is
+   * restored from its description (`replayFrom` then says since when to replay messages).
    */
-  open(conn: Connection, a: AcceptedConnect): { session: Session; sessionPresent: boolean } {
+  open(
+    conn: Connection,
+    a: AcceptedConnect,
+    claim: ClaimResult | null = null,
+  ): { session: Session; sessionPresent: boolean; replayFrom: number } {
     let existing = this.sessions.get(a.clientId);
     if (existing?.conn != null) {
       // Session takeover [MQTT-3.1.4-3]: DISCONNECT 0x8E to the old connection (v5), destroyed at
@@ -115,7 +131,32 @@ export class SessionRegistry {
     }
     let s: Session;
     let sessionPresent = false;
-    if (existing !== undefined && !existing.ended && !a.clean) {
+    let replayFrom = -1;
+    const remote = claim?.remote ?? null;
+    if (remote !== null && !a.clean) {
+      // The session lives on another node's last word: our copy (if any) is stale.
+      if (existing !== undefined && !existing.ended) {
+        if (existing.conn === null) this.#offline--;
+        this.discard(existing);
+      }
+      s = new Session(a.clientId, remote.protocolVersion, remote.expiryInterval);
+      this.sessions.set(a.clientId, s);
+      s.expiryInterval = remote.expiryInterval;
+      for (const r of remote.subscriptions) {
+        const parsedShare = r.filter.startsWith('$share/') ? r.filter.split('/') : null;
+        const sub: Subscription = {
+          ...r,
+          session: s,
+          shareGroup: parsedShare ? parsedShare[1]! : null,
+          topicFilter: parsedShare ? parsedShare.slice(2).join('/') : r.filter,
+        };
+        s.subscriptionMap().set(r.filter, sub);
+        this.#treeAdd(s.clientId, sub);
+        this.#host.metrics.subscriptions.inc();
+      }
+      sessionPresent = true;
+      replayFrom = remote.deliveredUntil;
+    } else if (existing !== undefined && !existing.ended && !a.clean) {
       // [MQTT-3.1.2-5] resume the existing session.
       s = existing;
       sessionPresent = true;
@@ -134,9 +175,15 @@ export class SessionRegistry {
       s = new Session(a.clientId, conn.version, a.expiryInterval);
       this.sessions.set(a.clientId, s);
     }
+    if (claim !== null) s.clusterEpoch = claim.epoch;
     s.protocolVersion = conn.version;
     s.expiryInterval = a.expiryInterval;
     s.will = a.will;
+    const cluster = this.#host.cluster;
+    if (cluster !== null) {
+      if (a.will !== null) cluster.willArmed(s.clientId, s.clusterEpoch, a.will);
+      else cluster.willDisarmed(s.clientId);
+    }
     const storage = this.#host.storage;
     if (s.expiryInterval > 0) {
       storage.putSession({
@@ -146,6 +193,9 @@ export class SessionRegistry {
         disconnectedAt: null,
       });
       s.stored = true;
+      if (replayFrom >= 0 && s.subscriptions !== null) {
+        for (const sub of s.subscriptions.values()) storage.putSubscription(s.clientId, subscriptionRecord(sub));
+      }
     } else if (s.stored) {
       storage.deleteSession(s.clientId);
       s.stored = false;
@@ -154,7 +204,30 @@ export class SessionRegistry {
     conn.session = s;
     this.#online++;
     this.#syncGauges();
-    return { session: s, sessionPresent };
+    return { session: s, sessionPresent, replayFrom };
+  }
+
+  /**
+   * Another node owns `clientId` from `epoch` on (issue 15): a local connection with an older
+   * epoch is taken over (0x8E, like a local takeover) and this node's copy of the session is
+   * dropped without its pending will (the session lives on at the new owner).
+   */
+  ownershipLost(clientId: string, epoch: number): void {
+    const s = this.sessions.get(clientId);
+    if (s === undefined || s.ended || s.clusterEpoch >= epoch) return;
+    const conn = s.conn;
+    if (conn !== null) {
+      this.#host.logger.info({ clientId, epoch }, 'session taken over by another node');
+      conn.disconnect(ReasonCode.SessionTakenOver, 'another connection with this client id', 'session_taken_over');
+      conn.stream.destroy();
+    }
+    const left = this.sessions.get(clientId);
+    if (left === undefined || left.ended || left.clusterEpoch >= epoch) return;
+    left.will = null;
+    left.willAt = 0;
+    if (left.conn === null) this.#offline--;
+    this.discard(left);
+    this.#syncGauges();
   }
 
   /**
@@ -165,9 +238,11 @@ export class SessionRegistry {
     s.conn = null;
     this.#online--;
     const will = s.will;
+    const cluster = this.#host.cluster;
     if (!s.persistent) {
       s.will = null;
       if (publishWill && will !== null) this.#publishWill(s.clientId, will);
+      cluster?.willDisarmed(s.clientId);
       this.discard(s);
       this.#syncGauges();
       return;
@@ -194,6 +269,10 @@ export class SessionRegistry {
     } else {
       s.will = null;
     }
+    if (cluster !== null) {
+      if (s.willAt === 0) cluster.willDisarmed(s.clientId);
+      cluster.sessionChanged(s, 'offline');
+    }
     if (s.willAt > 0 || s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
     this.#syncGauges();
   }
@@ -202,16 +281,17 @@ export class SessionRegistry {
   discard(s: Session): void {
     if (s.ended) return;
     s.ended = true;
+    const cluster = this.#host.cluster;
     if (s.willAt > 0 && s.will !== null) {
       const w = s.will;
       s.will = null;
       s.willAt = 0;
       this.#publishWill(s.clientId, w);
+      cluster?.willDisarmed(s.clientId);
     }
     const { metrics, storage } = this.#host;
     if (s.subscriptions !== null) {
-      for (const sub of s.subscriptions.values())
-        this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
+      for (const sub of s.subscriptions.values()) this.#treeRemove(s.clientId, sub);
       metrics.subscriptions.dec(s.subscriptions.size);
       s.subscriptions = null;
     }
@@ -226,6 +306,7 @@ export class SessionRegistry {
     }
     this.#waiting.delete(s);
     if (this.sessions.get(s.clientId) === s) this.sessions.delete(s.clientId);
+    cluster?.sessionChanged(s, 'ended');
   }
 
   /** DISCONNECT with a new Session Expiry Interval. */
@@ -251,20 +332,33 @@ export class SessionRegistry {
   }
 
   addSubscription(s: Session, sub: Subscription, existed: boolean): void {
-    this.tree.add(s.clientId, sub.topicFilter, sub, sub.shareGroup);
+    this.#treeAdd(s.clientId, sub);
     s.subscriptionMap().set(sub.filter, sub);
     if (!existed) this.#host.metrics.subscriptions.inc();
     if (s.stored) this.#host.storage.putSubscription(s.clientId, subscriptionRecord(sub));
+    if (s.persistent) this.#host.cluster?.sessionChanged(s, 'subscriptions');
   }
 
   removeSubscription(s: Session, filter: string): boolean {
     const sub = s.subscriptions?.get(filter);
     if (sub === undefined) return false;
-    this.tree.remove(s.clientId, sub.topicFilter, sub.shareGroup);
+    this.#treeRemove(s.clientId, sub);
     s.subscriptions!.delete(filter);
     this.#host.metrics.subscriptions.dec();
     if (s.stored) this.#host.storage.deleteSubscription(s.clientId, filter);
+    if (s.persistent) this.#host.cluster?.sessionChanged(s, 'subscriptions');
     return true;
+  }
+
+  /** Into the index; in a cluster the first subscription on a filter subscribes it on NATS. */
+  #treeAdd(clientId: string, sub: Subscription): void {
+    if (this.tree.add(clientId, sub.topicFilter, sub, sub.shareGroup))
+      this.#host.cluster?.filterAdded(sub.topicFilter, sub.shareGroup);
+  }
+
+  #treeRemove(clientId: string, sub: Subscription): void {
+    if (this.tree.remove(clientId, sub.topicFilter, sub.shareGroup))
+      this.#host.cluster?.filterRemoved(sub.topicFilter, sub.shareGroup);
   }
 
   /** The offline clock: delayed wills that are due, sessions that expired (MQTT 5.0 §4.1.1). */
@@ -279,6 +373,7 @@ export class SessionRegistry {
         s.will = null;
         s.willAt = 0;
         if (w !== null) this.#publishWill(s.clientId, w);
+        this.#host.cluster?.willDisarmed(s.clientId);
       }
       if (now >= s.expiresAt()) {
         this.#offline--;
@@ -296,6 +391,7 @@ export class SessionRegistry {
     if (s === undefined || s.will === null) return false;
     s.will = null;
     s.willAt = 0;
+    this.#host.cluster?.willDisarmed(clientId);
     return true;
   }
 

@@ -75,6 +75,8 @@ export class Session {
   disconnectedAt: number | null = null;
   nextPacketId = 1;
   nextSeq = 1;
+  /** Cluster ownership epoch of this node's copy (issue 15); 0 on a single node. */
+  clusterEpoch = 0;
 
   // Router scratch space: dedupes one client's overlapping subscriptions per routed message
   // without allocating (MQTT 5.0 §3.3.4: one delivery, max QoS, all subscription identifiers).

@@ -7,6 +7,7 @@ import {
   BrokerMetrics,
   type BrokerStorage,
   type Clock,
+  type ClusterBinding,
   MemoryStorage,
 } from '@breakwater/broker';
 
@@ -19,6 +20,8 @@ export interface TestBrokerOptions {
   listener?: string;
   /** TCP port (default 0: any free port). A fixed port is for restart-on-the-same-port tests. */
   port?: number;
+  /** Join a cluster (issue 15). */
+  cluster?: ClusterBinding;
 }
 
 export interface TestBroker {
@@ -44,6 +47,7 @@ export async function startBroker(options: TestBrokerOptions = {}): Promise<Test
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.hooks ? { hooks: options.hooks } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.cluster ? { cluster: options.cluster } : {}),
   });
   await broker.start();
   const listener = options.listener ?? 'test';

@@ -260,7 +260,8 @@ function authDecided(
   if (d.expiresAt !== undefined) conn.expiresAt = d.expiresAt;
   if (d.userProperties !== undefined) accepted.userProperties = d.userProperties;
   b.acceptConnection(conn, accepted);
-  conn.resume();
+  // In a cluster the claim is still pending (state stays Authenticating): the broker resumes.
+  if (conn.state !== ConnState.Authenticating) conn.resume();
 }
 
 function authFailed(b: HandlerContext, conn: Connection, err: unknown): void {

@@ -1,0 +1,103 @@
+/**
+ * The seam between the broker and a cluster (issue 15): what the broker tells a cluster, and what a
+ * cluster may ask of the broker. Declared here, implemented by `@breakwater/cluster` (NATS
+ * JetStream); the broker imports no cluster code. With no cluster configured the seam is null and
+ * every call site is one field check, so the single-process hot path pays nothing else.
+ *
+ * The calls sit where the state they concern lives: routing in router.ts (`forward`), the
+ * subscription index and ownership in session-registry.ts (`filterAdded/Removed`, `claim`,
+ * `sessionChanged`, `willArmed/Disarmed`), retained messages in retained-store.ts
+ * (`retainedSet/Deleted`), durable acknowledgements in durable-acks.ts (`flush`).
+ */
+import type { Message, Session, Subscription, Will } from './session.js';
+import type { RetainedRecord } from './storage/types.js';
+
+/** Ownership of a client id won by a connection on this node. */
+export interface ClaimResult {
+  /** Fencing token: strictly greater than every earlier claim of this client id, cluster-wide. */
+  epoch: number;
+  /**
+   * The session another node held (persistent, not expired) when this node's copy is missing or
+   * stale; null when there was none. The broker restores it, then the cluster replays what it
+   * missed (`replay`).
+   */
+  remote: RemoteSession | null;
+}
+
+/** A persistent session as another node last described it. */
+export interface RemoteSession {
+  protocolVersion: number;
+  expiryInterval: number;
+  subscriptions: RemoteSubscription[];
+  /** Epoch ms: every message published before this was delivered and acknowledged (or not due). */
+  deliveredUntil: number;
+}
+
+export interface RemoteSubscription {
+  filter: string;
+  qos: 0 | 1 | 2;
+  noLocal: boolean;
+  retainAsPublished: boolean;
+  retainHandling: 0 | 1 | 2;
+  subscriptionId?: number;
+}
+
+/** What the broker tells its cluster. */
+export interface ClusterSeam {
+  /**
+   * A message published on this node (client, will or server): send it to the other nodes.
+   * Returns true when the forward is pending a durable acknowledgement (QoS > 0 through
+   * JetStream): the caller's ack then waits for `flush()`.
+   */
+  forward(msg: Message): boolean;
+  /** Resolves when every forward and retained write started before the call is acknowledged. */
+  flush(): Promise<void>;
+  /** The index gained its first subscription on `filter` (without `$share/`) for `shareGroup`. */
+  filterAdded(filter: string, shareGroup: string | null): void;
+  /** The index lost its last subscription on `filter` for `shareGroup`. */
+  filterRemoved(filter: string, shareGroup: string | null): void;
+  /**
+   * A connection on this node wants `clientId`. Resolves when this node owns it; other nodes kick
+   * their connection with that id (0x8E) and drop their copy of the session.
+   * `haveLocal`: this node still holds the session from its own last epoch (no restore needed).
+   */
+  claim(clientId: string, clean: boolean, haveLocal: boolean): Promise<ClaimResult>;
+  /** The session of `clientId` went offline, ended, or changed subscriptions on this node. */
+  sessionChanged(s: Session, event: 'online' | 'offline' | 'ended' | 'subscriptions'): void;
+  /** Deliver to `s` what was published since `since` on its filters (resume from another node). */
+  replay(s: Session, since: number): void;
+  /** A will is armed for the connection of `clientId` (fired by a survivor if this node dies). */
+  willArmed(clientId: string, epoch: number, will: Will): void;
+  /** The will of `clientId` is no longer pending on this node (fired, cancelled, taken over). */
+  willDisarmed(clientId: string): void;
+  /** Retained message set on this node (the write is covered by the next `flush()`). */
+  retainedSet(rec: RetainedRecord): void;
+  retainedDeleted(topic: string): void;
+}
+
+/** What a cluster may ask of the broker (implemented by `Broker`). */
+export interface ClusterHost {
+  /**
+   * A message from another node, received on the NATS subscription of `filter`: route it to the
+   * local subscriptions on that filter only (never forwarded again).
+   */
+  routeRemote(msg: Message, filter: string): void;
+  /** A message for one shared group on this node (NATS queue group delivery). */
+  routeShared(msg: Message, shareGroup: string, filter: string): boolean;
+  /** A retained message changed on another node: update the local index only. */
+  applyRetained(topic: string, rec: RetainedRecord | null): void;
+  /**
+   * `clientId` was claimed elsewhere with `epoch`: a local connection with an older epoch gets
+   * 0x8E and its session copy is dropped (no will: the session lives on at the new owner).
+   */
+  ownershipLost(clientId: string, epoch: number): void;
+  /** Publish a will on behalf of a dead node (authorization, retained, routing, forwarding). */
+  publishWill(clientId: string, will: Will): void;
+  /** Deliver one replayed message to the session of `clientId` through `sub` (resume). */
+  deliverReplayed(s: Session, msg: Message, sub: Subscription): void;
+}
+
+/** Binds a cluster to a broker once the broker exists (Broker's constructor calls it). */
+export interface ClusterBinding {
+  attach(host: ClusterHost): ClusterSeam;
+}

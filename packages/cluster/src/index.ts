@@ -1,0 +1,7 @@
+export { decodeEnvelope, EnvelopeError, encodeEnvelope } from './envelope.js';
+export { ClusterMetrics } from './metrics.js';
+export { mqttMatches } from './mqtt-match.js';
+export { type HealthListener, NatsCluster } from './nats-cluster.js';
+export { type ClusterOptions, defaultClusterOptions } from './options.js';
+export type { SessionRecord } from './ownership.js';
+export { clientKey, decodeTopic, encodeLevel, encodeTopic, filterSubjects, publishSubject } from './subjects.js';

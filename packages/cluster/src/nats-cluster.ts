@@ -1,0 +1,431 @@
+/**
+ * N broker processes as one logical broker over NATS JetStream (issue 15). One `NatsCluster` per
+ * broker process implements the broker's `ClusterSeam` (cluster-seam.ts in @breakwater/broker):
+ *
+ * - live routing over core NATS: a message published on this node goes to
+ *   `<prefix>.<0|1>.<levels>` (subjects.ts); every distinct local filter is ONE NATS subscription
+ *   (reference-counted), and what it receives goes to the local subscriptions of that filter only,
+ *   re-checked by the MQTT matcher (router.ts `routeRemote`);
+ * - QoS 1/2 through JetStream: the publish goes to the `<PREFIX>_MSGS` stream and the PUBACK waits
+ *   for the stream's ack (`flush()`, wired into the broker's durable acks); core subscribers get it
+ *   live at the same time;
+ * - ownership of client ids (ownership.ts), retained messages (retained-sync.ts), wills and
+ *   heartbeats (liveness.ts) in JetStream KV buckets;
+ * - shared subscriptions as NATS queue groups (one member cluster-wide gets each message).
+ *
+ * Two NATS connections: routing with echo off (a node never receives what it forwarded itself:
+ * it routed it locally already), and queue groups with echo on (the member picked may be on the
+ * publishing node).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type {
+  ClaimResult,
+  ClusterBinding,
+  ClusterHost,
+  ClusterSeam,
+  Message,
+  RetainedRecord,
+  Session,
+  Will,
+} from '@breakwater/broker';
+import {
+  connect,
+  DiscardPolicy,
+  Events,
+  type JetStreamClient,
+  type JetStreamManager,
+  type KV,
+  type NatsConnection,
+  RetentionPolicy,
+  StorageType,
+  type Subscription as NatsSubscription,
+} from 'nats';
+import { type Logger, pino } from 'pino';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { Liveness } from './liveness.js';
+import { ClusterMetrics } from './metrics.js';
+import { type ClusterOptions, defaultClusterOptions } from './options.js';
+import { Ownership } from './ownership.js';
+import { RetainedSync } from './retained-sync.js';
+import { filterSubjects, publishSubject } from './subjects.js';
+
+const FAILED = Symbol('failed');
+
+/** What the parts of a cluster node share. */
+export interface ClusterContext {
+  readonly options: Readonly<ClusterOptions>;
+  readonly logger: Logger;
+  readonly metrics: ClusterMetrics;
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly streamName: string;
+  host(): ClusterHost;
+  /** Track a JetStream write that `flush()` must wait for. */
+  track(p: Promise<unknown>): void;
+}
+
+interface FilterSub {
+  refs: number;
+  subs: NatsSubscription[];
+}
+
+export type HealthListener = (healthy: boolean, isolated: boolean) => void;
+
+export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext {
+  readonly options: Readonly<ClusterOptions>;
+  readonly logger: Logger;
+  readonly metrics: ClusterMetrics;
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly streamName: string;
+  readonly ownership: Ownership;
+  readonly retained: RetainedSync;
+  readonly liveness: Liveness;
+  #sharedNc: NatsConnection | null = null;
+  #host: ClusterHost | null = null;
+  readonly #filters = new Map<string, FilterSub>();
+  readonly #shared = new Map<string, FilterSub>();
+  #pending: Promise<unknown>[] = [];
+  #lastFlush: Promise<void> = Promise.resolve();
+  #closed = false;
+
+  private constructor(
+    options: ClusterOptions,
+    nc: NatsConnection,
+    jsm: JetStreamManager,
+    kvs: { sessions: KV; retained: KV; wills: KV; fired: KV; nodes: KV },
+  ) {
+    this.options = Object.freeze({ ...options });
+    this.logger = options.logger ?? pino({ level: 'silent' });
+    this.metrics = new ClusterMetrics(options.registry);
+    this.nc = nc;
+    this.js = nc.jetstream({ timeout: options.requestTimeoutMs });
+    this.jsm = jsm;
+    this.streamName = `${options.prefix.toUpperCase()}_MSGS`;
+    this.ownership = new Ownership(this, kvs.sessions);
+    this.retained = new RetainedSync(this, kvs.retained);
+    this.liveness = new Liveness(this, kvs.nodes, kvs.wills, kvs.fired, this.ownership);
+  }
+
+  /**
+   * Connects to NATS and makes sure the stream and buckets exist (created on first use; an
+   * existing one is used as it is). Throws when NATS or JetStream cannot be reached.
+   */
+  static async connect(opts: Partial<ClusterOptions> & Pick<ClusterOptions, 'servers'>): Promise<NatsCluster> {
+    const options: ClusterOptions = {
+      ...defaultClusterOptions,
+      nodeId: `n${randomBytes(6).toString('hex')}`,
+      ...opts,
+    };
+    const name = `breakwater ${options.nodeId}`;
+    const nc = await connect({
+      servers: options.servers,
+      name,
+      noEcho: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      timeout: options.requestTimeoutMs,
+      pingInterval: 2000,
+      maxPingOut: 2,
+    });
+    try {
+      const jsm = await nc.jetstreamManager({ timeout: options.requestTimeoutMs });
+      const p = options.prefix;
+      const replicas = options.replicas;
+      await ensureStream(jsm, {
+        name: `${p.toUpperCase()}_MSGS`,
+        subjects: [`${p}.1.>`],
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        max_age: options.streamMaxAgeSec * 1e9,
+        num_replicas: replicas,
+      });
+      const js = nc.jetstream({ timeout: options.requestTimeoutMs });
+      const kv = (bucket: string, extra: { ttl?: number } = {}) =>
+        js.views.kv(`${p}_${bucket}`, {
+          replicas,
+          history: 1,
+          timeout: options.requestTimeoutMs,
+          ...extra,
+        });
+      const kvs = {
+        sessions: await kv('sessions'),
+        retained: await kv('retained'),
+        wills: await kv('wills'),
+        // Markers of fired wills (create = exactly once); an hour is far longer than any race.
+        fired: await kv('fired', { ttl: 3600_000 }),
+        nodes: await kv('nodes', { ttl: Math.max(60_000, options.deadAfterMs * 10) }),
+      };
+      return new NatsCluster(options, nc, jsm, kvs);
+    } catch (err) {
+      await nc.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  get nodeId(): string {
+    return this.options.nodeId;
+  }
+
+  /** NATS connected and JetStream answering (readiness). */
+  get healthy(): boolean {
+    return this.liveness.healthy;
+  }
+
+  /** Cut off from NATS for longer than `isolateAfterMs`: clients were told to go elsewhere. */
+  get isolated(): boolean {
+    return this.liveness.isolated;
+  }
+
+  /** Another live node's MQTT address, for redirects (MQTT 5 Server Reference), or null. */
+  otherNodeAddress(): string | null {
+    return this.liveness.otherNodeAddress();
+  }
+
+  onHealthChange(listener: HealthListener): void {
+    this.liveness.onHealthChange(listener);
+  }
+
+  host(): ClusterHost {
+    if (this.#host === null) throw new Error('cluster is not attached to a broker');
+    return this.#host;
+  }
+
+  /** ClusterBinding: the broker's constructor hands itself over. */
+  attach(host: ClusterHost): ClusterSeam {
+    if (this.#host !== null) throw new Error('cluster already attached to a broker');
+    this.#host = host;
+    return this;
+  }
+
+  /**
+   * Loads the retained messages (before the node accepts clients, so every retained message is
+   * visible from the first SUBSCRIBE), starts the ownership watch, heartbeats and will duty.
+   */
+  async start(): Promise<void> {
+    this.host();
+    await this.retained.start();
+    await this.ownership.start();
+    await this.liveness.start();
+    void this.#watchStatus();
+  }
+
+  /**
+   * Leaves the cluster: this node's pending wills are withdrawn (a shutdown publishes no will, as
+   * on a single node), its heartbeat removed, and the NATS connections drained.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.flush().catch(() => {});
+    await this.liveness.close();
+    this.ownership.close();
+    this.retained.close();
+    await this.#sharedNc?.drain().catch(() => {});
+    await this.nc.drain().catch(() => {});
+  }
+
+  // --- routing -----------------------------------------------------------------------------
+
+  forward(msg: Message): boolean {
+    const durable = msg.qos > 0;
+    const subject = publishSubject(this.options.prefix, durable, msg.topic);
+    const data = encodeEnvelope(msg);
+    if (!durable) {
+      this.metrics.forwarded.inc({ qos: '0' });
+      if (!this.nc.isClosed()) this.nc.publish(subject, data);
+      return false;
+    }
+    this.metrics.forwarded.inc({ qos: String(msg.qos) });
+    this.track(this.js.publish(subject, data));
+    return true;
+  }
+
+  track(p: Promise<unknown>): void {
+    this.#pending.push(p.then(undefined, (err: unknown) => this.#failed(err)));
+  }
+
+  #failed(err: unknown): typeof FAILED {
+    this.metrics.jetstreamErrors.inc({ op: 'publish' });
+    this.logger.warn({ err }, 'JetStream write failed');
+    return FAILED;
+  }
+
+  /**
+   * Resolves when every JetStream write tracked before the call is acknowledged; rejects when one
+   * failed (the broker then closes the connections whose acks waited: their clients resend).
+   * Flushes complete in call order, as the broker's durable acks expect of generations.
+   */
+  flush(): Promise<void> {
+    const list = this.#pending;
+    this.#pending = [];
+    const prev = this.#lastFlush.catch(() => {});
+    const p = Promise.all([prev, ...list]).then((results) => {
+      for (let i = 1; i < results.length; i++) {
+        if (results[i] === FAILED) throw new Error('a JetStream write failed');
+      }
+    });
+    this.#lastFlush = p;
+    return p;
+  }
+
+  filterAdded(filter: string, shareGroup: string | null): void {
+    if (shareGroup !== null) {
+      this.#addShared(filter, shareGroup);
+      return;
+    }
+    const entry = this.#filters.get(filter);
+    if (entry !== undefined) {
+      entry.refs++;
+      return;
+    }
+    const subs = filterSubjects(this.options.prefix, filter).map((subject) =>
+      this.nc.subscribe(subject, {
+        callback: (err, m) => {
+          if (err !== null) return;
+          this.#onRemote(m.data, filter);
+        },
+      }),
+    );
+    this.#filters.set(filter, { refs: 1, subs });
+    this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
+  }
+
+  filterRemoved(filter: string, shareGroup: string | null): void {
+    const map = shareGroup === null ? this.#filters : this.#shared;
+    const key = shareGroup === null ? filter : sharedKey(shareGroup, filter);
+    const entry = map.get(key);
+    if (entry === undefined) return;
+    if (--entry.refs > 0) return;
+    map.delete(key);
+    for (const s of entry.subs) s.unsubscribe();
+    this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
+  }
+
+  #onRemote(data: Uint8Array, filter: string): void {
+    let msg: Message;
+    try {
+      msg = decodeEnvelope(data);
+    } catch (err) {
+      this.logger.warn({ err }, 'undecodable cluster message dropped');
+      return;
+    }
+    this.metrics.received.inc({ kind: 'live' });
+    this.#host!.routeRemote(msg, filter);
+  }
+
+  #addShared(filter: string, group: string): void {
+    const key = sharedKey(group, filter);
+    const entry = this.#shared.get(key);
+    if (entry !== undefined) {
+      entry.refs++;
+      return;
+    }
+    const created: FilterSub = { refs: 1, subs: [] };
+    this.#shared.set(key, created);
+    this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
+    // Queue group per (group, filter): `$share/g/a/+` and `$share/g/a/#` are two subscriptions.
+    const queue = `bwq${createHash('sha1').update(key).digest('hex').slice(0, 20)}`;
+    void this.#sharedConnection().then(
+      (nc) => {
+        if (this.#shared.get(key) !== created) return; // removed meanwhile
+        created.subs = filterSubjects(this.options.prefix, filter).map((subject) =>
+          nc.subscribe(subject, {
+            queue,
+            callback: (err, m) => {
+              if (err !== null) return;
+              let msg: Message;
+              try {
+                msg = decodeEnvelope(m.data);
+              } catch {
+                return;
+              }
+              this.metrics.received.inc({ kind: 'shared' });
+              this.#host!.routeShared(msg, group, filter);
+            },
+          }),
+        );
+      },
+      (err: unknown) => this.logger.error({ err }, 'cannot open the NATS connection for shared subscriptions'),
+    );
+  }
+
+  #sharedPromise: Promise<NatsConnection> | null = null;
+  #sharedConnection(): Promise<NatsConnection> {
+    if (this.#sharedPromise === null) {
+      this.#sharedPromise = connect({
+        servers: this.options.servers,
+        name: `breakwater ${this.options.nodeId} shared`,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+      }).then((nc) => {
+        this.#sharedNc = nc;
+        return nc;
+      });
+    }
+    return this.#sharedPromise;
+  }
+
+  async #watchStatus(): Promise<void> {
+    this.metrics.natsConnected.set(1);
+    for await (const s of this.nc.status()) {
+      if (s.type === Events.Disconnect) {
+        this.metrics.natsConnected.set(0);
+        this.logger.warn({ server: s.data }, 'NATS connection lost');
+        this.liveness.natsDown();
+      } else if (s.type === Events.Reconnect) {
+        this.metrics.natsConnected.set(1);
+        this.logger.info({ server: s.data }, 'NATS connection restored');
+        this.liveness.natsUp();
+      }
+    }
+  }
+
+  // --- sessions, wills, retained: delegated ----------------------------------------------
+
+  claim(clientId: string, clean: boolean, haveLocal: boolean): Promise<ClaimResult> {
+    return this.ownership.claim(clientId, clean, haveLocal);
+  }
+
+  sessionChanged(s: Session, event: 'online' | 'offline' | 'ended' | 'subscriptions'): void {
+    this.ownership.sessionChanged(s, event);
+  }
+
+  replay(s: Session, since: number): void {
+    this.ownership.replay(s, since);
+  }
+
+  willArmed(clientId: string, epoch: number, will: Will): void {
+    this.liveness.willArmed(clientId, epoch, will);
+  }
+
+  willDisarmed(clientId: string): void {
+    this.liveness.willDisarmed(clientId);
+  }
+
+  retainedSet(rec: RetainedRecord): void {
+    this.retained.set(rec);
+  }
+
+  retainedDeleted(topic: string): void {
+    this.retained.delete(topic);
+  }
+}
+
+function sharedKey(group: string, filter: string): string {
+  return `${group}\u0000${filter}`;
+}
+
+async function ensureStream(
+  jsm: JetStreamManager,
+  cfg: Parameters<JetStreamManager['streams']['add']>[0],
+): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name!);
+  } catch {
+    await jsm.streams.add(cfg);
+  }
+}

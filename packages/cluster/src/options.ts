@@ -1,0 +1,43 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+
+/** How a node joins the cluster (`breakwater up --cluster`, config section `cluster:`). */
+export interface ClusterOptions {
+  /** NATS servers of the cluster, e.g. `nats://10.0.0.1:4222` (several for failover). */
+  servers: string[];
+  /** Subject and bucket prefix: several Breakwater clusters can share one NATS. */
+  prefix: string;
+  /** This node's id (heartbeats, wills); unique per process start. */
+  nodeId: string;
+  /** JetStream replicas of the message stream and the KV buckets (3 on a 3-server NATS cluster). */
+  replicas: number;
+  /** How long QoS 1/2 messages stay in the stream for resumes on another node, seconds. */
+  streamMaxAgeSec: number;
+  /** Heartbeat period, ms. */
+  heartbeatMs: number;
+  /** A node silent this long is dead: survivors publish its wills. */
+  deadAfterMs: number;
+  /** Without NATS/JetStream this long, the node evicts its clients (they reconnect elsewhere). */
+  isolateAfterMs: number;
+  /** This node's MQTT address for other nodes' redirects (MQTT 5 Server Reference), or null. */
+  advertise: string | null;
+  /** Timeout of one JetStream request (publish ack, KV operation), ms. */
+  requestTimeoutMs: number;
+  /** A resume on another node replays from this much before the session's watermark, ms (clock skew). */
+  replaySlackMs: number;
+  logger?: Logger;
+  /** Metrics registry (the broker's): cluster metrics are added to it. */
+  registry?: Registry;
+}
+
+export const defaultClusterOptions = {
+  prefix: 'bw',
+  replicas: 1,
+  streamMaxAgeSec: 3600,
+  heartbeatMs: 1000,
+  deadAfterMs: 5000,
+  isolateAfterMs: 3000,
+  advertise: null,
+  requestTimeoutMs: 3000,
+  replaySlackMs: 2000,
+} as const satisfies Partial<ClusterOptions>;

@@ -1,0 +1,82 @@
+/**
+ * Retained messages cluster-wide (issue 15): the `<prefix>_retained` KV bucket is the truth, keyed
+ * per topic level (`a/b/c` → `a.b.c`, subjects.ts), and every node keeps the whole set in its local
+ * index by watching the bucket — a SUBSCRIBE reads its own memory, never NATS. A local change is
+ * applied at once and written to the bucket (the PUBACK of a retained QoS 1 PUBLISH waits for the
+ * write); the watch brings every node's changes, ours included, in revision order, so all nodes
+ * converge on the last write.
+ */
+import type { RetainedRecord } from '@breakwater/broker';
+import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import type { ClusterContext } from './nats-cluster.js';
+import { decodeTopic, encodeTopic } from './subjects.js';
+
+export class RetainedSync {
+  readonly #ctx: ClusterContext;
+  readonly #kv: KV;
+  #watch: QueuedIterator<KvEntry> | null = null;
+
+  constructor(ctx: ClusterContext, kv: KV) {
+    this.#ctx = ctx;
+    this.#kv = kv;
+  }
+
+  /** Resolves once every retained message in the bucket is in the local index. */
+  async start(): Promise<void> {
+    let initialized!: () => void;
+    const ready = new Promise<void>((r) => {
+      initialized = r;
+    });
+    const w = await this.#kv.watch({ include: KvWatchInclude.LastValue, initializedFn: () => initialized() });
+    this.#watch = w;
+    void (async () => {
+      for await (const e of w) this.#apply(e);
+    })().catch((err: unknown) => this.#ctx.logger.error({ err }, 'retained watch ended'));
+    await ready;
+  }
+
+  close(): void {
+    this.#watch?.stop();
+  }
+
+  set(rec: RetainedRecord): void {
+    const data = encodeEnvelope({
+      topic: rec.topic,
+      payload: rec.payload,
+      qos: rec.qos,
+      retain: true,
+      properties: rec.properties,
+      expiresAt: rec.expiresAt,
+      publisherId: rec.publisherId,
+      encoded: null,
+    });
+    this.#ctx.track(this.#kv.put(encodeTopic(rec.topic), data));
+  }
+
+  delete(topic: string): void {
+    this.#ctx.track(this.#kv.delete(encodeTopic(topic)));
+  }
+
+  #apply(e: KvEntry): void {
+    const host = this.#ctx.host();
+    if (e.operation !== 'PUT') {
+      host.applyRetained(decodeTopic(e.key), null);
+      return;
+    }
+    try {
+      const m = decodeEnvelope(e.value);
+      host.applyRetained(m.topic, {
+        topic: m.topic,
+        // The watch hands us a view of its receive buffer: keep our own copy.
+        payload: Buffer.from(m.payload),
+        qos: m.qos,
+        properties: m.properties,
+        expiresAt: m.expiresAt,
+        publisherId: m.publisherId,
+      });
+    } catch (err) {
+      this.#ctx.logger.warn({ err, key: e.key }, 'undecodable retained entry ignored');
+    }
+  }
+}
