@@ -18,13 +18,12 @@ import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import type { ClusterHost, ClusterSeam } from './cluster-seam.js';
+import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
 import { sweepConnection } from './connection-sweep.js';
 import { deliver, resumeDeliveries } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
-import type { ClaimResult } from './cluster-seam.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import { sendConnack } from './handlers/connack.js';
@@ -86,7 +85,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   #started = false;
   #closing = false;
 
-  constructor(options: BrokerOptions) {
+  constructor(options: BrokerOptions & ClusterOption) {
     this.limits = Object.freeze({ ...defaultLimits, ...options.limits });
     this.storage = options.storage;
     this.logger = options.logger ?? pino({ level: 'silent' });

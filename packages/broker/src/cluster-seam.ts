@@ -101,3 +101,12 @@ export interface ClusterHost {
 export interface ClusterBinding {
   attach(host: ClusterHost): ClusterSeam;
 }
+
+/** The broker's constructor option (kept out of options.ts, which the data modules import). */
+export interface ClusterOption {
+  /**
+   * Scale-out (issue 15): N brokers as one logical broker (`@breakwater/cluster` over NATS
+   * JetStream). Omitted: a single node, and the engine's cluster checks cost one null test each.
+   */
+  cluster?: ClusterBinding;
+}

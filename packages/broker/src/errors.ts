@@ -20,6 +20,7 @@ export const ErrorCatalog = {
   BW_ERR_TOPIC_NAME_INVALID: { message: 'topic name is invalid', reasonCode: 0x90 },
   BW_ERR_TOPIC_FILTER_INVALID: { message: 'topic filter is invalid', reasonCode: 0x8f },
   BW_ERR_STORAGE: { message: 'storage operation failed', reasonCode: 0x80 },
+  BW_ERR_CLUSTER: { message: 'cluster (NATS JetStream) unavailable', reasonCode: 0x88 },
   // Control plane HTTP API (packages/control): the JSON error body carries the code.
   BW_ERR_API_VALIDATION: { message: 'request is invalid', httpStatus: 400 },
   BW_ERR_API_UNAUTHENTICATED: { message: 'missing or invalid API key', httpStatus: 401 },

@@ -4,6 +4,7 @@ export type {
   ClaimResult,
   ClusterBinding,
   ClusterHost,
+  ClusterOption,
   ClusterSeam,
   RemoteSession,
   RemoteSubscription,
@@ -27,6 +28,7 @@ export {
 } from './config/load.js';
 export {
   type BreakwaterConfig,
+  type ClusterConfig,
   ConfigSchema,
   type ListenerConfig,
   type ListenerType,
@@ -43,12 +45,14 @@ export {
   type BrokerAdminRoutesOptions,
   brokerAdminRoutes,
   MAX_BYPASS_TTL_MS,
+  type NodeControl,
   parseBypassTtl,
 } from './http/admin.js';
 export { ADMIN_TOKEN_FILE, ensureAdminToken, readAdminToken } from './http/admin-token.js';
 export { type AuditEntry, AuditLog } from './http/audit-log.js';
 export { type BrokerHttpRoutesOptions, brokerHttpRoutes, type ReadinessState } from './http/routes.js';
 export { BrokerMetrics } from './metrics.js';
+export { type DrainOptions, type DrainStatus, type DrainTarget, NodeDrain } from './node-drain.js';
 export { type BrokerObserver, MessageTap, type MessageTapHandler } from './observers.js';
 export {
   type BrokerControl,

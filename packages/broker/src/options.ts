@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
-import type { ClusterBinding } from './cluster-seam.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { BrokerStorage } from './storage/types.js';
@@ -155,9 +154,4 @@ export interface BrokerOptions {
    * the engine calls `onConnect` before authentication and answers refusals.
    */
   admission?: AdmissionGate;
-  /**
-   * Scale-out (issue 15): N brokers as one logical broker (`@breakwater/cluster` over NATS
-   * JetStream). Omitted: a single node, and the engine's cluster checks cost one null test each.
-   */
-  cluster?: ClusterBinding;
 }

@@ -110,7 +110,8 @@ export class Router implements MatchVisitor<Subscription> {
   }
 
   subscriber(_key: string, sub: Subscription): void {
-    if (this.#onlyFilter !== null && (this.#onlyGroup !== null || sub.topicFilter !== this.#onlyFilter)) return;
+    if (this.#onlyFilter !== null && (this.#onlyGroup !== null || sub.topicFilter !== this.#onlyFilter))
+      return;
     const msg = this.#msg!;
     const s = sub.session;
     // [MQTT-3.8.3-3] No Local: not to the publishing client.

@@ -194,7 +194,8 @@ export class SessionRegistry {
       });
       s.stored = true;
       if (replayFrom >= 0 && s.subscriptions !== null) {
-        for (const sub of s.subscriptions.values()) storage.putSubscription(s.clientId, subscriptionRecord(sub));
+        for (const sub of s.subscriptions.values())
+          storage.putSubscription(s.clientId, subscriptionRecord(sub));
       }
     } else if (s.stored) {
       storage.deleteSession(s.clientId);
@@ -218,7 +219,11 @@ export class SessionRegistry {
     const conn = s.conn;
     if (conn !== null) {
       this.#host.logger.info({ clientId, epoch }, 'session taken over by another node');
-      conn.disconnect(ReasonCode.SessionTakenOver, 'another connection with this client id', 'session_taken_over');
+      conn.disconnect(
+        ReasonCode.SessionTakenOver,
+        'another connection with this client id',
+        'session_taken_over',
+      );
       conn.stream.destroy();
     }
     const left = this.sessions.get(clientId);

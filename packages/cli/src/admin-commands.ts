@@ -147,6 +147,41 @@ export async function authnStatus(listener: string, options: AdminFlags, io: Com
   });
 }
 
+/**
+ * `breakwater node drain` (issue 15): readiness goes false, the node stops accepting, and its
+ * clients are evicted at `--rate` per second (MQTT 5: DISCONNECT 0x9C with a Server Reference).
+ */
+export async function nodeDrain(
+  options: AdminFlags & { rate?: string; serverReference?: string },
+  io: CommandIo,
+): Promise<number> {
+  return run(io, async () => {
+    const body: Record<string, unknown> = { actor: actor() };
+    if (options.rate !== undefined) {
+      const rate = Number(options.rate);
+      if (!Number.isInteger(rate) || rate < 1 || rate > 1_000_000) {
+        throw new BreakwaterError(
+          'BW_ERR_ADMIN_REQUEST',
+          `--rate ${options.rate}: clients per second, 1 to 1000000`,
+        );
+      }
+      body.ratePerSec = rate;
+    }
+    if (options.serverReference !== undefined) body.serverReference = options.serverReference;
+    const res = await call(options, io.env, 'POST', '/api/v1/node/drain', body);
+    io.stdout.write(
+      `draining: readiness is false, no new connections; evicting ${String(res.remaining)} clients at ${String(res.ratePerSec)}/s (\`breakwater node status\` follows it)\n`,
+    );
+  });
+}
+
+export async function nodeStatus(options: AdminFlags, io: CommandIo): Promise<number> {
+  return run(io, async () => {
+    const res = await call(options, io.env, 'GET', '/api/v1/node/drain');
+    io.stdout.write(`${JSON.stringify(res, null, 2)}\n`);
+  });
+}
+
 /** `breakwater passwd <file> <user>`: the password from stdin (piped) or a hidden prompt. */
 export async function passwd(file: string, user: string, io: CommandIo): Promise<number> {
   return run(io, async () => {

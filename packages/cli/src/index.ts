@@ -9,6 +9,8 @@ import {
   type CommandIo,
   DEFAULT_ADMIN_URL,
   DEFAULT_TOKEN_FILE,
+  nodeDrain,
+  nodeStatus,
   passwd,
   restoreAuthn,
 } from './admin-commands.js';
@@ -85,6 +87,10 @@ export async function main(
     )
     .option('--data-dir <dir>', 'directory for persistent state (default: ./data)')
     .addOption(new Option('--log-level <level>', 'log level (default: info)').choices(logLevels))
+    .option(
+      '--cluster <urls>',
+      'join a cluster of brokers over NATS JetStream: comma-separated NATS URLs (sets cluster.servers)',
+    )
     .action(async (options: UpFlags & { logLevel?: LogLevel }) => {
       exitCode = await runUp(options, {
         stdout,
@@ -123,6 +129,26 @@ export async function main(
     listener.command('authn <listener>').description('show the authn chain and any bypass in force'),
   ).action(async (name: string, options: AdminFlags) => {
     exitCode = await authnStatus(name, options, commandIo);
+  });
+
+  // Node drain (issue 15): take this node out of service at a bounded eviction rate.
+  const node = program.command('node').description('this broker node: drain it out of service');
+  adminOptions(
+    node
+      .command('drain')
+      .description(
+        'readiness false, stop accepting, evict clients at --rate (MQTT 5: DISCONNECT 0x9C + Server Reference)',
+      )
+      .option('--rate <n>', 'clients evicted per second (default: cluster.drainRatePerSec, 500)')
+      .option(
+        '--server-reference <host:port>',
+        'where MQTT 5 clients should go (default: another live node)',
+      ),
+  ).action(async (options: AdminFlags & { rate?: string; serverReference?: string }) => {
+    exitCode = await nodeDrain(options, commandIo);
+  });
+  adminOptions(node.command('status').description('drain progress')).action(async (options: AdminFlags) => {
+    exitCode = await nodeStatus(options, commandIo);
   });
 
   // Game days (issue 6): scored incident rehearsals against a simulated fleet.

@@ -22,6 +22,8 @@ export interface UpFlags {
   httpPort?: number;
   dataDir?: string;
   logLevel?: LogLevel;
+  /** `--cluster nats://a:4222,nats://b:4222`: join a cluster (issue 15); sets `cluster.servers`. */
+  cluster?: string;
 }
 
 /** The port flag of each listener type; it sets the first listener of that type. */
@@ -180,6 +182,13 @@ function applyFlags(config: BreakwaterConfig, flags: UpFlags, source: string, cw
   // Paths given as flags are relative to the working directory, not to the config file.
   if (flags.dataDir !== undefined) config.dataDir = resolve(cwd, flags.dataDir);
   if (flags.logLevel !== undefined) config.log.level = flags.logLevel;
+  if (flags.cluster !== undefined) {
+    config.cluster.servers = flags.cluster
+      .split(',')
+      .map((u) => u.trim())
+      .filter((u) => u.length > 0)
+      .map((u) => (/^[a-z]+:\/\//.test(u) ? u : `nats://${u}`));
+  }
 }
 
 function uniqueName(config: BreakwaterConfig, base: string): string {

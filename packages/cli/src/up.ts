@@ -18,6 +18,8 @@ import {
   Listeners,
   listenError,
   MemoryStorage,
+  type NodeControl,
+  NodeDrain,
   procFdUsage,
   type ReadinessState,
   resolveAdmissionConfig,
@@ -27,6 +29,7 @@ import {
 } from '@breakwater/broker';
 // Types only: the control plane is loaded when it is enabled, so the other `breakwater` commands
 // (which all go through this module) do not pay for importing it.
+import type { NatsCluster } from '@breakwater/cluster';
 import type { ControlPlane, ControlStorage } from '@breakwater/control';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -89,12 +92,15 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   // Break-glass changes (admin API) and bypass expiries (guard) share one trail.
   const auditLog = new AuditLog(join(config.dataDir, 'audit.log'));
   let storage: BrokerStorage;
+  const clustered = config.cluster.servers.length > 0;
   try {
     if (config.storage.driver === 'sqlite' || guardOn || config.http.enabled) {
       mkdirSync(config.dataDir, { recursive: true });
     }
+    // In a cluster the durable state (sessions, QoS 1/2 messages, retained) lives in JetStream:
+    // a node's local copy must not come back from a restart as if it were current.
     storage =
-      config.storage.driver === 'sqlite'
+      config.storage.driver === 'sqlite' && !clustered
         ? new SqliteStorage({ file: config.storage.file! })
         : new MemoryStorage();
   } catch (err) {
@@ -128,6 +134,15 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
       'the control plane is not served: it needs http.enabled (set control.enabled: false to silence this)',
     );
   }
+  let cluster: NatsCluster | null = null;
+  if (clustered) {
+    try {
+      cluster = await joinCluster(config, logger, metrics.registry);
+    } catch (err) {
+      await guard?.close();
+      return fail(io, err);
+    }
+  }
   const broker = new Broker({
     storage,
     limits: config.mqtt,
@@ -135,7 +150,9 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     metrics,
     admission,
     ...(guard ? { hooks: guard } : {}),
+    ...(cluster ? { cluster } : {}),
   });
+  const drain = new NodeDrain(broker);
   const listeners = new Listeners(broker, resolved.listeners, { logger, limits: config.mqtt, admission });
   let http: FastifyInstance | undefined;
   let brokerStarted = false;
@@ -146,12 +163,28 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   const teardown = async () => {
     state = 'draining';
     listeners.stopAccepting();
+    drain.stop();
     if (controlStarted) await control?.close();
     if (brokerStarted) await broker.close();
+    await cluster?.close();
     await listeners.close();
     await guard?.close();
     await http?.close();
     await controlStorage?.close();
+  };
+
+  /** `breakwater node drain`: readiness false first, then no new connections, then eviction. */
+  const nodeControl: NodeControl = {
+    drain(request) {
+      state = 'draining';
+      listeners.stopAccepting();
+      const ref = request.serverReference;
+      return drain.start({
+        ratePerSec: request.ratePerSec ?? config.cluster.drainRatePerSec,
+        serverReference: () => ref ?? cluster?.otherNodeAddress() ?? null,
+      });
+    },
+    drainStatus: () => drain.status(),
   };
 
   const lines: string[] = [];
@@ -170,7 +203,11 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     }
     if (config.http.enabled) {
       http = Fastify({ logger: false });
-      await http.register(brokerHttpRoutes, { registry: metrics.registry, readiness: () => state });
+      await http.register(brokerHttpRoutes, {
+        registry: metrics.registry,
+        // A cluster node cut off from NATS/JetStream is not ready (issue 15).
+        readiness: () => (state === 'ready' && cluster !== null && !cluster.healthy ? 'degraded' : state),
+      });
       // The broker's break-glass routes are /api/v1/listeners/*; the control plane's are
       // /api/v1/{keys,audit,devices,selectors,tokens,device-token,…}, /api/openapi.json and
       // /.well-known/jwks.json. Both plugins are encapsulated: each one's auth hook and error
@@ -182,6 +219,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         audit: auditLog,
         registry: metrics.registry,
         admission,
+        node: nodeControl,
       });
       if (control) await http.register(control.plugin);
       try {
@@ -195,11 +233,19 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     await guard?.start();
     await broker.start();
     brokerStarted = true;
+    // Retained messages loaded, ownership watch and heartbeats running: before the listeners.
+    await cluster?.start();
     // Before the listeners accept: the presence feed sees every connect from the first one.
     await control?.start();
     controlStarted = true;
     for (const address of await listeners.start()) {
       lines.push(`  ${address.name.padEnd(8)} ${address.url}`);
+    }
+    if (cluster) {
+      const tcp = listeners.addresses.find((a) => a.type === 'tcp');
+      const advertise = config.cluster.advertise ?? (tcp ? advertisedAddress(tcp.host, tcp.port) : null);
+      cluster.setAdvertise(advertise);
+      lines.push(`  ${'cluster'.padEnd(8)} node ${cluster.nodeId} on ${config.cluster.servers.join(',')}`);
     }
     if (http) {
       const port = (http.server.address() as { port: number }).port;
@@ -215,8 +261,25 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
   }
 
   state = 'ready';
-  const storageLine =
-    config.storage.driver === 'sqlite' ? `sqlite ${config.storage.file}` : 'memory (not persistent)';
+  cluster?.onHealthChange((_healthy, isolated) => {
+    // Cut off long enough that the other nodes will count this one dead: send the clients over
+    // to them (their wills fire there); back in the cluster, stop evicting.
+    if (isolated && state === 'ready') {
+      logger.warn('cut off from the cluster: evicting clients towards the other nodes');
+      drain.start({
+        ratePerSec: config.cluster.drainRatePerSec,
+        serverReference: () => cluster!.otherNodeAddress(),
+        reason: 'node cut off from its cluster',
+      });
+    } else if (!isolated && state === 'ready' && drain.draining) {
+      drain.stop();
+    }
+  });
+  const storageLine = clustered
+    ? `NATS JetStream cluster (prefix ${config.cluster.prefix})`
+    : config.storage.driver === 'sqlite'
+      ? `sqlite ${config.storage.file}`
+      : 'memory (not persistent)';
   io.stdout.write(`breakwater is up (storage: ${storageLine})\n${lines.join('\n')}\n`);
   if (control?.initialAdminKey) {
     // First start only: the control plane's first admin API key (the file keeps it, mode 0600).
@@ -306,6 +369,43 @@ function redactUrl(url: string): string {
   } catch {
     return '(unparsable URL)';
   }
+}
+
+/** Connects this node to its cluster; errors name `cluster.servers`. */
+async function joinCluster(
+  config: Readonly<BreakwaterConfig>,
+  logger: Logger,
+  registry: BrokerMetrics['registry'],
+): Promise<NatsCluster> {
+  const { NatsCluster } = await import('@breakwater/cluster');
+  const c = config.cluster;
+  try {
+    return await NatsCluster.connect({
+      servers: [...c.servers],
+      prefix: c.prefix,
+      replicas: c.replicas,
+      streamMaxAgeSec: c.streamMaxAgeSec,
+      heartbeatMs: c.heartbeatMs,
+      deadAfterMs: c.deadAfterMs,
+      isolateAfterMs: c.isolateAfterMs,
+      requestTimeoutMs: c.requestTimeoutMs,
+      logger,
+      registry,
+    });
+  } catch (err) {
+    const why = err instanceof Error ? `: ${err.message}` : '';
+    throw new BreakwaterError(
+      'BW_ERR_CLUSTER',
+      `cannot join the cluster at cluster.servers ${c.servers.join(',')}${why}`,
+      { cause: err },
+    );
+  }
+}
+
+/** `host:port` other nodes hand to redirected clients; a wildcard bind is named by loopback. */
+function advertisedAddress(host: string, port: number): string {
+  const h = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `${urlHost(h)}:${port}`;
 }
 
 /** A free TCP port on `host`, found by binding port 0 and releasing it. */

@@ -1,7 +1,15 @@
+export type { HealthListener } from './context.js';
 export { decodeEnvelope, EnvelopeError, encodeEnvelope } from './envelope.js';
 export { ClusterMetrics } from './metrics.js';
 export { mqttMatches } from './mqtt-match.js';
-export { type HealthListener, NatsCluster } from './nats-cluster.js';
+export { NatsCluster } from './nats-cluster.js';
 export { type ClusterOptions, defaultClusterOptions } from './options.js';
 export type { SessionRecord } from './ownership.js';
-export { clientKey, decodeTopic, encodeLevel, encodeTopic, filterSubjects, publishSubject } from './subjects.js';
+export {
+  clientKey,
+  decodeTopic,
+  encodeLevel,
+  encodeTopic,
+  filterSubjects,
+  publishSubject,
+} from './subjects.js';

@@ -17,7 +17,7 @@
  */
 import type { Will } from '@breakwater/broker';
 import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
-import type { ClusterContext, HealthListener } from './nats-cluster.js';
+import type { ClusterContext, HealthListener } from './context.js';
 import type { Ownership } from './ownership.js';
 import { clientKey, decodeLevel, encodeLevel } from './subjects.js';
 
@@ -50,6 +50,8 @@ export class Liveness {
   readonly #listeners: HealthListener[] = [];
   #timer: NodeJS.Timeout | null = null;
   #watch: QueuedIterator<KvEntry> | null = null;
+  /** This node's MQTT address, sent with each heartbeat. */
+  advertise: string | null;
   #lastBeatOk = 0;
   #natsUp = true;
   #unhealthySince = 0;
@@ -63,6 +65,7 @@ export class Liveness {
     this.#wills = wills;
     this.#fired = fired;
     this.#ownership = ownership;
+    this.advertise = ctx.options.advertise;
   }
 
   get healthy(): boolean {
@@ -90,7 +93,8 @@ export class Liveness {
     const self = this.#ctx.options.nodeId;
     const candidates: string[] = [];
     for (const [id, b] of this.#beats) {
-      if (id !== self && b.address !== null && now - b.at < this.#ctx.options.deadAfterMs) candidates.push(b.address);
+      if (id !== self && b.address !== null && now - b.at < this.#ctx.options.deadAfterMs)
+        candidates.push(b.address);
     }
     if (candidates.length === 0) return null;
     return candidates[Math.floor(Math.random() * candidates.length)]!;
@@ -106,7 +110,9 @@ export class Liveness {
     this.#timer = setInterval(() => void this.#tick(), this.#ctx.options.heartbeatMs);
     this.#timer.unref();
     // Wills left by nodes that died while no node was watching (e.g. the whole cluster restarted).
-    void this.#orphanWills().catch((err: unknown) => this.#ctx.logger.warn({ err }, 'orphan will scan failed'));
+    void this.#orphanWills().catch((err: unknown) =>
+      this.#ctx.logger.warn({ err }, 'orphan will scan failed'),
+    );
   }
 
   async close(): Promise<void> {
@@ -145,7 +151,7 @@ export class Liveness {
   async #beat(): Promise<void> {
     if (this.#ctx.nc.isClosed()) return;
     try {
-      const beat: NodeBeat = { at: Date.now(), address: this.#ctx.options.advertise };
+      const beat: NodeBeat = { at: Date.now(), address: this.advertise };
       await this.#nodes.put(encodeLevel(this.#ctx.options.nodeId), JSON.stringify(beat));
       this.#lastBeatOk = Date.now();
       this.#beats.set(this.#ctx.options.nodeId, beat);
@@ -254,7 +260,10 @@ export class Liveness {
       return; // another survivor fired it
     }
     this.#ctx.metrics.willsFired.inc();
-    this.#ctx.logger.info({ clientId, node: key.split('.')[0] }, 'publishing the will of a client of a dead node');
+    this.#ctx.logger.info(
+      { clientId, node: key.split('.')[0] },
+      'publishing the will of a client of a dead node',
+    );
     this.#ctx.host().publishWill(clientId, {
       topic: w.topic,
       payload: Buffer.from(w.payload, 'base64'),

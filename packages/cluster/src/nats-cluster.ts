@@ -36,11 +36,12 @@ import {
   type JetStreamManager,
   type KV,
   type NatsConnection,
+  type Subscription as NatsSubscription,
   RetentionPolicy,
   StorageType,
-  type Subscription as NatsSubscription,
 } from 'nats';
 import { type Logger, pino } from 'pino';
+import type { ClusterContext, HealthListener } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
@@ -51,26 +52,10 @@ import { filterSubjects, publishSubject } from './subjects.js';
 
 const FAILED = Symbol('failed');
 
-/** What the parts of a cluster node share. */
-export interface ClusterContext {
-  readonly options: Readonly<ClusterOptions>;
-  readonly logger: Logger;
-  readonly metrics: ClusterMetrics;
-  readonly nc: NatsConnection;
-  readonly js: JetStreamClient;
-  readonly jsm: JetStreamManager;
-  readonly streamName: string;
-  host(): ClusterHost;
-  /** Track a JetStream write that `flush()` must wait for. */
-  track(p: Promise<unknown>): void;
-}
-
 interface FilterSub {
   refs: number;
   subs: NatsSubscription[];
 }
-
-export type HealthListener = (healthy: boolean, isolated: boolean) => void;
 
 export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext {
   readonly options: Readonly<ClusterOptions>;
@@ -113,7 +98,9 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
    * Connects to NATS and makes sure the stream and buckets exist (created on first use; an
    * existing one is used as it is). Throws when NATS or JetStream cannot be reached.
    */
-  static async connect(opts: Partial<ClusterOptions> & Pick<ClusterOptions, 'servers'>): Promise<NatsCluster> {
+  static async connect(
+    opts: Partial<ClusterOptions> & Pick<ClusterOptions, 'servers'>,
+  ): Promise<NatsCluster> {
     const options: ClusterOptions = {
       ...defaultClusterOptions,
       nodeId: `n${randomBytes(6).toString('hex')}`,
@@ -183,6 +170,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   /** Another live node's MQTT address, for redirects (MQTT 5 Server Reference), or null. */
   otherNodeAddress(): string | null {
     return this.liveness.otherNodeAddress();
+  }
+
+  /** This node's MQTT address for redirects by the other nodes (sent with the heartbeats). */
+  setAdvertise(address: string | null): void {
+    this.liveness.advertise = address;
   }
 
   onHealthChange(listener: HealthListener): void {
@@ -329,7 +321,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
     // Queue group per (group, filter): `$share/g/a/+` and `$share/g/a/#` are two subscriptions.
     const queue = `bwq${createHash('sha1').update(key).digest('hex').slice(0, 20)}`;
-    void this.#sharedConnection().then(
+    const pending = this.#sharedConnection().then(
       (nc) => {
         if (this.#shared.get(key) !== created) return; // removed meanwhile
         created.subs = filterSubjects(this.options.prefix, filter).map((subject) =>
@@ -349,10 +341,26 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
           }),
         );
       },
-      (err: unknown) => this.logger.error({ err }, 'cannot open the NATS connection for shared subscriptions'),
+      (err: unknown) =>
+        this.logger.error({ err }, 'cannot open the NATS connection for shared subscriptions'),
     );
+    this.#subscribing.push(pending);
+    void pending.finally(() => {
+      this.#subscribing = this.#subscribing.filter((p) => p !== pending);
+    });
   }
 
+  /**
+   * Resolves when every NATS subscription made so far is registered with the servers (tests, and
+   * the game day's start line). Route interest between servers follows within milliseconds.
+   */
+  async settled(): Promise<void> {
+    await Promise.all(this.#subscribing);
+    await this.nc.flush();
+    if (this.#sharedNc !== null) await this.#sharedNc.flush();
+  }
+
+  #subscribing: Promise<unknown>[] = [];
   #sharedPromise: Promise<NatsConnection> | null = null;
   #sharedConnection(): Promise<NatsConnection> {
     if (this.#sharedPromise === null) {

@@ -19,9 +19,9 @@
 import { randomBytes } from 'node:crypto';
 import type { ClaimResult, Message, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
 import { DeliverPolicy, type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { ClusterContext } from './context.js';
 import { decodeEnvelope } from './envelope.js';
 import { mqttMatches } from './mqtt-match.js';
-import type { ClusterContext } from './nats-cluster.js';
 import { clientKey, decodeLevel, filterSubjects } from './subjects.js';
 
 /** The value under a client id's key. */
@@ -103,7 +103,11 @@ export class Ownership {
       let remote: RemoteSession | null = null;
       let since = now;
       if (!clean && prev !== null && prev.p && !expired(prev, now)) {
-        const localIsCurrent = haveLocal && mine !== undefined && prev.n === this.#ctx.options.nodeId && (prev.e || prevEntry!.revision) === mine.epoch;
+        const localIsCurrent =
+          haveLocal &&
+          mine !== undefined &&
+          prev.n === this.#ctx.options.nodeId &&
+          (prev.e || prevEntry!.revision) === mine.epoch;
         since = prev.since;
         if (!localIsCurrent) {
           remote = {
@@ -130,7 +134,9 @@ export class Ownership {
       const rev = await this.#kv.put(key, JSON.stringify(rec));
       const fence = this.#fence.get(clientId) ?? 0;
       this.#owned.set(clientId, { epoch: rev, nonce, rev, since, session: null });
-      this.#ctx.metrics.claims.inc({ result: fence > rev ? 'superseded' : remote !== null ? 'restored' : 'ok' });
+      this.#ctx.metrics.claims.inc({
+        result: fence > rev ? 'superseded' : remote !== null ? 'restored' : 'ok',
+      });
       return { epoch: rev, remote };
     } catch (err) {
       this.#ctx.metrics.claims.inc({ result: 'failed' });
@@ -153,7 +159,8 @@ export class Ownership {
     }
     const epoch = rec.e || e.revision;
     const clientId = decodeLevel(e.key);
-    if (this.#claiming.has(clientId) && epoch > (this.#fence.get(clientId) ?? 0)) this.#fence.set(clientId, epoch);
+    if (this.#claiming.has(clientId) && epoch > (this.#fence.get(clientId) ?? 0))
+      this.#fence.set(clientId, epoch);
     const mine = this.#owned.get(clientId);
     if (mine === undefined || rec.c === mine.nonce || epoch <= mine.epoch) return;
     // Another connection claimed this client id after us: it wins.

@@ -8,8 +8,8 @@
  */
 import type { RetainedRecord } from '@breakwater/broker';
 import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { ClusterContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
-import type { ClusterContext } from './nats-cluster.js';
 import { decodeTopic, encodeTopic } from './subjects.js';
 
 export class RetainedSync {

@@ -1,6 +1,12 @@
 import { once } from 'node:events';
 import type { TestContext } from 'node:test';
-import { type NatsClusterHandle, requireNatsServer, startBroker, startNatsCluster, type TestBroker } from '@breakwater/testkit';
+import {
+  type NatsClusterHandle,
+  requireNatsServer,
+  startBroker,
+  startNatsCluster,
+  type TestBroker,
+} from '@breakwater/testkit';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { type ClusterOptions, NatsCluster } from '../src/index.js';
 
@@ -83,7 +89,11 @@ export async function connectTo(url: string, options: IClientOptions = {}): Prom
 }
 
 /** Resolves with `n` messages received on `client` (rejects after `ms`). */
-export function collect(client: MqttClient, n: number, ms = 10_000): Promise<{ topic: string; payload: string; retain: boolean }[]> {
+export function collect(
+  client: MqttClient,
+  n: number,
+  ms = 10_000,
+): Promise<{ topic: string; payload: string; retain: boolean }[]> {
   const got: { topic: string; payload: string; retain: boolean }[] = [];
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -103,7 +113,11 @@ export function collect(client: MqttClient, n: number, ms = 10_000): Promise<{ t
 }
 
 /** Polls `cond` every 50 ms until true (throws after `ms`): state that converges, not timing. */
-export async function eventually(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+export async function eventually(
+  cond: () => boolean | Promise<boolean>,
+  ms = 10_000,
+  what = 'condition',
+): Promise<void> {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if (await cond()) return;

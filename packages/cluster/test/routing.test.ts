@@ -35,7 +35,10 @@ describe('cluster: one logical broker over NATS', () => {
     // One copy per matching filter across nodes (MQTT 5.0 §4.7.2 allows one per subscription);
     // the $SYS message published before 'three' never arrived.
     assert.deepEqual(payloads, ['one', 'one', 'one', 'three', 'two', 'two']);
-    assert.deepEqual((await got2).map((m) => m.payload), ['three']);
+    assert.deepEqual(
+      (await got2).map((m) => m.payload),
+      ['three'],
+    );
     await end(sub, sub2, pub);
   });
 

@@ -66,7 +66,15 @@ export async function startNatsCluster(size = 3): Promise<NatsClusterHandle> {
   const routes = servers.map((s) => `nats://127.0.0.1:${s.clusterPort}`).join(',');
   const startOne = async (s: NatsServerHandle) => {
     const args = ['-a', '127.0.0.1', '-p', String(s.clientPort), '-js', '-sd', s.storeDir, '-n', s.name];
-    if (size > 1) args.push('--cluster_name', 'bw-test', '--cluster', `nats://127.0.0.1:${s.clusterPort}`, '--routes', routes);
+    if (size > 1)
+      args.push(
+        '--cluster_name',
+        'bw-test',
+        '--cluster',
+        `nats://127.0.0.1:${s.clusterPort}`,
+        '--routes',
+        routes,
+      );
     s.process = spawn(NATS_SERVER_BIN, args, { stdio: 'ignore' });
     for (let i = 0; i < 100 && !(await isReachable('127.0.0.1', s.clientPort, 200)); i++) {
       await new Promise((r) => setTimeout(r, 50));
@@ -127,7 +135,9 @@ function jetStreamAnswers(port: number): Promise<boolean> {
     s.on('data', (d) => {
       buf += d.toString();
       if (buf.startsWith('INFO') && !buf.includes('SUB _R')) {
-        s.write('CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\nSUB _R.x 1\r\nPUB $JS.API.INFO _R.x 0\r\n\r\n');
+        s.write(
+          'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\nSUB _R.x 1\r\nPUB $JS.API.INFO _R.x 0\r\n\r\n',
+        );
         buf += 'SUB _R';
       }
       const m = buf.indexOf('MSG _R.x');

@@ -186,6 +186,75 @@ export const HttpSchema = Type.Object(
 );
 
 /**
+ * Scale-out (issue 15): `cluster.servers` set → this process is one node of a cluster whose
+ * routing, sessions, retained messages and wills live in NATS JetStream (`@breakwater/cluster`).
+ * Empty (the default): a single node with its own storage, exactly as without this section.
+ */
+export const ClusterSchema = Type.Object(
+  {
+    servers: Type.Array(Type.String({ minLength: 1, pattern: '^(nats|tls)://' }), {
+      default: [],
+      description:
+        'NATS servers of the cluster (`nats://host:4222`); empty = single node. `--cluster` sets it (comma-separated).',
+    }),
+    prefix: Type.String({
+      minLength: 1,
+      maxLength: 32,
+      pattern: '^[a-z][a-z0-9_]*$',
+      default: 'bw',
+      description: 'Subject and bucket prefix: several Breakwater clusters can share one NATS.',
+    }),
+    replicas: Type.Integer({
+      minimum: 1,
+      maximum: 5,
+      default: 1,
+      description: 'JetStream replicas of the message stream and KV buckets (3 on a 3-server NATS cluster).',
+    }),
+    streamMaxAgeSec: Type.Integer({
+      minimum: 60,
+      default: 3600,
+      description:
+        'How long QoS 1/2 messages stay in the stream for sessions that resume on another node, seconds.',
+    }),
+    heartbeatMs: Type.Integer({
+      minimum: 100,
+      maximum: 60_000,
+      default: 1000,
+      description: 'Node heartbeat period, ms.',
+    }),
+    deadAfterMs: Type.Integer({
+      minimum: 500,
+      default: 5000,
+      description: "A node silent this long is dead: the survivors publish its clients' wills, once.",
+    }),
+    isolateAfterMs: Type.Integer({
+      minimum: 0,
+      default: 3000,
+      description:
+        'Without NATS/JetStream this long, the node sends its clients to other nodes (readiness is false at once).',
+    }),
+    advertise: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          "This node's MQTT address (`host:port`) given to clients redirected by other nodes (MQTT 5 Server Reference). Default: the first tcp listener.",
+      }),
+    ),
+    requestTimeoutMs: Type.Integer({
+      minimum: 100,
+      default: 3000,
+      description: 'Timeout of one JetStream request (publish ack, KV write), ms.',
+    }),
+    drainRatePerSec: Type.Integer({
+      minimum: 1,
+      default: 500,
+      description: '`breakwater node drain` and isolation evict clients at this rate (per second).',
+    }),
+  },
+  { ...strict, default: {} },
+);
+
+/**
  * The fleet control plane (issue 5) that `breakwater up` serves on the HTTP port: device registry,
  * API keys, token issuer (JWKS), kill switches. Its storage is separate from the broker's.
  */
@@ -256,6 +325,7 @@ export const ConfigSchema = Type.Object(
     http: HttpSchema,
     log: LogSchema,
     control: ControlSchema,
+    cluster: ClusterSchema,
     /**
      * Authentication and authorization per listener (issue 3). No `guard.listeners` at all means
      * no guard: every listener admits anonymous clients with full access (the out-of-the-box
@@ -287,3 +357,4 @@ export type ListenerConfig = Static<typeof ListenerSchema>;
 export type TlsFilesConfig = Static<typeof TlsFilesSchema>;
 export type MqttLimitsConfig = Static<typeof MqttLimitsSchema>;
 export type ControlConfig = Static<typeof ControlSchema>;
+export type ClusterConfig = Static<typeof ClusterSchema>;

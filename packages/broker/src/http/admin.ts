@@ -4,6 +4,7 @@ import { Counter, type Registry } from 'prom-client';
 import { BreakwaterError, ErrorCatalog, type ErrorCode } from '../errors.js';
 import type { AdmissionGate } from '../guard/admission/gate.js';
 import type { BypassState, Guard } from '../guard/guard.js';
+import type { DrainStatus } from '../node-drain.js';
 import type { AuditLog } from './audit-log.js';
 
 /** Longest break-glass bypass: a forgotten bypass must still end the same day (DESIGN.md §3). */
@@ -31,6 +32,14 @@ export interface BrokerAdminRoutesOptions {
   registry: Registry;
   /** Connect admission, for the flapping-ban routes; absent: those routes answer 404. */
   admission?: AdmissionGate | null;
+  /** Node drain (issue 15); absent: the drain routes answer 404. */
+  node?: NodeControl | null;
+}
+
+/** What `breakwater up` does for `POST /api/v1/node/drain`: readiness false, stop accepting, evict. */
+export interface NodeControl {
+  drain(request: { ratePerSec?: number; serverReference?: string }): DrainStatus;
+  drainStatus(): DrainStatus;
 }
 
 interface ErrorBody {
@@ -67,6 +76,16 @@ const LiftBody = {
   properties: {
     scope: { type: 'string', enum: ['client_id', 'address'] },
     key: { type: 'string', minLength: 1, maxLength: 65535 },
+    actor: Actor,
+  },
+} as const;
+
+const DrainBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ratePerSec: { type: 'integer', minimum: 1, maximum: 1_000_000 },
+    serverReference: { type: 'string', minLength: 1, maxLength: 1024 },
     actor: Actor,
   },
 } as const;
@@ -222,6 +241,7 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
   );
 
   flappingRoutes(app, options.admission, audit);
+  drainRoutes(app, options.node ?? null, audit);
 
   app.get<{ Params: { name: string } }>(
     '/api/v1/listeners/:name/authn',
@@ -280,6 +300,34 @@ function flappingRoutes(
       });
       admission.liftFlappingBan(scope, key);
       return { scope, key, lifted: true };
+    },
+  );
+}
+
+function drainRoutes(
+  app: Parameters<FastifyPluginAsync>[0],
+  node: NodeControl | null,
+  audit: AuditLog,
+): void {
+  const none = (reply: FastifyReply) =>
+    reply.code(404).send(errorBody('BW_ERR_API_NOT_FOUND', 'node drain is not available on this broker'));
+  app.get('/api/v1/node/drain', async (_request, reply) => (node ? node.drainStatus() : none(reply)));
+  app.post<{ Body: { ratePerSec?: number; serverReference?: string; actor?: string } | undefined }>(
+    '/api/v1/node/drain',
+    { schema: { body: DrainBody } },
+    async (request, reply) => {
+      if (!node) return none(reply);
+      const body = request.body ?? {};
+      audit.append({
+        at: new Date().toISOString(),
+        actor: body.actor ?? 'admin-token',
+        action: 'node-drain',
+        ...(body.ratePerSec !== undefined ? { ratePerSec: body.ratePerSec } : {}),
+      });
+      const req: { ratePerSec?: number; serverReference?: string } = {};
+      if (body.ratePerSec !== undefined) req.ratePerSec = body.ratePerSec;
+      if (body.serverReference !== undefined) req.serverReference = body.serverReference;
+      return reply.code(202).send(node.drain(req));
     },
   );
 }

@@ -7,13 +7,15 @@ export interface AuditEntry {
   at: string;
   actor: string;
   /** `bypass-expired`: the bypass reached its TTL and reverted by itself (actor `ttl`). */
-  action: 'bypass-authn' | 'restore-authn' | 'bypass-expired' | 'lift-flapping-ban';
+  action: 'bypass-authn' | 'restore-authn' | 'bypass-expired' | 'lift-flapping-ban' | 'node-drain';
   /** The listener a break-glass change is for (absent for process-wide admission actions). */
   listener?: string;
   /** lift-flapping-ban: `client_id` or `address`, and the banned key. */
   scope?: string;
   key?: string;
   reason?: string;
+  /** node-drain: clients evicted per second. */
+  ratePerSec?: number;
   /** ISO 8601: when a bypass ends by itself. */
   until?: string;
 }

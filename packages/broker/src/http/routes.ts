@@ -2,7 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 
 /** Where the process is in its life: `/readyz` is 200 only while `ready`. */
-export type ReadinessState = 'starting' | 'ready' | 'draining';
+/** `degraded`: running but not fit for new clients (a cluster node cut off from NATS, issue 15). */
+export type ReadinessState = 'starting' | 'ready' | 'degraded' | 'draining';
 
 export interface BrokerHttpRoutesOptions {
   /** The broker's metrics registry (`broker.metrics.registry`). */
