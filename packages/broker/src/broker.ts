@@ -361,7 +361,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   }
 
   /** @internal ClusterHost: a message from another node, for the local subscriptions on `filter`. */
-  routeRemote(msg: Message, filter: string): void {
+  routeRemote(msg: Message, filter: string | null): void {
     this.router.routeRemote(msg, filter);
   }
 

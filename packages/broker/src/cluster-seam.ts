@@ -79,9 +79,10 @@ export interface ClusterSeam {
 export interface ClusterHost {
   /**
    * A message from another node, received on the NATS subscription of `filter`: route it to the
-   * local subscriptions on that filter only (never forwarded again).
+   * local subscriptions on that filter only; `null`: to every matching local subscription (one
+   * copy per session). Never forwarded again.
    */
-  routeRemote(msg: Message, filter: string): void;
+  routeRemote(msg: Message, filter: string | null): void;
   /** A message for one shared group on this node (NATS queue group delivery). */
   routeShared(msg: Message, shareGroup: string, filter: string): boolean;
   /** A retained message changed on another node: update the local index only. */

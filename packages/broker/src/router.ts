@@ -41,6 +41,8 @@ export class Router implements MatchVisitor<Subscription> {
    */
   #onlyFilter: string | null = null;
   #onlyGroup: string | null = null;
+  /** Routing a message from another node (no taps: each node taps what is published on it). */
+  #remote = false;
 
   constructor(broker: RouterHost) {
     this.#broker = broker;
@@ -60,13 +62,18 @@ export class Router implements MatchVisitor<Subscription> {
     return n === 0 ? 1 : n;
   }
 
-  /** A message from another node, received on the NATS subscription for `filter`. */
-  routeRemote(msg: Message, filter: string): number {
+  /**
+   * A message from another node, received on the NATS subscription for `filter` (or for every
+   * filter: null). Not forwarded again.
+   */
+  routeRemote(msg: Message, filter: string | null): number {
     this.#onlyFilter = filter;
+    this.#remote = true;
     try {
       return this.#route(msg);
     } finally {
       this.#onlyFilter = null;
+      this.#remote = false;
     }
   }
 
@@ -74,11 +81,13 @@ export class Router implements MatchVisitor<Subscription> {
   routeShared(msg: Message, group: string, filter: string): number {
     this.#onlyFilter = filter;
     this.#onlyGroup = group;
+    this.#remote = true;
     try {
       return this.#route(msg);
     } finally {
       this.#onlyFilter = null;
       this.#onlyGroup = null;
+      this.#remote = false;
     }
   }
 
@@ -93,7 +102,7 @@ export class Router implements MatchVisitor<Subscription> {
     this.#stamp = (this.#stamp + 1) | 0;
     this.#broker.tree.match(msg.topic, this);
     // Taps see the messages published on this node (in a cluster each node taps its own).
-    if (this.#broker.taps.length !== 0 && this.#onlyFilter === null) this.#broker.runTaps(msg);
+    if (this.#broker.taps.length !== 0 && !this.#remote) this.#broker.runTaps(msg);
     const targets = this.#targets;
     const b = this.#broker;
     for (let i = 0; i < targets.length; i++) {

@@ -382,6 +382,7 @@ async function joinCluster(
   try {
     return await NatsCluster.connect({
       servers: [...c.servers],
+      discoverServers: c.discoverServers,
       prefix: c.prefix,
       replicas: c.replicas,
       streamMaxAgeSec: c.streamMaxAgeSec,

@@ -3,7 +3,8 @@
  * payload as is. The topic travels in the envelope (the subject is for NATS's matching only), so a
  * receiver never decodes a subject.
  *
- *   u8 version (1) · u8 flags (bits 0-1 QoS, 2 retain, 3 properties, 4 expiry, 5 publisher)
+ *   u8 version (2) · u8 flags (bits 0-1 QoS, 2 retain, 3 properties, 4 expiry, 5 publisher)
+ *   u8 origin length · origin node id (ASCII; empty for retained entries)
  *   u16 topic length · topic (UTF-8)
  *   [u16 publisher length · publisher]   [f64 expiresAt epoch ms]
  *   [u32 properties length · properties JSON (correlationData as base64)]
@@ -11,7 +12,7 @@
  */
 import type { Message, StoredPublishProperties } from '@breakwater/broker';
 
-const VERSION = 1;
+const VERSION = 2;
 const F_RETAIN = 4;
 const F_PROPS = 8;
 const F_EXPIRY = 16;
@@ -19,7 +20,14 @@ const F_PUBLISHER = 32;
 
 export class EnvelopeError extends Error {}
 
-export function encodeEnvelope(msg: Message): Uint8Array {
+/** A decoded envelope: the message and the node that published it ('' when not said). */
+export interface Envelope {
+  msg: Message;
+  origin: string;
+}
+
+export function encodeEnvelope(msg: Message, origin = ''): Uint8Array {
+  const originLen = origin.length;
   const topicLen = Buffer.byteLength(msg.topic);
   const pubLen = msg.publisherId === null ? -1 : Buffer.byteLength(msg.publisherId);
   let props: Buffer | null = null;
@@ -32,7 +40,8 @@ export function encodeEnvelope(msg: Message): Uint8Array {
     props = Buffer.from(JSON.stringify(json));
   }
   const size =
-    4 +
+    5 +
+    originLen +
     topicLen +
     (pubLen >= 0 ? 2 + pubLen : 0) +
     (msg.expiresAt !== null ? 8 : 0) +
@@ -46,8 +55,11 @@ export function encodeEnvelope(msg: Message): Uint8Array {
   if (pubLen >= 0) flags |= F_PUBLISHER;
   buf[0] = VERSION;
   buf[1] = flags;
-  buf.writeUInt16BE(topicLen, 2);
-  let o = 4 + buf.write(msg.topic, 4);
+  buf[2] = originLen;
+  let o = 3 + buf.write(origin, 3, 'latin1');
+  buf.writeUInt16BE(topicLen, o);
+  o += 2;
+  o += buf.write(msg.topic, o);
   if (pubLen >= 0) {
     buf.writeUInt16BE(pubLen, o);
     o += 2 + buf.write(msg.publisherId!, o + 2);
@@ -62,11 +74,23 @@ export function encodeEnvelope(msg: Message): Uint8Array {
 }
 
 export function decodeEnvelope(data: Uint8Array): Message {
+  return decode(data, false).msg;
+}
+
+/** The message and the node it came from (the durable feed skips a node's own messages). */
+export function decodeEnvelopeWithOrigin(data: Uint8Array): Envelope {
+  return decode(data, true);
+}
+
+function decode(data: Uint8Array, withOrigin: boolean): Envelope {
   const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.length < 4 || buf[0] !== VERSION) throw new EnvelopeError('not a breakwater envelope');
+  if (buf.length < 5 || buf[0] !== VERSION) throw new EnvelopeError('not a breakwater envelope');
   const flags = buf[1]!;
-  const topicLen = buf.readUInt16BE(2);
-  let o = 4;
+  const originLen = buf[2]!;
+  const origin = withOrigin ? buf.toString('latin1', 3, 3 + originLen) : '';
+  let o = 3 + originLen;
+  const topicLen = buf.readUInt16BE(o);
+  o += 2;
   const topic = buf.toString('utf8', o, o + topicLen);
   o += topicLen;
   let publisherId: string | null = null;
@@ -92,7 +116,7 @@ export function decodeEnvelope(data: Uint8Array): Message {
     o += 4 + n;
   }
   if (o > buf.length) throw new EnvelopeError('truncated envelope');
-  return {
+  const msg: Message = {
     topic,
     payload: buf.subarray(o),
     qos: (flags & 3) as 0 | 1 | 2,
@@ -102,4 +126,5 @@ export function decodeEnvelope(data: Uint8Array): Message {
     publisherId,
     encoded: null,
   };
+  return { msg, origin };
 }

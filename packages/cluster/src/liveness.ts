@@ -89,7 +89,8 @@ export class Liveness {
   }
 
   otherNodeAddress(): string | null {
-    const now = Date.now();
+    // Cut off, this node hears no heartbeats: the nodes alive when it lost the cluster count.
+    const now = this.#unhealthySince > 0 ? this.#unhealthySince : Date.now();
     const self = this.#ctx.options.nodeId;
     const candidates: string[] = [];
     for (const [id, b] of this.#beats) {

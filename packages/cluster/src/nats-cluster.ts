@@ -2,13 +2,19 @@
  * N broker processes as one logical broker over NATS JetStream (issue 15). One `NatsCluster` per
  * broker process implements the broker's `ClusterSeam` (cluster-seam.ts in @breakwater/broker):
  *
- * - live routing over core NATS: a message published on this node goes to
- *   `<prefix>.<0|1>.<levels>` (subjects.ts); every distinct local filter is ONE NATS subscription
+ * - live routing of QoS 0 over core NATS: a message published on this node goes to
+ *   `<prefix>.0.<levels>` (subjects.ts); every distinct local filter is ONE NATS subscription
  *   (reference-counted), and what it receives goes to the local subscriptions of that filter only,
  *   re-checked by the MQTT matcher (router.ts `routeRemote`);
- * - QoS 1/2 through JetStream: the publish goes to the `<PREFIX>_MSGS` stream and the PUBACK waits
- *   for the stream's ack (`flush()`, wired into the broker's durable acks); core subscribers get it
- *   live at the same time;
+ * - QoS 1/2 through JetStream: the publish goes to `<prefix>.1.<levels>`, captured by the
+ *   `<PREFIX>_MSGS` stream, and the PUBACK waits for the stream's ack (`flush()`, wired into the
+ *   broker's durable acks). Each node reads the stream with ONE ordered consumer (the durable
+ *   feed) and routes what other nodes published through its own subscription tree. Core delivery
+ *   would be faster, but a NATS server that dies takes the messages on its routes with it, acked
+ *   or not; the ordered consumer resumes after the last sequence it saw, so an acknowledged
+ *   message reaches every online subscriber whatever NATS server fails. The price: every node
+ *   reads every QoS 1/2 message (nats-server 2.9 has one filter per consumer; with 2.10's
+ *   multi-filter consumers the feed could follow the node's distinct filters instead);
  * - ownership of client ids (ownership.ts), retained messages (retained-sync.ts), wills and
  *   heartbeats (liveness.ts) in JetStream KV buckets;
  * - shared subscriptions as NATS queue groups (one member cluster-wide gets each message).
@@ -29,7 +35,9 @@ import type {
   Will,
 } from '@breakwater/broker';
 import {
+  type ConsumerMessages,
   connect,
+  DeliverPolicy,
   DiscardPolicy,
   Events,
   type JetStreamClient,
@@ -42,7 +50,7 @@ import {
 } from 'nats';
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
-import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { decodeEnvelope, decodeEnvelopeWithOrigin, encodeEnvelope } from './envelope.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
 import { type ClusterOptions, defaultClusterOptions } from './options.js';
@@ -73,6 +81,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly #filters = new Map<string, FilterSub>();
   readonly #shared = new Map<string, FilterSub>();
   #pending: Promise<unknown>[] = [];
+  #feed: ConsumerMessages | null = null;
   #lastFlush: Promise<void> = Promise.resolve();
   #closed = false;
 
@@ -111,6 +120,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       servers: options.servers,
       name,
       noEcho: true,
+      ignoreClusterUpdates: !options.discoverServers,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout: options.requestTimeoutMs,
@@ -201,8 +211,32 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.host();
     await this.retained.start();
     await this.ownership.start();
+    await this.#startDurableFeed();
     await this.liveness.start();
     void this.#watchStatus();
+  }
+
+  async #startDurableFeed(): Promise<void> {
+    const consumer = await this.js.consumers.get(this.streamName, {
+      filterSubjects: `${this.options.prefix}.1.>`,
+      deliver_policy: DeliverPolicy.New,
+    });
+    const feed = await consumer.consume({ max_messages: 4096 });
+    this.#feed = feed;
+    const self = this.options.nodeId;
+    void (async () => {
+      for await (const m of feed) {
+        let env: ReturnType<typeof decodeEnvelopeWithOrigin>;
+        try {
+          env = decodeEnvelopeWithOrigin(m.data);
+        } catch {
+          continue;
+        }
+        if (env.origin === self) continue; // routed here when it was published
+        this.metrics.received.inc({ kind: 'durable' });
+        this.#host!.routeRemote(env.msg, null);
+      }
+    })().catch((err: unknown) => this.logger.error({ err }, 'durable feed ended'));
   }
 
   /**
@@ -216,6 +250,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     await this.liveness.close();
     this.ownership.close();
     this.retained.close();
+    this.#feed?.stop();
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }
@@ -225,7 +260,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   forward(msg: Message): boolean {
     const durable = msg.qos > 0;
     const subject = publishSubject(this.options.prefix, durable, msg.topic);
-    const data = encodeEnvelope(msg);
+    const data = encodeEnvelope(msg, this.options.nodeId);
     if (!durable) {
       this.metrics.forwarded.inc({ qos: '0' });
       if (!this.nc.isClosed()) this.nc.publish(subject, data);
@@ -274,7 +309,8 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       entry.refs++;
       return;
     }
-    const subs = filterSubjects(this.options.prefix, filter).map((subject) =>
+    // QoS 0 only: QoS 1/2 arrive through the durable feed.
+    const subs = filterSubjects(this.options.prefix, filter, '0').map((subject) =>
       this.nc.subscribe(subject, {
         callback: (err, m) => {
           if (err !== null) return;
@@ -367,6 +403,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       this.#sharedPromise = connect({
         servers: this.options.servers,
         name: `breakwater ${this.options.nodeId} shared`,
+        ignoreClusterUpdates: !this.options.discoverServers,
         maxReconnectAttempts: -1,
         reconnectTimeWait: 250,
       }).then((nc) => {

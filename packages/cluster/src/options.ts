@@ -5,6 +5,8 @@ import type { Registry } from 'prom-client';
 export interface ClusterOptions {
   /** NATS servers of the cluster, e.g. `nats://10.0.0.1:4222` (several for failover). */
   servers: string[];
+  /** Also use the servers the NATS cluster announces (failover beyond `servers`). */
+  discoverServers: boolean;
   /** Subject and bucket prefix: several Breakwater clusters can share one NATS. */
   prefix: string;
   /** This node's id (heartbeats, wills); unique per process start. */
@@ -31,6 +33,7 @@ export interface ClusterOptions {
 }
 
 export const defaultClusterOptions = {
+  discoverServers: true,
   prefix: 'bw',
   replicas: 1,
   streamMaxAgeSec: 3600,

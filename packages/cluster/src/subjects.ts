@@ -6,8 +6,9 @@
  * keyed per level too and a wildcard filter maps onto a KV key filter.
  *
  * Subjects: `<prefix>.<q>.<level>.<level>…` where `q` is `0` for QoS 0 (core NATS only) and `1`
- * for QoS 1/2 (captured by the JetStream message stream, `<prefix>.1.>`). A subscription listens
- * on `<prefix>.*.<…>` and so gets both. MQTT `+` is NATS `*`; MQTT `a/#` matches `a` itself too,
+ * for QoS 1/2 (captured by the JetStream message stream, `<prefix>.1.>`). A node's QoS 0
+ * subscription listens on `<prefix>.0.<…>`; a shared subscription's queue group on `<prefix>.*.<…>`
+ * gets both. MQTT `+` is NATS `*`; MQTT `a/#` matches `a` itself too,
  * so it is two NATS subscriptions: `…a` and `…a.>`. What NATS matches is a superset of what MQTT
  * matches (`#` and `+` never match a `$` first level in MQTT): the receiving node re-checks with
  * its MQTT matcher (router.ts `routeRemote`).
@@ -51,7 +52,7 @@ export function publishSubject(prefix: string, durable: boolean, topic: string):
  * The subjects that together receive every message an MQTT filter matches (a superset). `any`:
  * the QoS token (`*` for live routing, `1` for the durable stream).
  */
-export function filterSubjects(prefix: string, filter: string, q: '*' | '1' = '*'): string[] {
+export function filterSubjects(prefix: string, filter: string, q: '*' | '0' | '1' = '*'): string[] {
   const levels = filter.split('/');
   const tokens: string[] = [];
   for (const level of levels) {

@@ -197,6 +197,11 @@ export const ClusterSchema = Type.Object(
       description:
         'NATS servers of the cluster (`nats://host:4222`); empty = single node. `--cluster` sets it (comma-separated).',
     }),
+    discoverServers: Type.Boolean({
+      default: true,
+      description:
+        'Also use the NATS servers the cluster announces (failover beyond `servers`); false pins this node to `servers`.',
+    }),
     prefix: Type.String({
       minLength: 1,
       maxLength: 32,
