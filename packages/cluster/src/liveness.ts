@@ -53,6 +53,8 @@ export class Liveness {
   /** This node's MQTT address, sent with each heartbeat. */
   advertise: string | null;
   #lastBeatOk = 0;
+  #healthySince = Date.now();
+  #natsDownSince = 0;
   #natsUp = true;
   #unhealthySince = 0;
   #healthy = false;
@@ -163,16 +165,26 @@ export class Liveness {
     this.#evaluate();
   }
 
+  /**
+   * Healthy: NATS connected and a heartbeat written lately. Isolated: the NATS connection itself
+   * has been down for `isolateAfterMs` — this node alone is cut off, and its clients are better
+   * served elsewhere. JetStream failing while NATS is connected (a leader election, lost quorum)
+   * hits every node alike: readiness goes false, but evicting clients would only move them
+   * between equally stuck nodes, so it does not isolate.
+   */
   #evaluate(): void {
     const now = Date.now();
     const healthy = this.#natsUp && now - this.#lastBeatOk < 3 * this.#ctx.options.heartbeatMs;
     let isolated = this.#isolated;
     if (healthy) {
+      if (this.#unhealthySince !== 0) this.#healthySince = now;
       this.#unhealthySince = 0;
       isolated = false;
-    } else {
-      if (this.#unhealthySince === 0) this.#unhealthySince = now;
-      if (now - this.#unhealthySince >= this.#ctx.options.isolateAfterMs) isolated = true;
+    } else if (this.#unhealthySince === 0) this.#unhealthySince = now;
+    if (this.#natsUp) this.#natsDownSince = 0;
+    else {
+      if (this.#natsDownSince === 0) this.#natsDownSince = now;
+      if (now - this.#natsDownSince >= this.#ctx.options.isolateAfterMs) isolated = true;
     }
     if (healthy === this.#healthy && isolated === this.#isolated) return;
     this.#healthy = healthy;
@@ -209,14 +221,37 @@ export class Liveness {
         alive++;
         continue;
       }
+      // Silence counts only while this node could hear: after an outage of its own (or of
+      // JetStream for everyone) the others get `deadAfterMs` to write their next heartbeat.
       if (id === self || this.#dead.has(id) || !this.#healthy) continue;
+      if (now - this.#healthySince < this.#ctx.options.deadAfterMs) continue;
       this.#dead.add(id);
-      this.#ctx.logger.warn({ node: id }, 'node is dead: firing its wills');
-      void this.#fireWillsOf(id).catch((err: unknown) =>
-        this.#ctx.logger.error({ err, node: id }, 'firing the wills of a dead node failed'),
-      );
+      void this.#confirmThenFire(id, b).catch((err: unknown) => {
+        // Try again on the next tick: a will must not be lost to one JetStream timeout.
+        this.#dead.delete(id);
+        this.#ctx.logger.warn({ err, node: id }, 'firing the wills of a dead node failed; retrying');
+      });
     }
     this.#ctx.metrics.nodesAlive.set(alive);
+  }
+
+  /**
+   * A watch can lag (a NATS server failing over, a starved event loop): before firing the wills of
+   * a node whose heartbeats stopped arriving, read its heartbeat key directly.
+   */
+  async #confirmThenFire(id: string, seen: NodeBeat): Promise<void> {
+    const e = await this.#nodes.get(encodeLevel(id));
+    if (
+      e !== null &&
+      e.operation === 'PUT' &&
+      Date.now() - e.created.getTime() < this.#ctx.options.deadAfterMs
+    ) {
+      this.#dead.delete(id);
+      this.#beats.set(id, { at: e.created.getTime(), address: seen.address });
+      return;
+    }
+    this.#ctx.logger.warn({ node: id }, 'node is dead: firing its wills');
+    await this.#fireWillsOf(id);
   }
 
   async #orphanWills(): Promise<void> {
@@ -238,6 +273,7 @@ export class Liveness {
   async #fireWillsOf(node: string): Promise<void> {
     const keys: string[] = [];
     for await (const k of await this.#wills.keys(`${encodeLevel(node)}.>`)) keys.push(k);
+    this.#ctx.logger.info({ node, wills: keys.length }, 'wills of a dead node');
     await Promise.all(keys.map((k) => this.#fireOne(k)));
   }
 
@@ -255,10 +291,15 @@ export class Liveness {
         return;
       }
     }
+    const marker = `${clientKey(clientId)}.${w.e}`;
     try {
-      await this.#fired.create(`${clientKey(clientId)}.${w.e}`, this.#ctx.options.nodeId);
-    } catch {
-      return; // another survivor fired it
+      await this.#fired.create(marker, this.#ctx.options.nodeId);
+    } catch (err) {
+      // The marker exists: another survivor fired the will — or we did, and the answer to our
+      // create was lost (a timeout): the marker says who. Any other failure is retried.
+      const m = await this.#fired.get(marker);
+      if (m === null || m.operation !== 'PUT') throw err;
+      if (m.string() !== this.#ctx.options.nodeId) return;
     }
     this.#ctx.metrics.willsFired.inc();
     this.#ctx.logger.info(

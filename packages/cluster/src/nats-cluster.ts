@@ -35,9 +35,7 @@ import type {
   Will,
 } from '@breakwater/broker';
 import {
-  type ConsumerMessages,
   connect,
-  DeliverPolicy,
   DiscardPolicy,
   Events,
   type JetStreamClient,
@@ -50,7 +48,8 @@ import {
 } from 'nats';
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
-import { decodeEnvelope, decodeEnvelopeWithOrigin, encodeEnvelope } from './envelope.js';
+import { DurableFeed } from './durable-feed.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
 import { type ClusterOptions, defaultClusterOptions } from './options.js';
@@ -81,7 +80,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly #filters = new Map<string, FilterSub>();
   readonly #shared = new Map<string, FilterSub>();
   #pending: Promise<unknown>[] = [];
-  #feed: ConsumerMessages | null = null;
+  readonly #feed: DurableFeed;
   #lastFlush: Promise<void> = Promise.resolve();
   #closed = false;
 
@@ -100,6 +99,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.streamName = `${options.prefix.toUpperCase()}_MSGS`;
     this.ownership = new Ownership(this, kvs.sessions);
     this.retained = new RetainedSync(this, kvs.retained);
+    this.#feed = new DurableFeed(this);
     this.liveness = new Liveness(this, kvs.nodes, kvs.wills, kvs.fired, this.ownership);
   }
 
@@ -211,32 +211,9 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.host();
     await this.retained.start();
     await this.ownership.start();
-    await this.#startDurableFeed();
+    await this.#feed.start();
     await this.liveness.start();
     void this.#watchStatus();
-  }
-
-  async #startDurableFeed(): Promise<void> {
-    const consumer = await this.js.consumers.get(this.streamName, {
-      filterSubjects: `${this.options.prefix}.1.>`,
-      deliver_policy: DeliverPolicy.New,
-    });
-    const feed = await consumer.consume({ max_messages: 4096 });
-    this.#feed = feed;
-    const self = this.options.nodeId;
-    void (async () => {
-      for await (const m of feed) {
-        let env: ReturnType<typeof decodeEnvelopeWithOrigin>;
-        try {
-          env = decodeEnvelopeWithOrigin(m.data);
-        } catch {
-          continue;
-        }
-        if (env.origin === self) continue; // routed here when it was published
-        this.metrics.received.inc({ kind: 'durable' });
-        this.#host!.routeRemote(env.msg, null);
-      }
-    })().catch((err: unknown) => this.logger.error({ err }, 'durable feed ended'));
   }
 
   /**
@@ -250,7 +227,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     await this.liveness.close();
     this.ownership.close();
     this.retained.close();
-    this.#feed?.stop();
+    this.#feed.close();
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }

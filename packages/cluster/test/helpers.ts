@@ -1,4 +1,4 @@
-import { once } from 'node:events';
+import { type EventEmitter, once } from 'node:events';
 import type { TestContext } from 'node:test';
 import {
   type NatsClusterHandle,
@@ -24,11 +24,11 @@ export interface TestCluster {
   close(): Promise<void>;
 }
 
-/** Fast liveness for tests: a node is dead after 2 s of silence. */
+/** Fast liveness for tests: a node is dead after 3 s of silence. */
 export const testClusterOptions: Partial<ClusterOptions> = {
   replicas: 3,
   heartbeatMs: 300,
-  deadAfterMs: 2000,
+  deadAfterMs: 3000,
   isolateAfterMs: 1500,
   replaySlackMs: 1000,
 };
@@ -84,7 +84,7 @@ export async function startTestCluster(
 
 export async function connectTo(url: string, options: IClientOptions = {}): Promise<MqttClient> {
   const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options });
-  await once(c, 'connect');
+  await once(ee(c), 'connect');
   return c;
 }
 
@@ -128,4 +128,9 @@ export async function eventually(
 
 export async function end(...clients: MqttClient[]): Promise<void> {
   await Promise.all(clients.map((c) => c.endAsync(true)));
+}
+
+/** MqttClient is a typed emitter that `events.once` does not accept as such. */
+export function ee(client: MqttClient): EventEmitter {
+  return client as unknown as EventEmitter;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import mqtt from 'mqtt';
-import { collect, connectTo, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
+import { collect, connectTo, ee, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
 
 describe('cluster: sessions', () => {
   let tc: TestCluster | null = null;
@@ -36,7 +36,7 @@ describe('cluster: sessions', () => {
       });
     }
     // Every attempt ends: connected (and maybe taken over later) or closed.
-    await Promise.all(clients.map((c) => Promise.race([once(c, 'connect'), once(c, 'close')])));
+    await Promise.all(clients.map((c) => Promise.race([once(ee(c), 'connect'), once(ee(c), 'close')])));
     const connectedOnNodes = () =>
       tc!.nodes.reduce(
         (n, node) => n + (node.broker.broker.connectedClientIds().includes('racer') ? 1 : 0),
@@ -82,7 +82,7 @@ describe('cluster: sessions', () => {
     const back = mqtt.connect(b!, { ...opts, reconnectPeriod: 0 });
     const got = new Set<string>();
     back.on('message', (_t, p) => got.add(p.toString()));
-    const [connack] = (await once(back, 'connect')) as [{ sessionPresent: boolean }];
+    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
     assert.equal(connack.sessionPresent, true, 'the session came along');
     await eventually(() => got.size === 1000, 20_000, `all 1,000 messages (have ${got.size})`);
     // Node a gave up its copy: the session lives on b only.
