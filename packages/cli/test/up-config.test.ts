@@ -97,6 +97,32 @@ describe('resolveUpConfig: flags over config file over defaults', () => {
     );
   });
 
+  test('--cluster sets cluster.servers (comma-separated, nats:// added); the file sets the rest', () => {
+    const file = yaml('cluster.yaml', 'cluster:\n  replicas: 3\n  prefix: fleet_a\n');
+    const { config } = resolveUpConfig(
+      { config: file, cluster: 'nats://10.0.0.1:4222, 10.0.0.2:4222' },
+      '/srv',
+    );
+    assert.deepEqual(config.cluster.servers, ['nats://10.0.0.1:4222', 'nats://10.0.0.2:4222']);
+    assert.equal(config.cluster.replicas, 3);
+    assert.equal(config.cluster.prefix, 'fleet_a');
+    // Without the flag or the section: a single node.
+    assert.deepEqual(resolveUpConfig({}, '/srv').config.cluster.servers, []);
+  });
+
+  test('a bad cluster key is an error naming the key and the file', () => {
+    const file = yaml('cluster-bad.yaml', 'cluster:\n  replicas: 9\n  servers: [http://x]\n  peers: []\n');
+    assert.throws(
+      () => resolveUpConfig({ config: file }, '/srv'),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.message.includes(file) &&
+        err.message.includes('cluster.replicas') &&
+        err.message.includes('cluster.servers') &&
+        err.message.includes('cluster.peers'),
+    );
+  });
+
   test('--mqtts-port and --wss-port set the TLS listeners from the file', () => {
     writeFileSync(join(dir, 'c.pem'), 'x');
     writeFileSync(join(dir, 'k.pem'), 'x');

@@ -236,7 +236,7 @@ export const ClusterSchema = Type.Object(
       minimum: 0,
       default: 3000,
       description:
-        'Without NATS/JetStream this long, the node sends its clients to other nodes (readiness is false at once).',
+        'Without a NATS connection this long, the node sends its clients to other nodes; readiness is false at once when NATS or JetStream fails.',
     }),
     advertise: Type.Optional(
       Type.String({
