@@ -10,16 +10,26 @@
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
+ *   npm run bench -- cluster      [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1] (issue 15)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
  *
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
  */
+import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { liveChildren } from './loadgen/pool.js';
 import { machineInfo, writeResults } from './report.js';
 import { runFanoutEncode } from './scenarios/fanout-encode.js';
+import {
+  type ClusterScenario,
+  ClusterScenarios,
+  type ClusterTarget,
+  ClusterTargets,
+  clusterMarkdown,
+  runClusterThroughput,
+} from './scenarios/cluster-throughput.js';
 import {
   runStorm,
   type StormKind,
@@ -78,6 +88,39 @@ async function main(): Promise<number> {
     },
   });
   const kind = positionals[0];
+  if (kind === 'cluster') {
+    const opts = {
+      targets: list<ClusterTarget>(values.brokers, ClusterTargets, 'brokers'),
+      scenarios: list<ClusterScenario>(values.scenarios, ClusterScenarios, 'scenarios'),
+      warmupMs: Number(values.warmup === '2' ? 3 : values.warmup) * 1000,
+      windowMs: Number(values.window === '6' ? 8 : values.window) * 1000,
+      log,
+    };
+    const machine = machineInfo();
+    const started = Date.now();
+    const run = await runClusterThroughput(opts);
+    const git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const files = writeResults(
+      values.name ?? 'cluster-throughput',
+      {
+        benchmark: 'cluster-throughput',
+        machine,
+        git,
+        targets: run.describe,
+        options: {
+          targets: opts.targets,
+          scenarios: opts.scenarios,
+          warmupMs: opts.warmupMs,
+          windowMs: opts.windowMs,
+        },
+        results: run.results,
+        durationS: (Date.now() - started) / 1000,
+      },
+      clusterMarkdown(machine, run, opts, git),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
   if (kind === 'connect-storm' || kind === 'reboot-storm') {
     const breakwaterLaunch = values.breakwater as BreakwaterLaunch;
     const opts = {

@@ -7,6 +7,8 @@ export interface ClientSpec {
   readonly subscribe?: { readonly filter: string; readonly qos: 0 | 1 };
   /** Source address for the connection (127.0.0.x), to widen the ephemeral port space. */
   readonly localAddress?: string;
+  /** Broker port for this client instead of the setup's (a cluster: clients spread over nodes). */
+  readonly port?: number;
 }
 
 export interface SetupRequest {

@@ -244,7 +244,7 @@ async function setup(req: SetupRequest): Promise<SetupResult> {
     new Promise<void>((resolve) => {
       const socket = net.connect({
         host: req.host,
-        port: req.port,
+        port: spec.port ?? req.port,
         ...(spec.localAddress ? { localAddress: spec.localAddress } : {}),
         noDelay: true,
       });
