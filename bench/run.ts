@@ -10,6 +10,7 @@
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
+ *   npm run bench -- node-loss    [--devices 12000] (issue 15 game day: kill -9 of one of 3 nodes)
  *   npm run bench -- cluster      [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1] (issue 15)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
  *
@@ -38,6 +39,7 @@ import {
   stormMarkdown,
 } from './scenarios/fleet-storms.js';
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
+import { nodeLossMarkdown, runNodeLoss } from './scenarios/node-loss.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
 import { runTopics } from './scenarios/topics.js';
 
@@ -88,6 +90,20 @@ async function main(): Promise<number> {
     },
   });
   const kind = positionals[0];
+  if (kind === 'node-loss') {
+    const machine = machineInfo();
+    const started = Date.now();
+    const devices = Number(values.devices ?? 12_000);
+    const result = await runNodeLoss({ devices, log });
+    const git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
+    const files = writeResults(
+      values.name ?? 'node-loss',
+      { benchmark: 'node-loss', machine, git, result, durationS: (Date.now() - started) / 1000 },
+      nodeLossMarkdown(machine, result, git),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
   if (kind === 'cluster') {
     const opts = {
       targets: list<ClusterTarget>(values.brokers, ClusterTargets, 'brokers'),

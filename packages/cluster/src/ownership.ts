@@ -96,7 +96,8 @@ export class Ownership {
     const key = clientKey(clientId);
     this.#claiming.set(clientId, (this.#claiming.get(clientId) ?? 0) + 1);
     try {
-      const prevEntry = await this.#kv.get(key);
+      // A clean start needs nothing of the previous owner: one write, no read.
+      const prevEntry = clean ? null : await this.#kv.get(key);
       const prev = prevEntry !== null && prevEntry.operation === 'PUT' ? parseRecord(prevEntry) : null;
       const now = Date.now();
       const mine = this.#owned.get(clientId);

@@ -41,6 +41,8 @@ export class SimDevice {
   pending: Buffer | null = null;
   attemptStartedAt = 0;
   lastWriteAt = 0;
+  /** Connection attempts so far (picks the next of `FleetOptions.targets` after a failure). */
+  attempts = 0;
   /** Consecutive failed attempts since the last success (the policy's `attempt`). */
   retry = 0;
   /** The last DISCONNECT's outcome, read when the socket then closes. */

@@ -472,7 +472,12 @@ export class Fleet extends EventEmitter {
     d.attemptStartedAt = Date.now();
     d.serverHintMs = null;
     d.disconnectCounted = false;
-    const { host, port } = this.options.target;
+    const list = this.options.targets;
+    const { host, port } =
+      list !== undefined && list.length > 0
+        ? list[(d.index + d.attempts) % list.length]!
+        : this.options.target;
+    d.attempts++;
     const sources = this.options.sourceAddresses;
     const opts: net.NetConnectOpts = { host, port, noDelay: true };
     if (sources) opts.localAddress = sources[this.#sourceIndex++ % sources.length]!;

@@ -44,6 +44,11 @@ export interface OtaBehaviour {
 
 export interface FleetOptions {
   target: { host: string; port: number };
+  /**
+   * Several brokers (a cluster, issue 15): a device starts on `targets[index % n]` and moves to the
+   * next one on every new attempt, like a client with a server list. Default: `target` only.
+   */
+  targets?: { host: string; port: number }[];
   devices: number;
   /** Device id prefix (default 'sim-'): sim-00001, sim-00002, … */
   idPrefix?: string;
