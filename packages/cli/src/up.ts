@@ -235,6 +235,9 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     brokerStarted = true;
     // Retained messages loaded, ownership watch and heartbeats running: before the listeners.
     await cluster?.start();
+    // The survivors of a node loss admit its devices from cache (guard.secret shared by the nodes).
+    const knownGood = guard?.knownGood;
+    if (cluster && knownGood) await cluster.shareKnownGood(knownGood);
     // Before the listeners accept: the presence feed sees every connect from the first one.
     await control?.start();
     controlStarted = true;

@@ -50,6 +50,7 @@ import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
 import { DurableFeed } from './durable-feed.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
 import { type ClusterOptions, defaultClusterOptions } from './options.js';
@@ -83,12 +84,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly #feed: DurableFeed;
   #lastFlush: Promise<void> = Promise.resolve();
   #closed = false;
+  #knownGood: KnownGoodSync | null = null;
+  readonly #knownGoodKv: KV;
 
   private constructor(
     options: ClusterOptions,
     nc: NatsConnection,
     jsm: JetStreamManager,
-    kvs: { sessions: KV; retained: KV; wills: KV; fired: KV; nodes: KV },
+    kvs: { sessions: KV; retained: KV; wills: KV; fired: KV; nodes: KV; knownGood: KV },
   ) {
     this.options = Object.freeze({ ...options });
     this.logger = options.logger ?? pino({ level: 'silent' });
@@ -100,6 +103,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.ownership = new Ownership(this, kvs.sessions);
     this.retained = new RetainedSync(this, kvs.retained);
     this.#feed = new DurableFeed(this);
+    this.#knownGoodKv = kvs.knownGood;
     this.liveness = new Liveness(this, kvs.nodes, kvs.wills, kvs.fired, this.ownership);
   }
 
@@ -155,6 +159,8 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
         // Markers of fired wills (create = exactly once); an hour is far longer than any race.
         fired: await kv('fired', { ttl: 3600_000 }),
         nodes: await kv('nodes', { ttl: Math.max(60_000, options.deadAfterMs * 10) }),
+        // Known-good credentials: as long as the guard's longest stale-if-error horizon (24 h).
+        knownGood: await kv('known_good', { ttl: 24 * 3600_000 }),
       };
       return new NatsCluster(options, nc, jsm, kvs);
     } catch (err) {
@@ -180,6 +186,19 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   /** Another live node's MQTT address, for redirects (MQTT 5 Server Reference), or null. */
   otherNodeAddress(): string | null {
     return this.liveness.otherNodeAddress();
+  }
+
+  /**
+   * Share the guard's known-good store with the cluster (issue 15): confirmations made here are
+   * published, those made elsewhere (and every one already shared) are stored here. Resolves once
+   * this node is warmed with what the bucket holds.
+   */
+  async shareKnownGood(store: SharedKnownGoodStore): Promise<KnownGoodSync> {
+    if (this.#knownGood !== null) throw new Error('known-good store already shared');
+    const sync = new KnownGoodSync(this, this.#knownGoodKv, store);
+    this.#knownGood = sync;
+    await sync.start();
+    return sync;
   }
 
   /** This node's MQTT address for redirects by the other nodes (sent with the heartbeats). */
@@ -228,6 +247,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.ownership.close();
     this.retained.close();
     this.#feed.close();
+    this.#knownGood?.close();
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }

@@ -103,6 +103,11 @@ export class Guard implements BrokerHooks {
   readonly #admission: GuardDeps['admission'] | undefined;
   readonly #onRecovered = (): void => this.#admission?.beginSlowStart();
   readonly revocations: RevocationList;
+
+  /** The persisted known-good store (null when it could not be opened): a cluster shares it. */
+  get knownGood(): KnownGoodStore | null {
+    return this.#store;
+  }
   #started: Promise<void> | null = null;
   #pruneTimer: TimerHandle | null = null;
   #closed = false;

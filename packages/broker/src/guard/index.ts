@@ -8,6 +8,7 @@ export { BreakerState, CircuitBreaker } from './circuit-breaker.js';
 export { type GuardConfig, guardConfigSchema, resolveGuardConfig } from './config.js';
 export { GuardError, type GuardErrorCode } from './errors.js';
 export { type BypassState, Guard, type GuardDecision, type GuardDeps } from './guard.js';
+export { type KnownGood, KnownGoodStore } from './known-good-store.js';
 export { AuthOutcome, GuardMetrics } from './metrics.js';
 export { hashPasswordScrypt, verifyPassword } from './password-hash.js';
 export { type RevocationEntry, RevocationList } from './revocation.js';

@@ -38,6 +38,8 @@ export class KnownGoodStore {
   readonly #delSubject: Database.Statement<[string]>;
   readonly #prune: Database.Statement<[number]>;
   readonly #count: Database.Statement<[], { n: number }>;
+  /** Told of every confirmation made here (a cluster shares them, issue 15); null = nobody. */
+  #onConfirmed: ((e: KnownGood) => void) | null = null;
 
   constructor(dataDir: string) {
     mkdirSync(dataDir, { recursive: true });
@@ -77,6 +79,27 @@ export class KnownGoodStore {
   }
 
   put(e: KnownGood): void {
+    this.#write(e);
+    this.#onConfirmed?.(e);
+  }
+
+  /**
+   * A confirmation made by another node of the cluster (issue 15): stored unless ours is newer,
+   * never passed on again. Keys are keyed hashes: they match only on nodes that share the guard
+   * secret (`guard.secret` in the data dir).
+   */
+  applyShared(e: KnownGood): void {
+    const mine = this.#get.get(e.key);
+    if (mine !== undefined && mine.verified_at >= e.verifiedAt) return;
+    this.#write(e);
+  }
+
+  /** Follow the confirmations made on this node (one listener). */
+  onConfirmed(listener: ((e: KnownGood) => void) | null): void {
+    this.#onConfirmed = listener;
+  }
+
+  #write(e: KnownGood): void {
     this.#put.run({
       key: e.key,
       backend: e.backend,
