@@ -175,27 +175,33 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
     const started = Date.now();
     const samples: Sample[] = [];
     let alive = [true, true, true];
-    let lastClaims = 0;
+    // Per node, so a dead node's counter leaving the sum is not read as a rate.
+    const lastClaims = [0, 0, 0];
     let lastAt = started;
     const sample = async () => {
       const ms = await Promise.all(
         httpPorts.map((p, i) => (alive[i] ? metrics(p) : Promise.resolve(new Map<string, number>()))),
       );
-      const claims = ms.reduce((s, m) => s + (m.get('breakwater_cluster_claims_total') ?? 0), 0);
+      let newClaims = 0;
+      for (const [i, m] of ms.entries()) {
+        if (!alive[i]) continue;
+        const c = m.get('breakwater_cluster_claims_total') ?? lastClaims[i]!;
+        newClaims += c - lastClaims[i]!;
+        lastClaims[i] = c;
+      }
       const now = Date.now();
       const st = fleet!.stats();
       samples.push({
         t: (now - started) / 1000,
         connected: st.connected,
         attempts: st.attempts,
-        claimsPerSec: Math.max(0, (claims - lastClaims) / ((now - lastAt) / 1000)),
+        claimsPerSec: Math.max(0, newClaims / ((now - lastAt) / 1000)),
         jetstreamErrors: ms.reduce(
           (s, m) => s + (m.get('breakwater_cluster_jetstream_errors_total') ?? 0),
           0,
         ),
         perNode: ms.map((m) => m.get('breakwater_connections') ?? 0),
       });
-      lastClaims = claims;
       lastAt = now;
     };
     const sampler = setInterval(() => void sample(), 1000);
@@ -210,7 +216,6 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
     // Node 2 dies: kill -9.
     alive = [true, true, false];
     brokers[2]!.kill('SIGKILL');
-    lastClaims = 0; // the dead node's counter leaves the sum
     await sleep(1000);
     const droppedByKill = beforeKill - fleet.stats().connected;
     opts.log(`node 2 killed; ${droppedByKill} devices dropped`);

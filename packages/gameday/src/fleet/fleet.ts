@@ -473,10 +473,12 @@ export class Fleet extends EventEmitter {
     d.serverHintMs = null;
     d.disconnectCounted = false;
     const list = this.options.targets;
+    const n = list?.length ?? 0;
+    // Each retry moves on; the step differs between devices so the fleet of a lost server
+    // spreads over all the others instead of piling onto the next one.
+    const step = 1 + (Math.floor(d.index / Math.max(1, n)) % Math.max(1, n - 1));
     const { host, port } =
-      list !== undefined && list.length > 0
-        ? list[(d.index + d.attempts) % list.length]!
-        : this.options.target;
+      list !== undefined && n > 0 ? list[(d.index + d.attempts * step) % n]! : this.options.target;
     d.attempts++;
     const sources = this.options.sourceAddresses;
     const opts: net.NetConnectOpts = { host, port, noDelay: true };

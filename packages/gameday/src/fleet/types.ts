@@ -45,8 +45,9 @@ export interface OtaBehaviour {
 export interface FleetOptions {
   target: { host: string; port: number };
   /**
-   * Several brokers (a cluster, issue 15): a device starts on `targets[index % n]` and moves to the
-   * next one on every new attempt, like a client with a server list. Default: `target` only.
+   * Several brokers (a cluster, issue 15): a device starts on `targets[index % n]` and moves on to
+   * another one on every new attempt (by a per-device step, so a lost server's devices spread over
+   * all the others), like a client with a server list. Default: `target` only.
    */
   targets?: { host: string; port: number }[];
   devices: number;
