@@ -197,7 +197,8 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
     const nats = await startNatsServers(dir, 3);
     children.push(...nats.children);
     const ports = await Promise.all([0, 1, 2].map(() => freePort()));
-    ports.forEach((p, i) => children.push(startBreakwater(dir, `node-${i}`, p, [nats.urls[i]!])));
+    for (const [i, p] of ports.entries())
+      children.push(startBreakwater(dir, `node-${i}`, p, [nats.urls[i]!]));
     await Promise.all(ports.map((p) => waitPort(p, 90_000)));
     return {
       ports,
