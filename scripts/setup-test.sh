@@ -11,6 +11,8 @@ command -v mosquitto_pub >/dev/null || missing+=(mosquitto-clients)
 # Headless browser for the status page / report tests; promtool checks the exported alert rules.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v promtool >/dev/null || missing+=(prometheus)
+# The cluster tests (issue 15) start their own nats-servers (3, routed, JetStream) on free ports.
+[ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
