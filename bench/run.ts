@@ -22,7 +22,6 @@ import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { liveChildren } from './loadgen/pool.js';
 import { machineInfo, writeResults } from './report.js';
-import { runFanoutEncode } from './scenarios/fanout-encode.js';
 import {
   type ClusterScenario,
   ClusterScenarios,
@@ -31,6 +30,7 @@ import {
   clusterMarkdown,
   runClusterThroughput,
 } from './scenarios/cluster-throughput.js';
+import { runFanoutEncode } from './scenarios/fanout-encode.js';
 import {
   runStorm,
   type StormKind,
