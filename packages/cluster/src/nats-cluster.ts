@@ -135,23 +135,27 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       const jsm = await nc.jetstreamManager({ timeout: options.requestTimeoutMs });
       const p = options.prefix;
       const replicas = options.replicas;
-      await ensureStream(jsm, {
-        name: `${p.toUpperCase()}_MSGS`,
-        subjects: [`${p}.1.>`],
-        retention: RetentionPolicy.Limits,
-        storage: StorageType.File,
-        discard: DiscardPolicy.Old,
-        max_age: options.streamMaxAgeSec * 1e9,
-        num_replicas: replicas,
-      });
+      await whileForming(() =>
+        ensureStream(jsm, {
+          name: `${p.toUpperCase()}_MSGS`,
+          subjects: [`${p}.1.>`],
+          retention: RetentionPolicy.Limits,
+          storage: StorageType.File,
+          discard: DiscardPolicy.Old,
+          max_age: options.streamMaxAgeSec * 1e9,
+          num_replicas: replicas,
+        }),
+      );
       const js = nc.jetstream({ timeout: options.requestTimeoutMs });
       const kv = (bucket: string, extra: { ttl?: number } = {}) =>
-        js.views.kv(`${p}_${bucket}`, {
-          replicas,
-          history: 1,
-          timeout: options.requestTimeoutMs,
-          ...extra,
-        });
+        whileForming(() =>
+          js.views.kv(`${p}_${bucket}`, {
+            replicas,
+            history: 1,
+            timeout: options.requestTimeoutMs,
+            ...extra,
+          }),
+        );
       const kvs = {
         sessions: await kv('sessions'),
         retained: await kv('retained'),
@@ -459,6 +463,27 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
 
 function sharedKey(group: string, filter: string): string {
   return `${group}\u0000${filter}`;
+}
+
+/**
+ * Retries `op` while JetStream is still forming: right after the NATS servers start, the meta
+ * leader may answer before it knows enough peers to place an R3 stream ("no suitable peers for
+ * placement"), or not answer yet. Up to ~15 s; any other error is thrown at once.
+ */
+async function whileForming<T>(op: () => Promise<T>): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await op();
+    } catch (err) {
+      const msg = err instanceof Error ? err.message : String(err);
+      const forming =
+        /no suitable peers|insufficient resources|TIMEOUT|503|no responders|jetstream not (enabled|available)/i.test(
+          msg,
+        );
+      if (!forming || i >= 30) throw err;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 async function ensureStream(
