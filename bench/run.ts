@@ -12,6 +12,7 @@
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
  *   npm run bench -- node-loss    [--devices 12000] (issue 15 game day: kill -9 of one of 3 nodes)
  *   npm run bench -- cluster      [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1] (issue 15)
+ *   npm run bench -- integration  [--messages 100000] [--skip-fan-in] (issue 16: msgs/s per sink, fan-in cost)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
  *
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
@@ -20,6 +21,7 @@ import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
+import { integrationCommand } from './integration.js';
 import { liveChildren } from './loadgen/pool.js';
 import { machineInfo, writeResults } from './report.js';
 import {
@@ -72,6 +74,7 @@ function log(line: string): void {
 
 async function main(): Promise<number> {
   if (process.argv[2] === 'auth-storm') return authStormCommand(process.argv.slice(3), log);
+  if (process.argv[2] === 'integration') return integrationCommand(process.argv.slice(3), log);
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {

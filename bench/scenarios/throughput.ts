@@ -84,6 +84,8 @@ export interface ThroughputOptions {
   readonly qos1Window: number;
   /** Hard limit for one (broker, scenario, pass) run. */
   readonly runTimeoutMs: number;
+  /** `breakwater up --config` content (the integration bench runs fan-in with rules on and off). */
+  readonly breakwaterConfig?: string;
 }
 
 export interface FloodResult {
@@ -147,7 +149,11 @@ async function withSetup<T>(
   let pool: WorkerPool | null = null;
   let timer: NodeJS.Timeout | undefined;
   try {
-    broker = await startBroker(name, opts.breakwater);
+    broker = await startBroker(
+      name,
+      opts.breakwater,
+      opts.breakwaterConfig !== undefined ? { breakwaterConfig: opts.breakwaterConfig } : {},
+    );
     infos[name] ??= { version: broker.version, launch: broker.launch };
     pool = new WorkerPool(sc.assignment.length);
     const b = broker;

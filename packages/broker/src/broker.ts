@@ -483,7 +483,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
 
   /** @internal Called by the router when `taps` is not empty. */
   runTaps(msg: Message): void {
-    this.#observers.runTaps(msg.topic, msg.payload, msg.publisherId);
+    // true: a tap wrote the message durably; the PUBACK waits for the storage flush (issue 16).
+    if (this.#observers.runTaps(msg.topic, msg.payload, msg.publisherId)) this.storageDirty = true;
   }
 
   /**

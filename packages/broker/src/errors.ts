@@ -52,6 +52,10 @@ export const ErrorCatalog = {
   BW_ERR_INCIDENT_TRANSITION: { message: 'the incident cannot make this state change', httpStatus: 409 },
   // OTA campaigns (issue 5, kill switch 3).
   BW_ERR_CAMPAIGN_STATE: { message: 'campaign state does not allow this', httpStatus: 409 },
+  // Data integration (issue 16).
+  BW_ERR_SINK_UNAVAILABLE: { message: 'the sink cannot take messages now' },
+  BW_ERR_SINK_REJECTED: { message: 'the sink rejected the message' },
+  BW_ERR_TELEMETRY_INVALID: { message: 'the payload fails its topic schema' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ErrorCatalog;

@@ -19,6 +19,7 @@ export {
   alertsConfigSchema,
 } from './config/alerts.js';
 export { ConfigError } from './config/errors.js';
+export * from './config/integration.js';
 export {
   FLAGS_SOURCE,
   loadConfigFile,

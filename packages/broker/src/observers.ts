@@ -16,8 +16,14 @@ export interface BrokerObserver {
   clientDisconnected?(clientId: string, reason: string, at: number): void;
 }
 
-/** A message a client (or the server) published, seen by an in-process tap. */
-export type MessageTapHandler = (topic: string, payload: Buffer, publisherId: string | null) => void;
+/**
+ * A message a client (or the server) published, seen by an in-process tap. Returning exactly
+ * `true` says "I recorded this message in a store whose flush the broker's storage flush covers":
+ * the broker then holds the QoS 1/2 acknowledgement until that flush, as it does for its own
+ * writes (the integration buffer, issue 16, wraps the broker storage so that its flush includes
+ * its own). Any other return value is ignored (`unknown`, so `(t) => set.add(t)` still type-checks).
+ */
+export type MessageTapHandler = (topic: string, payload: Buffer, publisherId: string | null) => unknown;
 
 /** One tap: a filter split into levels once, matched without allocating per message. */
 export class MessageTap {
@@ -88,15 +94,18 @@ export class InProcessObservers {
     return () => remove(this.taps, tap);
   }
 
-  runTaps(topic: string, payload: Buffer, publisherId: string | null): void {
+  /** Runs the matching taps; true when one of them returned true (it holds the PUBACK, issue 16). */
+  runTaps(topic: string, payload: Buffer, publisherId: string | null): boolean {
+    let durable = false;
     for (const tap of this.taps) {
       if (!tap.matches(topic)) continue;
       try {
-        tap.handler(topic, payload, publisherId);
+        if (tap.handler(topic, payload, publisherId) === true) durable = true;
       } catch (err) {
         this.#onError(err, `message tap ${tap.filter}`);
       }
     }
+    return durable;
   }
 
   connected(clientId: string, info: ConnectionInfo, at: number): void {

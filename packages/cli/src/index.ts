@@ -20,6 +20,7 @@ import { registerConfigCommands } from './commands/config.js';
 import { registerDeviceCommands } from './commands/devices.js';
 import { registerExportCommand } from './commands/export.js';
 import { registerIncidentCommands } from './commands/incident.js';
+import { registerIntegrationCommands } from './commands/integration.js';
 import { registerRevocationCommands } from './commands/revocations.js';
 import { registerTokenCommands } from './commands/tokens.js';
 import { runUp, type UpIo } from './up.js';
@@ -223,6 +224,7 @@ export async function main(
   registerConfigCommands(program, api);
   registerCampaignCommands(program, api);
   registerIncidentCommands(program, api);
+  registerIntegrationCommands(program, api);
 
   try {
     await program.parseAsync(argv as string[]);

@@ -31,6 +31,7 @@ import {
 // (which all go through this module) do not pay for importing it.
 import type { NatsCluster } from '@breakwater/cluster';
 import type { ControlPlane, ControlStorage } from '@breakwater/control';
+import type { Integration } from '@breakwater/integration';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { createLogger } from './log-output.js';
@@ -110,6 +111,19 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     );
   }
 
+  // Data integration (issue 16): its buffer opens before the broker exists, because the broker's
+  // storage flush must also wait for the buffer (a matched QoS 1 message is buffered before PUBACK).
+  let integration: Integration | null = null;
+  if (integrationConfigured(config)) {
+    try {
+      const { Integration } = await import('@breakwater/integration');
+      integration = new Integration({ config: config.integration, registry: metrics.registry, logger });
+      storage = integration.joinFlush(storage);
+    } catch (err) {
+      return fail(io, err);
+    }
+  }
+
   let guard: Guard | null = null;
   let adminToken: ReturnType<typeof ensureAdminToken> | null = null;
   let httpPort = config.http.port;
@@ -153,6 +167,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     ...(cluster ? { cluster } : {}),
   });
   const drain = new NodeDrain(broker);
+  integration?.attach(broker);
   const listeners = new Listeners(broker, resolved.listeners, { logger, limits: config.mqtt, admission });
   let http: FastifyInstance | undefined;
   let brokerStarted = false;
@@ -167,6 +182,8 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     if (controlStarted) await control?.close();
     if (brokerStarted) await broker.close();
     await cluster?.close();
+    // After the broker: what it handed over is committed; batches in flight finish or stay buffered.
+    await integration?.close();
     await listeners.close();
     await guard?.close();
     await http?.close();
@@ -199,6 +216,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         fleet: brokerFleet(broker, guard),
         metrics: { registry: metrics.registry },
         alerts: config.alerts,
+        ...(integration ? { integration } : {}),
       });
     }
     if (config.http.enabled) {
@@ -297,7 +315,10 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
     );
   }
 
+  const stopReload =
+    integration && flags.config !== undefined ? reloadOnSighup(flags, integration, logger) : null;
   const signal = await signals;
+  stopReload?.();
   logger.info({ signal }, 'shutting down: no new connections, disconnecting clients, flushing storage');
   try {
     await teardown();
@@ -438,6 +459,35 @@ function withJwksUrl(
 function fdUsageDep(): { fdUsage?: NonNullable<ReturnType<typeof procFdUsage>> } {
   const fdUsage = procFdUsage();
   return fdUsage ? { fdUsage } : {};
+}
+
+/** Whether the config asks for the integration engine (any sink, rule or validation). */
+function integrationConfigured(config: Readonly<BreakwaterConfig>): boolean {
+  const i = config.integration;
+  return (
+    i.rules.length > 0 ||
+    i.validation.length > 0 ||
+    Object.values(i.sinks).some((byName) => Object.keys(byName).length > 0)
+  );
+}
+
+/**
+ * SIGHUP re-reads the config file and applies its integration rules and validation at once
+ * (sinks need a restart). A broken file is logged and changes nothing.
+ */
+function reloadOnSighup(flags: UpFlags, integration: Integration, logger: Logger): () => void {
+  const onHup = () => {
+    try {
+      const { config } = resolveUpConfig(flags);
+      const out = integration.reload(config.integration);
+      for (const w of out.warnings) logger.warn(w);
+      logger.info({ rules: out.rules, validations: out.validations }, 'SIGHUP: integration rules reloaded');
+    } catch (err) {
+      logger.error({ err: err instanceof Error ? err.message : String(err) }, 'SIGHUP: config not reloaded');
+    }
+  };
+  process.on('SIGHUP', onHup);
+  return () => process.off('SIGHUP', onHup);
 }
 
 /** One line on stderr: the message (with its BW_ERR_* code), never a stack trace. */

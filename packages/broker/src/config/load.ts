@@ -6,6 +6,7 @@ import { BreakwaterError } from '../errors.js';
 import { resolveAdmissionConfig } from '../guard/admission/config.js';
 import { resolveGuardConfig } from '../guard/config.js';
 import { ConfigError } from './errors.js';
+import { integrationProblems } from './integration.js';
 import { type BreakwaterConfig, ConfigSchema } from './schema.js';
 
 /** Source name used in messages when no file is involved. */
@@ -130,6 +131,7 @@ function crossCheck(config: BreakwaterConfig, baseDir: string): string[] {
   });
   checkGuard(config, baseDir, names, problems);
   config.dataDir = resolvePath(baseDir, config.dataDir);
+  checkIntegration(config, baseDir, problems);
   config.storage.file =
     config.storage.file === undefined
       ? join(config.dataDir, 'breakwater.db')
@@ -171,6 +173,22 @@ function checkGuard(
       problems.push(err.message.replace(/^[^:]*: /, ''));
     }
   }
+}
+
+/** Integration (issue 16): references between sinks and rules, filters; files resolve here. */
+function checkIntegration(config: BreakwaterConfig, baseDir: string, problems: string[]): void {
+  const i = config.integration;
+  problems.push(...integrationProblems(i));
+  i.buffer.file =
+    i.buffer.file === undefined
+      ? join(config.dataDir, 'integration.db')
+      : resolvePath(baseDir, i.buffer.file);
+  i.validation.forEach((v, n) => {
+    if (v.schemaFile === undefined) return;
+    v.schemaFile = resolvePath(baseDir, v.schemaFile);
+    const why = unreadable(v.schemaFile);
+    if (why) problems.push(`integration.validation[${n}].schemaFile: cannot read ${v.schemaFile} (${why})`);
+  });
 }
 
 function resolvePath(baseDir: string, path: string): string {

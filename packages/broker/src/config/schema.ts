@@ -3,6 +3,7 @@ import { admissionConfigSchema } from '../guard/admission/config.js';
 import { guardConfigSchema } from '../guard/config.js';
 import { type BrokerLimits, defaultLimits } from '../options.js';
 import { alertsConfigSchema } from './alerts.js';
+import { integrationConfigSchema } from './integration.js';
 
 /**
  * The configuration schema (breakwater.yaml). The TypeScript type is derived from it, so the two
@@ -352,6 +353,12 @@ export const ConfigSchema = Type.Object(
       ...strict,
       default: {},
       description: 'Alert engine: rule overrides by id, webhooks, log, metric history length.',
+    }),
+    /** Data integration (issue 16): rules → sinks through a durable buffer, telemetry validation. */
+    integration: Type.Object(integrationConfigSchema.properties, {
+      ...strict,
+      default: {},
+      description: 'Data integration: sinks, rules, durable buffer, dead-letter queue, telemetry validation.',
     }),
   },
   strict,

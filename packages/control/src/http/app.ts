@@ -10,6 +10,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type AlertsConfig, type Clock, systemClock } from '@breakwater/broker';
+import type { Integration } from '@breakwater/integration';
 import swagger from '@fastify/swagger';
 import { Ajv, type Options as AjvOptions } from 'ajv';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -27,6 +28,8 @@ import type { FleetBroker } from '../fleet-broker.js';
 import { IncidentManager } from '../incidents/manager.js';
 import { incidentRoutes } from '../incidents/routes.js';
 import { RunbookLibrary } from '../incidents/runbooks.js';
+import { integrationRoutes } from '../integration/routes.js';
+import { ValidationAlerts } from '../integration/validation-alerts.js';
 import { otaGateAlerts } from '../ota/alerts.js';
 import { CampaignEngine } from '../ota/engine.js';
 import { campaignRoutes } from '../ota/routes.js';
@@ -71,6 +74,11 @@ export interface ControlPlaneOptions {
   metrics?: { registry: Registry };
   /** The config's `alerts:` section (rule overrides, webhooks). */
   alerts?: Partial<AlertsConfig>;
+  /**
+   * The data-integration engine (issue 16): serves /api/v1/rules, /sinks, /dlq and
+   * /telemetry/validation, and turns its validation reports into the data-quality alert.
+   */
+  integration?: Integration;
 }
 
 export interface ControlPlane {
@@ -221,6 +229,18 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     events: otaGateAlerts(alerting.engine),
   });
   services.push(campaigns);
+  const integration = options.integration ?? null;
+  const validationAlerts =
+    integration === null
+      ? null
+      : new ValidationAlerts({
+          integration,
+          devices: storage.devices,
+          alerts: alerting.engine,
+          registry: options.metrics?.registry ?? null,
+          logger: options.logger ?? null,
+        });
+  if (validationAlerts !== null) services.push(validationAlerts);
   // Active revocations onto the guard denylist before anything else acts on the fleet.
   if (fleet !== null) services.unshift(revocationService(storage, fleet, ctx.logger));
   const lastTouched = new Map<string, number>();
@@ -296,6 +316,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         revocationRoutes(api, ctx);
         configPushRoutes(api, ctx);
         incidentRoutes(api, ctx, incidents);
+        integrationRoutes(api, ctx, integration, validationAlerts);
       },
       { prefix: '/api' },
     );

@@ -5,6 +5,7 @@ import { capacity } from './capacity.js';
 import { credentialLeak } from './credential-leak.js';
 import { massDisconnect } from './mass-disconnect.js';
 import { otaRebootStorm } from './ota-reboot-storm.js';
+import { sinkOutage } from './sink-outage.js';
 import { telemetryCorruption } from './telemetry-corruption.js';
 import type { ScenarioDefinition } from './types.js';
 
@@ -16,6 +17,7 @@ export const scenarios: readonly ScenarioDefinition[] = Object.freeze([
   badFirmware,
   telemetryCorruption,
   capacity,
+  sinkOutage,
 ]);
 
 export function findScenario(name: string): ScenarioDefinition | undefined {

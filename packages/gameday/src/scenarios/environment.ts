@@ -23,7 +23,11 @@ import {
   procFdUsage,
   resolveAdmissionConfig,
   systemClock,
+  validateConfig,
 } from '@breakwater/broker';
+import type { Integration } from '@breakwater/integration';
+import { SINK_NAME, SinkBackend } from './sink-backend.js';
+import { localSinkControl, type SinkControl } from './sink-control.js';
 
 /** What a scenario asks of the broker under test. */
 export interface BrokerSpec {
@@ -33,6 +37,16 @@ export interface BrokerSpec {
   admission: AdmissionConfigInput | null;
   /** Needs PostgreSQL at 127.0.0.1:5432 for the device credentials (every device of the fleet). */
   postgres: boolean;
+  /**
+   * A data integration: one rule on `filter` into a PostgreSQL sink (127.0.0.1:5432) reached
+   * through a fault proxy, draining at most `maxPerSec` (sink-outage).
+   */
+  integration?: { filter: string; maxPerSec: number; retryMaxMs: number };
+  /**
+   * Where the broker runs: in this process (default), or in a child process — needed beyond ~9,000
+   * devices, since one process cannot hold both ends of every connection under the FD limit.
+   */
+  process?: 'in-process' | 'child';
 }
 
 export const DEVICE_LISTENER = 'mqtt';
@@ -43,6 +57,10 @@ export interface InProcessBroker {
   guard: Guard | null;
   metrics: BrokerMetrics;
   dataDir: string;
+  /** The data integration, when the scenario asked for one (spec.integration). */
+  integration: Integration | null;
+  /** Its PostgreSQL sink behind a fault proxy. */
+  sink: SinkBackend | null;
 }
 
 export interface BrokerEnv {
@@ -52,6 +70,8 @@ export interface BrokerEnv {
   probe: { host: string; port: number };
   metricsUrl: string | null;
   inProcess: InProcessBroker | null;
+  /** The integration's sink (sink-outage), in-process or in the child process; else null. */
+  sinkControl: SinkControl | null;
   close(): Promise<void>;
 }
 
@@ -94,13 +114,37 @@ export async function startInProcessBroker(spec: BrokerSpec, dataDir: string): P
         ...(fdUsage ? { fdUsage } : {}),
       })
     : undefined;
+  // The data integration (sink-outage): a PostgreSQL sink behind a fault proxy, the buffer in the
+  // run's data dir, the broker's flush joined to the buffer's (as `breakwater up` builds it).
+  let sink: SinkBackend | null = null;
+  let integration: Integration | null = null;
+  if (spec.integration) {
+    sink = new SinkBackend();
+    await sink.create();
+    const cfg = validateConfig(
+      {
+        dataDir,
+        integration: sink.integrationConfig(
+          spec.integration.maxPerSec,
+          spec.integration.filter,
+          spec.integration.retryMaxMs,
+        ),
+      },
+      { baseDir: dataDir },
+    );
+    // Loaded here only: every `breakwater` command imports this package, few run this scenario.
+    const { Integration } = await import('@breakwater/integration');
+    integration = new Integration({ config: cfg.integration, registry: metrics.registry });
+  }
+  const memory = new MemoryStorage();
   const broker = new Broker({
-    storage: new MemoryStorage(),
+    storage: integration ? integration.joinFlush(memory) : memory,
     metrics,
     ...(guard ? { hooks: guard } : {}),
     ...(admission ? { admission } : {}),
   });
   await broker.start();
+  integration?.attach(broker);
   const listeners = new Listeners(
     broker,
     [
@@ -130,12 +174,15 @@ export async function startInProcessBroker(spec: BrokerSpec, dataDir: string): P
     mqtt: { host: '127.0.0.1', port: port(DEVICE_LISTENER) },
     probe: { host: '127.0.0.1', port: port(PROBE_LISTENER) },
     metricsUrl: `http://127.0.0.1:${httpPort}/metrics`,
-    inProcess: { broker, guard, metrics, dataDir },
+    inProcess: { broker, guard, metrics, dataDir, integration, sink },
+    sinkControl: integration && sink ? localSinkControl(integration, sink, SINK_NAME) : null,
     async close() {
       listeners.stopAccepting();
       await broker.close();
       await listeners.close({ graceMs: 0 });
       await guard?.close();
+      await integration?.close();
+      await sink?.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
@@ -148,6 +195,7 @@ export function remoteEnv(target: { host: string; port: number; metricsUrl: stri
     probe: { host: target.host, port: target.port },
     metricsUrl: target.metricsUrl,
     inProcess: null,
+    sinkControl: null,
     async close() {},
   };
 }

@@ -19,6 +19,7 @@ import {
   type MatrixReport,
   matrixPassed,
 } from '../report/matrix.js';
+import { startChildBroker } from './child-broker.js';
 import { type ControlAdapter, startControl } from './control.js';
 import { type BrokerEnv, remoteEnv, startInProcessBroker } from './environment.js';
 import { cellName, cellSlug, withCell } from './matrix.js';
@@ -90,12 +91,16 @@ export async function runScenario(
       log(`postgres: schema ${postgres.name} with ${ids.length} device credentials`);
     }
 
-    const env = params.target ? remoteEnv(params.target) : await startInProcessBroker(plan.broker, dataDir);
+    const env = params.target
+      ? remoteEnv(params.target)
+      : plan.broker.process === 'child'
+        ? await startChildBroker(plan.broker, dataDir)
+        : await startInProcessBroker(plan.broker, dataDir);
     cleanups.push(() => env.close());
     log(
       params.target
         ? `target: mqtt://${env.mqtt.host}:${env.mqtt.port} (metrics ${env.metricsUrl ?? 'none'})`
-        : `broker: in-process on mqtt://127.0.0.1:${env.mqtt.port}, metrics ${env.metricsUrl}`,
+        : `broker: ${plan.broker.process === 'child' ? 'child process' : 'in-process'} on mqtt://127.0.0.1:${env.mqtt.port}, metrics ${env.metricsUrl}`,
     );
 
     let proxy: FaultProxy | null = null;

@@ -51,7 +51,8 @@ export type ScenarioIncident =
   | 'mass-disconnect'
   | 'security'
   | 'data-quality'
-  | 'capacity-cost';
+  | 'capacity-cost'
+  | 'region-outage';
 
 export interface ScenarioParams {
   devices: number;
