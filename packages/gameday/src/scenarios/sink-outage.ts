@@ -44,6 +44,8 @@ interface OutageState {
   /** The sink's status, polled every 250 ms (the per-second series read it synchronously). */
   status: SinkStatus | null;
   poller: NodeJS.Timeout | null;
+  /** Resolves when the sink is back (the fault step's timer). */
+  restored: Promise<void> | null;
 }
 
 function stateOf(ctx: RunContext): OutageState {
@@ -64,6 +66,7 @@ function stateOf(ctx: RunContext): OutageState {
       downAtMs: null,
       status: null,
       poller: null,
+      restored: null,
     };
     ctx.state.set('sink-outage', s);
   }
@@ -131,6 +134,15 @@ function startPolling(ctx: RunContext, s: OutageState): void {
       },
     );
   }, 250);
+}
+
+async function restoreSink(ctx: RunContext, s: OutageState): Promise<void> {
+  await sinkOf(ctx).restore();
+  ctx.measure('outageS', s.downAtMs === null ? null : Math.round((Date.now() - s.downAtMs) / 100) / 10);
+  s.phase = 'draining';
+  s.restoredAtS = Math.round(ctx.now() * 10) / 10;
+  ctx.note('sink restored (fault proxy open again)');
+  ctx.measure('backlogAtRestore', (await sinkOf(ctx).status()).queued);
 }
 
 async function startProbe(ctx: RunContext, s: OutageState): Promise<void> {
@@ -238,6 +250,14 @@ export const sinkOutage: ScenarioDefinition = {
             s.phase = 'outage';
             await sinkOf(ctx).cut();
             s.downAtMs = Date.now();
+            // The repair is timed here, not by the runner's per-second loop, which a loaded machine
+            // makes late: the outage lasts its length in wall time, give or take a timer.
+            s.restored = new Promise<void>((resolve, reject) => {
+              setTimeout(() => {
+                restoreSink(ctx, s).then(resolve, reject);
+              }, outageS * 1000);
+            });
+            ctx.background(s.restored);
           },
         },
         {
@@ -245,19 +265,8 @@ export const sinkOutage: ScenarioDefinition = {
           kind: 'repair',
           label: 'sink back (no operator action: the integration retries by itself)',
           async run(ctx) {
-            const s = stateOf(ctx);
-            // The outage lasts its full length in wall time even if a loaded machine made the
-            // runner's loop late for the fault step.
-            const left = (s.downAtMs ?? Date.now()) + outageS * 1000 - Date.now();
-            if (left > 0) await new Promise((r) => setTimeout(r, left));
-            await sinkOf(ctx).restore();
-            ctx.measure(
-              'outageS',
-              s.downAtMs === null ? null : Math.round((Date.now() - s.downAtMs) / 100) / 10,
-            );
-            s.phase = 'draining';
-            s.restoredAtS = Math.round(ctx.now() * 10) / 10;
-            ctx.measure('backlogAtRestore', (await sinkOf(ctx).status()).queued);
+            // Marks the timeline; the fault step's timer restores the sink on time.
+            await stateOf(ctx).restored;
           },
         },
         {
@@ -279,7 +288,7 @@ export const sinkOutage: ScenarioDefinition = {
             await stopProbe(s);
             // Acks in flight land; then the buffer empties at the bounded rate.
             await new Promise((r) => setTimeout(r, 1_000));
-            const deadline = Date.now() + 120_000;
+            const deadline = Date.now() + Math.max(60, drainWindowS) * 1000;
             while ((await sink.status()).queued > 0 && Date.now() < deadline)
               await new Promise((r) => setTimeout(r, 200));
             if (s.poller) clearInterval(s.poller);
@@ -289,7 +298,9 @@ export const sinkOutage: ScenarioDefinition = {
             ctx.measure('acked', acked);
             ctx.measure('rowsDistinct', distinct);
             ctx.measure('rows', rows);
-            ctx.measure('lost', Math.max(0, acked - distinct));
+            // Lost: acknowledged, yet neither in the table nor still in the buffer. (Still buffered
+            // is not lost — it is delivered when the drain ends — but fails auto-resume below.)
+            ctx.measure('lost', Math.max(0, acked - distinct - status.queued));
             ctx.measure('queuedAtEnd', status.queued);
             ctx.measure('deadLettered', status.deadLettered);
             ctx.measure('dropped', status.dropped);
@@ -316,13 +327,13 @@ export const sinkOutage: ScenarioDefinition = {
       expectations: [
         {
           id: 'no-loss',
-          name: 'every QoS 1 message the broker acknowledged is in the database',
+          name: 'every QoS 1 message the broker acknowledged is in the database (or still in the buffer)',
           compare: '<=',
           evaluate: (r) => ({
             value: (r.measurements.lost as number | null) ?? null,
             threshold: 0,
             unit: 'messages',
-            detail: `${r.measurements.acked} acked, ${r.measurements.rowsDistinct} distinct rows (${r.measurements.rows} rows), ${r.measurements.dropped} dropped, ${r.measurements.deadLettered} dead-lettered`,
+            detail: `${r.measurements.acked} acked, ${r.measurements.rowsDistinct} distinct rows (${r.measurements.rows} rows), ${r.measurements.queuedAtEnd} still buffered, ${r.measurements.dropped} dropped, ${r.measurements.deadLettered} dead-lettered`,
           }),
         },
         {
@@ -333,7 +344,7 @@ export const sinkOutage: ScenarioDefinition = {
             value: (r.measurements.drainS as number | null) ?? null,
             threshold: drainWindowS,
             unit: 's',
-            detail: `${r.measurements.backlogAtRestore} buffered at the restore, peak ${r.measurements.peakQueued}`,
+            detail: `${r.measurements.backlogAtRestore} buffered at the restore, peak ${r.measurements.peakQueued}, ${r.measurements.queuedAtEnd} left at the end; outage ${r.measurements.outageS} s`,
           }),
         },
         {
