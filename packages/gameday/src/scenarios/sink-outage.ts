@@ -46,6 +46,8 @@ interface OutageState {
   poller: NodeJS.Timeout | null;
   /** Resolves when the sink is back (the fault step's timer). */
   restored: Promise<void> | null;
+  /** 99 % of the fleet connected: the healthy latency baseline counts from here. */
+  settled: boolean;
 }
 
 function stateOf(ctx: RunContext): OutageState {
@@ -67,6 +69,7 @@ function stateOf(ctx: RunContext): OutageState {
       status: null,
       poller: null,
       restored: null,
+      settled: false,
     };
     ctx.state.set('sink-outage', s);
   }
@@ -157,7 +160,10 @@ async function startProbe(ctx: RunContext, s: OutageState): Promise<void> {
   let seq = 0;
   s.probeTimer = setInterval(() => {
     const n = seq++;
-    const phase = s.phase;
+    // The healthy baseline starts once the fleet is connected: a 10,000-device ramp is not "healthy".
+    if (s.phase === 'healthy' && !s.settled)
+      s.settled = ctx.fleet.stats().connected >= ctx.params.devices * 0.99;
+    const phase = s.phase === 'healthy' && !s.settled ? null : s.phase;
     const t0 = performance.now();
     client
       .publishAsync(`devices/${PROBE_ID}/telemetry`, JSON.stringify({ id: PROBE_ID, seq: n, temp: 20 }), {
@@ -167,7 +173,7 @@ async function startProbe(ctx: RunContext, s: OutageState): Promise<void> {
         () => {
           const ms = performance.now() - t0;
           s.probeAcked++;
-          s.latencies[phase].push(ms);
+          if (phase !== null) s.latencies[phase].push(ms);
           s.second.push(ms);
         },
         () => {},
