@@ -7,6 +7,7 @@
  *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--connects-per-sec 600]
  *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
+ *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
@@ -40,6 +41,7 @@ import {
 } from './scenarios/fleet-storms.js';
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
 import { nodeLossMarkdown, runNodeLoss } from './scenarios/node-loss.js';
+import { runSoak, type SoakOptions, soakMarkdown, soakSvg, writeSoakSvg } from './scenarios/soak.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
 import { runTopics } from './scenarios/topics.js';
 
@@ -82,11 +84,17 @@ async function main(): Promise<number> {
       warmup: { type: 'string', default: '2' },
       window: { type: 'string', default: '6' },
       'latency-load': { type: 'string', default: '0.5' },
-      connections: { type: 'string', default: '10000' },
+      connections: { type: 'string' },
       'connects-per-sec': { type: 'string', default: '600' },
       devices: { type: 'string' },
       'max-connecting': { type: 'string', default: '200' },
       'reboot-fraction': { type: 'string', default: '0.333' },
+      'duration-min': { type: 'string', default: '60' },
+      'warmup-min': { type: 'string', default: '5' },
+      workers: { type: 'string', default: '3' },
+      'reboots-per-sec': { type: 'string', default: '15' },
+      churners: { type: 'string', default: '8' },
+      'telemetry-interval-s': { type: 'string', default: '30' },
     },
   });
   const kind = positionals[0];
@@ -167,6 +175,37 @@ async function main(): Promise<number> {
     log(`wrote ${files.json} and ${files.md}`);
     return 0;
   }
+  if (kind === 'soak') {
+    const opts: SoakOptions = {
+      connections: Number(values.connections ?? 15_000),
+      durationMin: Number(values['duration-min']),
+      warmupMin: Number(values['warmup-min']),
+      workers: Number(values.workers),
+      sampleEveryS: 10,
+      telemetryIntervalMs: Number(values['telemetry-interval-s']) * 1000,
+      rebootsPerSec: Number(values['reboots-per-sec']),
+      churnersPerWorker: Number(values.churners),
+      rampPerSec: 500,
+    };
+    const name = values.name ?? 'soak';
+    const machine = machineInfo();
+    const save = (
+      r: Awaited<ReturnType<typeof runSoak>>['result'],
+      broker: { version: string; launch: string },
+    ) => {
+      writeResults(
+        name,
+        { benchmark: 'soak', machine, broker, options: opts, result: r },
+        soakMarkdown(name, machine, broker, r, opts),
+      );
+      return writeSoakSvg(name, soakSvg(r));
+    };
+    const pending = { version: '', launch: '' };
+    const { result, broker } = await runSoak(opts, log, (partial) => save(partial, pending));
+    const svg = save(result, broker);
+    log(`wrote results/${name}.json, .md and ${svg}: ${result.ok ? 'ok' : result.notes.join('; ')}`);
+    return result.ok ? 0 : 1;
+  }
   const brokers = list<BrokerName>(values.brokers, BrokerNames, 'brokers');
   const breakwater = values.breakwater as BreakwaterLaunch;
   if (!['auto', 'cli', 'cli-source', 'script'].includes(breakwater))
@@ -207,7 +246,7 @@ async function main(): Promise<number> {
     const opts = {
       brokers,
       breakwater,
-      connections: Number(values.connections),
+      connections: Number(values.connections ?? 10_000),
       connectsPerSec: Number(values['connects-per-sec']),
     };
     const { results, brokers: infos } = await runIdleMemory(opts, log);
@@ -236,7 +275,8 @@ async function main(): Promise<number> {
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|auth-storm [options] (see bench/run.ts)
+',
   );
   return 2;
 }
