@@ -92,9 +92,10 @@ async function main(): Promise<number> {
       'duration-min': { type: 'string', default: '60' },
       'warmup-min': { type: 'string', default: '5' },
       workers: { type: 'string', default: '3' },
-      'reboots-per-sec': { type: 'string', default: '15' },
-      churners: { type: 'string', default: '8' },
-      'telemetry-interval-s': { type: 'string', default: '30' },
+      'reboots-per-sec': { type: 'string', default: '10' },
+      churners: { type: 'string', default: '4' },
+      'telemetry-interval-s': { type: 'string', default: '60' },
+      'keepalive-s': { type: 'string', default: '120' },
     },
   });
   const kind = positionals[0];
@@ -186,6 +187,7 @@ async function main(): Promise<number> {
       rebootsPerSec: Number(values['reboots-per-sec']),
       churnersPerWorker: Number(values.churners),
       rampPerSec: 500,
+      keepaliveSec: Number(values['keepalive-s']),
     };
     const name = values.name ?? 'soak';
     const machine = machineInfo();

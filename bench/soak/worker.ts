@@ -78,14 +78,14 @@ async function churnCycle(cfg: SoakWorkerConfig, loop: number, n: number): Promi
       clean: false,
       keepalive: 30,
       reconnectPeriod: 0,
-      connectTimeout: 20_000,
+      connectTimeout: 60_000,
       ...(v5 ? { properties: { sessionExpiryInterval: 120 } } : {}),
     },
     false,
   );
   try {
     const got = new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('own QoS 1 message not received in 20 s')), 20_000);
+      const timer = setTimeout(() => reject(new Error('own QoS 1 message not received in 60 s')), 60_000);
       client.on('message', (t) => {
         if (t === topic) {
           clearTimeout(timer);
@@ -133,7 +133,7 @@ async function start(cfg: SoakWorkerConfig): Promise<void> {
     rampPerSec: cfg.rampPerSec,
     policy: 'fleet',
     sourceAddresses: cfg.sources,
-    connectTimeoutMs: 30_000,
+    connectTimeoutMs: 60_000,
     subscribeFleetTopics: true,
     telemetry: { intervalMs: cfg.telemetryIntervalMs, qos: 1 },
   });
