@@ -12,6 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import mqtt from 'mqtt-packet';
+import { checkFields } from './field-validation.js';
 import { headerLength } from './framer.js';
 
 export type Packet = mqtt.Packet;
@@ -88,7 +89,33 @@ export function parseWithMqttPacket(frame: Buffer, version: number): Packet | De
     parsers[version] = newParser(version);
     return { error: 'malformed', message: error?.message ?? 'incomplete packet' };
   }
-  return packet;
+  const props = (packet as { properties?: object }).properties;
+  if (props !== undefined) {
+    const dup = repeatedProperty(props);
+    if (dup !== null) return dup;
+  }
+  const willProps = (packet as { will?: { properties?: object } }).will?.properties;
+  if (willProps !== undefined) {
+    const dup = repeatedProperty(willProps);
+    if (dup !== null) return dup;
+  }
+  return checkFields(frame, version) ?? packet;
+}
+
+/**
+ * A property included twice. mqtt-packet turns a repeated property into an array of values
+ * (`responseTopic: ['a', 'b']`), which the handlers would then use as a string or number — a
+ * remote crash (found by the fuzzer: a PUBLISH with two Response Topics threw in
+ * isValidTopicName). MQTT 5.0 §2.2.2.2: every property except User Property (and Subscription
+ * Identifier, server to client only) may appear once; more is a Protocol Error.
+ */
+function repeatedProperty(props: object): DecodeFailure | null {
+  for (const name in props) {
+    if (name !== 'userProperties' && Array.isArray((props as Record<string, unknown>)[name])) {
+      return { error: 'protocol', message: `property ${name} included more than once` };
+    }
+  }
+  return null;
 }
 
 /**
@@ -99,8 +126,15 @@ export function parseWithMqttPacket(frame: Buffer, version: number): Packet | De
  * messages and edge cases stay exactly those of `parseWithMqttPacket`.
  */
 export function decodeConnect(frame: Buffer): Packet | DecodeFailure {
-  const p = decodeConnectV4(frame);
-  return p ?? parseWithMqttPacket(frame, 4);
+  const p = decodeConnectV4(frame) ?? parseWithMqttPacket(frame, 4);
+  if ('error' in p) return p;
+  const c = p as mqtt.IConnectPacket;
+  // mqtt-packet accepts both of these (found by the fuzzer, issue 13).
+  if (c.will !== undefined && (c.will.qos as number) === 3)
+    return { error: 'malformed', message: 'will QoS 3' }; // [MQTT-3.1.2-14]
+  if (c.protocolVersion !== 5 && c.password !== undefined && c.username === undefined)
+    return { error: 'malformed', message: 'password without user name' }; // [MQTT-3.1.2-22]
+  return c;
 }
 
 function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
@@ -131,6 +165,8 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
   let n = frame.readUInt16BE(pos);
   pos += 2;
   if (pos + n > end) return null;
+  // Ill-formed UTF-8 anywhere: mqtt-packet + checkFields answer it [MQTT-1.5.3-1].
+  if (!isUtf8(frame.subarray(pos, pos + n))) return null;
   const clientId = frame.toString('utf8', pos, pos + n);
   pos += n;
   const packet: mqtt.IConnectPacket = {
@@ -145,7 +181,7 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
     if (pos + 2 > end) return null;
     n = frame.readUInt16BE(pos);
     pos += 2;
-    if (pos + n > end) return null;
+    if (pos + n > end || !isUtf8(frame.subarray(pos, pos + n))) return null;
     const topic = frame.toString('utf8', pos, pos + n);
     pos += n;
     if (pos + 2 > end) return null;
@@ -161,7 +197,7 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
     if (pos + 2 > end) return null;
     n = frame.readUInt16BE(pos);
     pos += 2;
-    if (pos + n > end) return null;
+    if (pos + n > end || !isUtf8(frame.subarray(pos, pos + n))) return null;
     packet.username = frame.toString('utf8', pos, pos + n);
     pos += n;
   }
