@@ -18,6 +18,9 @@
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
  */
 import { execFileSync } from 'node:child_process';
+
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
@@ -31,6 +34,7 @@ import {
   clusterMarkdown,
   runClusterThroughput,
 } from './scenarios/cluster-throughput.js';
+import { type MachineInfo, machineInfo, RESULTS_DIR, writeResults } from './report.js';
 import { runFanoutEncode } from './scenarios/fanout-encode.js';
 import {
   runStorm,
@@ -174,6 +178,20 @@ async function main(): Promise<number> {
       stormMarkdown(machine, infos, results, opts),
     );
     log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
+  if (kind === 'soak-report') {
+    // Re-render results/<name>.md and .svg from results/<name>.json (report changes, no re-run).
+    const name = values.name ?? 'soak';
+    const saved = JSON.parse(readFileSync(join(RESULTS_DIR, `${name}.json`), 'utf8')) as {
+      machine: MachineInfo;
+      broker: { version: string; launch: string };
+      options: SoakOptions;
+      result: Awaited<ReturnType<typeof runSoak>>['result'];
+    };
+    writeResults(name, saved, soakMarkdown(name, saved.machine, saved.broker, saved.result, saved.options));
+    writeSoakSvg(name, soakSvg(saved.result));
+    log(`re-rendered results/${name}.md and .svg`);
     return 0;
   }
   if (kind === 'soak') {

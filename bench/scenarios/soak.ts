@@ -397,6 +397,68 @@ export async function runSoak(
 
 // ---- report ----
 
+/**
+ * y = a + b·connections + c·t by least squares: `perHour` (c·3600) is the drift at a constant
+ * connection count, `perConnection` (b) what each connection costs. When a starved host lets the
+ * connection count wander, a plain slope of RSS over time mixes the two; this separates them.
+ */
+export function fitWithConnections(
+  points: readonly { t: number; conns: number; y: number }[],
+): { perHour: number; perConnection: number } | null {
+  const n = points.length;
+  if (n < 3) return null;
+  const mt = points.reduce((a, p) => a + p.t, 0) / n;
+  const mx = points.reduce((a, p) => a + p.conns, 0) / n;
+  const my = points.reduce((a, p) => a + p.y, 0) / n;
+  let stt = 0;
+  let sxx = 0;
+  let stx = 0;
+  let sty = 0;
+  let sxy = 0;
+  for (const p of points) {
+    const dt = p.t - mt;
+    const dx = p.conns - mx;
+    const dy = p.y - my;
+    stt += dt * dt;
+    sxx += dx * dx;
+    stx += dt * dx;
+    sty += dt * dy;
+    sxy += dx * dy;
+  }
+  const det = stt * sxx - stx * stx;
+  if (det === 0) return null;
+  return { perHour: ((sty * sxx - sxy * stx) / det) * 3600, perConnection: (sxy * stt - sty * stx) / det };
+}
+
+export interface SoakAnalysis {
+  /** FDs the broker holds beyond its connections (listeners, files): a leak shows as a slope. */
+  fdsBeyondConnections: Slope | null;
+  rss: { perHour: number; perConnection: number } | null;
+  heap: { perHour: number; perConnection: number } | null;
+  connections: { min: number; max: number; mean: number } | null;
+}
+
+export function analyse(samples: readonly SoakSample[], warmupMin: number): SoakAnalysis {
+  const warm = samples.filter((s) => s.t >= warmupMin * 60 && s.connections !== null);
+  const conns = warm.map((s) => s.connections!);
+  return {
+    fdsBeyondConnections: slope(warm.map((s) => ({ t: s.t, y: s.fds - s.connections! }))),
+    rss: fitWithConnections(warm.map((s) => ({ t: s.t, conns: s.connections!, y: s.rssMiB }))),
+    heap: fitWithConnections(
+      warm
+        .filter((s) => s.heapUsedMiB !== null)
+        .map((s) => ({ t: s.t, conns: s.connections!, y: s.heapUsedMiB! })),
+    ),
+    connections: conns.length
+      ? {
+          min: Math.min(...conns),
+          max: Math.max(...conns),
+          mean: conns.reduce((a, b) => a + b, 0) / conns.length,
+        }
+      : null,
+  };
+}
+
 function fmtSlope(s: Slope | null, unit: string, digits = 1): string {
   if (s === null) return 'n/a';
   const sign = s.perHour >= 0 ? '+' : '';
@@ -411,6 +473,7 @@ export function soakMarkdown(
   opts: SoakOptions,
 ): string {
   const t = r.totals;
+  const an = analyse(r.samples, opts.warmupMin);
   const warm = r.samples.filter((s) => s.t >= opts.warmupMin * 60);
   const avg = (get: (s: SoakSample) => number | null) => {
     const xs = warm.map(get).filter((x): x is number => x !== null);
@@ -455,6 +518,38 @@ export function soakMarkdown(
         ['broker heap used', fmtSlope(r.slopes.heapUsedMiB, 'MiB')],
         ['broker open FDs', fmtSlope(r.slopes.fds, 'FDs', 0)],
         ['connections (broker gauge)', fmtSlope(r.slopes.connections, 'conns', 0)],
+      ],
+    ),
+    '',
+    '',
+    '### Separating drift from the connection count',
+    '',
+    'On a starved host the connection count wanders (devices that drop reconnect as fast as the broker gets CPU), and',
+    'RSS follows it. Fitting RSS = a + b·connections + c·time separates the two: c is the drift at a constant',
+    'connection count, the number a leak would show in. FDs beyond connections (FDs − connections) must stay constant.',
+    '',
+    table(
+      ['measure', 'value'],
+      [
+        [
+          'connections after warm-up (min / mean / max)',
+          an.connections
+            ? `${fmtNumber(an.connections.min)} / ${fmtNumber(an.connections.mean)} / ${fmtNumber(an.connections.max)}`
+            : 'n/a',
+        ],
+        ['broker FDs beyond connections', fmtSlope(an.fdsBeyondConnections, 'FDs', 0)],
+        [
+          'broker RSS drift at constant connections',
+          an.rss
+            ? `${an.rss.perHour >= 0 ? '+' : ''}${fmtNumber(an.rss.perHour, 1)} MiB/h (${fmtNumber(an.rss.perConnection * 1024, 2)} KiB per connection)`
+            : 'n/a',
+        ],
+        [
+          'broker heap drift at constant connections',
+          an.heap
+            ? `${an.heap.perHour >= 0 ? '+' : ''}${fmtNumber(an.heap.perHour, 1)} MiB/h (${fmtNumber(an.heap.perConnection * 1024, 2)} KiB per connection)`
+            : 'n/a',
+        ],
       ],
     ),
     '',

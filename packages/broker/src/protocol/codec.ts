@@ -103,7 +103,7 @@ export function parseWithMqttPacket(frame: Buffer, version: number): Packet | De
 }
 
 /**
- * A property included twice. mqtt-packet turns a repeated property into an array of values
+ * A property included twice, or truncated. mqtt-packet turns a repeated property into an array of values
  * (`responseTopic: ['a', 'b']`), which the handlers would then use as a string or number — a
  * remote crash (found by the fuzzer: a PUBLISH with two Response Topics threw in
  * isValidTopicName). MQTT 5.0 §2.2.2.2: every property except User Property (and Subscription
@@ -111,7 +111,16 @@ export function parseWithMqttPacket(frame: Buffer, version: number): Packet | De
  */
 function repeatedProperty(props: object): DecodeFailure | null {
   for (const name in props) {
-    if (name !== 'userProperties' && Array.isArray((props as Record<string, unknown>)[name])) {
+    const value = (props as Record<string, unknown>)[name];
+    // A string or binary value cut short by its property section: mqtt-packet stores null and
+    // reports no error (fuzzer: Buffer.from(null) and isValidTopicName(null) threw).
+    if (value === null) return { error: 'malformed', message: `property ${name} is truncated` };
+    if (name === 'userProperties') {
+      for (const k in value as object) {
+        if ((value as Record<string, unknown>)[k] === null)
+          return { error: 'malformed', message: 'user property is truncated' };
+      }
+    } else if (Array.isArray(value)) {
       return { error: 'protocol', message: `property ${name} included more than once` };
     }
   }
