@@ -194,12 +194,16 @@ class Sink {
   duplicates = 0;
   client: mqtt.MqttClient | null = null;
   async start(broker: RunningBroker): Promise<void> {
+    // A persistent session: if a starved host lets the sink's own keepalive lapse, the broker
+    // queues for it while it reconnects (a clean session would lose those messages: not the
+    // broker's fault, and it made the first run's loss check meaningless).
     this.client = await mqtt.connectAsync(`mqtt://${broker.host}:${broker.port}`, {
       clientId: 'soak-sink',
       protocolVersion: 5,
-      clean: true,
-      keepalive: 30,
+      clean: false,
+      keepalive: 120,
       reconnectPeriod: 1000,
+      properties: { sessionExpiryInterval: 3600 },
     });
     this.client.on('message', (topic, payload) => {
       const m = /"seq":(\d+)/.exec(payload.toString());
@@ -211,7 +215,8 @@ class Sink {
         this.lastSeq.set(topic, seq);
       } else this.duplicates++;
     });
-    await this.client.subscribeAsync('devices/+/telemetry', { qos: 1 });
+    const granted = await this.client.subscribeAsync('devices/+/telemetry', { qos: 1 });
+    if (granted[0]?.qos !== 1) throw new Error(`sink subscription refused: ${JSON.stringify(granted)}`);
   }
 }
 

@@ -169,7 +169,8 @@ process.on('message', (msg: Request) => {
           running = false;
           if (churnTimer) clearInterval(churnTimer);
           fleet?.setTelemetry(null);
-          await Promise.all(churnLoops);
+          // Churners in a connect or receive wait (60 s) are not waited for beyond 20 s.
+          await Promise.race([Promise.all(churnLoops), sleep(20_000)]);
           reply('quiesce', null);
           break;
         case 'stop':
