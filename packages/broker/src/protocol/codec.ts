@@ -135,15 +135,8 @@ function repeatedProperty(props: object): DecodeFailure | null {
  * messages and edge cases stay exactly those of `parseWithMqttPacket`.
  */
 export function decodeConnect(frame: Buffer): Packet | DecodeFailure {
-  const p = decodeConnectV4(frame) ?? parseWithMqttPacket(frame, 4);
-  if ('error' in p) return p;
-  const c = p as mqtt.IConnectPacket;
-  // mqtt-packet accepts both of these (found by the fuzzer, issue 13).
-  if (c.will !== undefined && (c.will.qos as number) === 3)
-    return { error: 'malformed', message: 'will QoS 3' }; // [MQTT-3.1.2-14]
-  if (c.protocolVersion !== 5 && c.password !== undefined && c.username === undefined)
-    return { error: 'malformed', message: 'password without user name' }; // [MQTT-3.1.2-22]
-  return c;
+  const p = decodeConnectV4(frame);
+  return p ?? parseWithMqttPacket(frame, 4);
 }
 
 function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
@@ -166,8 +159,10 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
   const level = frame[pos]!;
   if (level !== 3 && level !== 4) return null;
   const flags = frame[pos + 1]!;
-  // Reserved bit set, or will QoS/retain without the will flag: mqtt-packet reports those.
+  // Reserved bit set, will QoS/retain without the will flag: mqtt-packet reports those; will QoS 3
+  // and a password without a user name: field-validation.ts does (mqtt-packet accepts them).
   if ((flags & 0x01) !== 0 || ((flags & 0x04) === 0 && (flags & 0x38) !== 0)) return null;
+  if ((flags & 0x18) === 0x18 || (flags & 0xc0) === 0x40) return null;
   const keepalive = frame.readUInt16BE(pos + 2);
   pos += 4;
   if (pos + 2 > end) return null;

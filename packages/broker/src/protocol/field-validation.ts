@@ -5,6 +5,8 @@
  *   decodes with `Buffer.toString('utf8')`, which silently turns ill-formed sequences into U+FFFD,
  *   so a SUBSCRIBE filter, a User Property or a Reason String with invalid bytes was accepted;
  * - no property but User Property appears twice (MQTT 5.0 §2.2.2.2), whatever its value;
+ * - CONNECT: will QoS 3 [MQTT-3.1.2-14] and, in 3.1.1, a password without a user name
+ *   [MQTT-3.1.2-22];
  * - Request Problem Information / Request Response Information are 0 or 1 (MQTT 5.0 §3.1.2.11.6-7:
  *   any other value is a Protocol Error); mqtt-packet turns the byte into a boolean.
  *
@@ -179,6 +181,15 @@ export function checkFields(frame: Buffer, version: number): DecodeFailure | nul
       w.str();
       const level = w.u8();
       const flags = w.u8();
+      if ((flags & 0x04) !== 0 && (flags & 0x18) === 0x18) {
+        w.failure = { error: 'malformed', message: 'will QoS 3' }; // [MQTT-3.1.2-14]
+        break;
+      }
+      if (level !== 5 && (flags & 0xc0) === 0x40) {
+        // 3.1.1 only: MQTT 5 allows a password without a user name.
+        w.failure = { error: 'malformed', message: 'password without user name' }; // [MQTT-3.1.2-22]
+        break;
+      }
       w.skip(2);
       if (level === 5) w.properties();
       w.str(); // client identifier
