@@ -295,8 +295,7 @@ async function main(): Promise<number> {
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|auth-storm [options] (see bench/run.ts)
-',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }
