@@ -279,6 +279,16 @@ function frameTypes(bytes: Buffer): number[] {
   return types;
 }
 
+/** The protocol level byte of the CONNECT at the start of `bytes` (-1 if it cannot be read). */
+function connectLevel(bytes: Buffer): number {
+  let pos = 1;
+  while (pos < 5 && pos < bytes.length && (bytes[pos]! & 0x80) !== 0) pos++;
+  pos++;
+  if (pos + 2 > bytes.length) return -1;
+  const at = pos + 2 + bytes.readUInt16BE(pos);
+  return at < bytes.length ? bytes[at]! : -1;
+}
+
 const PROBE_TIMEOUT_MS = 3000;
 const PROBE_TIMEOUT_MUTATED_MS = 250;
 const CLOSE_TIMEOUT_MS = 5000;
@@ -581,7 +591,9 @@ export class Fuzzer {
       // A v5 connection the broker ends after CONNACK 0 must say why [MQTT-4.13.1-1]... unless our
       // bytes ended it (a DISCONNECT of ours, possibly produced by the mutation).
       const sentDisconnect = frameTypes(input).includes(14);
-      if (!sentDisconnect)
+      // A mutated CONNECT may now say protocol level 4: then a plain close is right.
+      const stillV5 = plan.mutatedAt !== 0 || connectLevel(input) === 5;
+      if (!sentDisconnect && stillV5)
         this.#finding(
           seed,
           index,
