@@ -100,6 +100,7 @@ async function main(): Promise<number> {
       churners: { type: 'string', default: '2' },
       'telemetry-interval-s': { type: 'string', default: '60' },
       'keepalive-s': { type: 'string', default: '120' },
+      note: { type: 'string' },
     },
   });
   const kind = positionals[0];
@@ -189,7 +190,11 @@ async function main(): Promise<number> {
       options: SoakOptions;
       result: Awaited<ReturnType<typeof runSoak>>['result'];
     };
-    writeResults(name, saved, soakMarkdown(name, saved.machine, saved.broker, saved.result, saved.options));
+    writeResults(
+      name,
+      saved,
+      soakMarkdown(values.note, name, saved.machine, saved.broker, saved.result, saved.options),
+    );
     writeSoakSvg(name, soakSvg(saved.result));
     log(`re-rendered results/${name}.md and .svg`);
     return 0;
@@ -216,7 +221,7 @@ async function main(): Promise<number> {
       writeResults(
         name,
         { benchmark: 'soak', machine, broker, options: opts, result: r },
-        soakMarkdown(name, machine, broker, r, opts),
+        soakMarkdown(undefined, name, machine, broker, r, opts),
       );
       return writeSoakSvg(name, soakSvg(r));
     };
