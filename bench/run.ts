@@ -18,14 +18,13 @@
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
  */
 import { execFileSync } from 'node:child_process';
-
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { liveChildren } from './loadgen/pool.js';
-import { machineInfo, writeResults } from './report.js';
+import { type MachineInfo, machineInfo, RESULTS_DIR, writeResults } from './report.js';
 import {
   type ClusterScenario,
   ClusterScenarios,
@@ -34,7 +33,6 @@ import {
   clusterMarkdown,
   runClusterThroughput,
 } from './scenarios/cluster-throughput.js';
-import { type MachineInfo, machineInfo, RESULTS_DIR, writeResults } from './report.js';
 import { runFanoutEncode } from './scenarios/fanout-encode.js';
 import {
   runStorm,
