@@ -201,6 +201,8 @@ export interface StartOptions {
    * launchers only; the script fallback has no admission or guard to configure).
    */
   readonly breakwaterConfig?: string;
+  /** Breakwater's HTTP port (/metrics); default 0 (any free port, not reported). */
+  readonly httpPort?: number;
 }
 
 /**
@@ -262,7 +264,8 @@ export async function startBroker(
       );
     case 'breakwater': {
       const version = breakwaterVersion();
-      const upArgs = ['up', '--mqtt-port', String(port), '--ws-port', '0', '--http-port', '0'];
+      const http = String(options.httpPort ?? 0);
+      const upArgs = ['up', '--mqtt-port', String(port), '--ws-port', '0', '--http-port', http];
       upArgs.push('--data-dir', join(dir, 'data'), '--log-level', 'warn');
       if (options.breakwaterConfig !== undefined) {
         const file = join(dir, 'breakwater.yaml');

@@ -7,6 +7,7 @@
  *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--connects-per-sec 600]
  *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
+ *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
@@ -18,12 +19,14 @@
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
  */
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
 import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.js';
 import { integrationCommand } from './integration.js';
 import { liveChildren } from './loadgen/pool.js';
-import { machineInfo, writeResults } from './report.js';
+import { type MachineInfo, machineInfo, RESULTS_DIR, writeResults } from './report.js';
 import {
   type ClusterScenario,
   ClusterScenarios,
@@ -42,6 +45,7 @@ import {
 } from './scenarios/fleet-storms.js';
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
 import { nodeLossMarkdown, runNodeLoss } from './scenarios/node-loss.js';
+import { runSoak, type SoakOptions, soakMarkdown, soakSvg, writeSoakSvg } from './scenarios/soak.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
 import { runTopics } from './scenarios/topics.js';
 
@@ -85,11 +89,19 @@ async function main(): Promise<number> {
       warmup: { type: 'string', default: '2' },
       window: { type: 'string', default: '6' },
       'latency-load': { type: 'string', default: '0.5' },
-      connections: { type: 'string', default: '10000' },
+      connections: { type: 'string' },
       'connects-per-sec': { type: 'string', default: '600' },
       devices: { type: 'string' },
       'max-connecting': { type: 'string', default: '200' },
       'reboot-fraction': { type: 'string', default: '0.333' },
+      'duration-min': { type: 'string', default: '60' },
+      'warmup-min': { type: 'string', default: '5' },
+      workers: { type: 'string', default: '3' },
+      'reboots-per-sec': { type: 'string', default: '3' },
+      churners: { type: 'string', default: '2' },
+      'telemetry-interval-s': { type: 'string', default: '60' },
+      'keepalive-s': { type: 'string', default: '120' },
+      note: { type: 'string' },
     },
   });
   const kind = positionals[0];
@@ -170,6 +182,56 @@ async function main(): Promise<number> {
     log(`wrote ${files.json} and ${files.md}`);
     return 0;
   }
+  if (kind === 'soak-report') {
+    // Re-render results/<name>.md and .svg from results/<name>.json (report changes, no re-run).
+    const name = values.name ?? 'soak';
+    const saved = JSON.parse(readFileSync(join(RESULTS_DIR, `${name}.json`), 'utf8')) as {
+      machine: MachineInfo;
+      broker: { version: string; launch: string };
+      options: SoakOptions;
+      result: Awaited<ReturnType<typeof runSoak>>['result'];
+    };
+    writeResults(
+      name,
+      saved,
+      soakMarkdown(values.note, name, saved.machine, saved.broker, saved.result, saved.options),
+    );
+    writeSoakSvg(name, soakSvg(saved.result));
+    log(`re-rendered results/${name}.md and .svg`);
+    return 0;
+  }
+  if (kind === 'soak') {
+    const opts: SoakOptions = {
+      connections: Number(values.connections ?? 15_000),
+      durationMin: Number(values['duration-min']),
+      warmupMin: Number(values['warmup-min']),
+      workers: Number(values.workers),
+      sampleEveryS: 10,
+      telemetryIntervalMs: Number(values['telemetry-interval-s']) * 1000,
+      rebootsPerSec: Number(values['reboots-per-sec']),
+      churnersPerWorker: Number(values.churners),
+      rampPerSec: 500,
+      keepaliveSec: Number(values['keepalive-s']),
+    };
+    const name = values.name ?? 'soak';
+    const machine = machineInfo();
+    const save = (
+      r: Awaited<ReturnType<typeof runSoak>>['result'],
+      broker: { version: string; launch: string },
+    ) => {
+      writeResults(
+        name,
+        { benchmark: 'soak', machine, broker, options: opts, result: r },
+        soakMarkdown(undefined, name, machine, broker, r, opts),
+      );
+      return writeSoakSvg(name, soakSvg(r));
+    };
+    const pending = { version: '', launch: '' };
+    const { result, broker } = await runSoak(opts, log, (partial) => save(partial, pending));
+    const svg = save(result, broker);
+    log(`wrote results/${name}.json, .md and ${svg}: ${result.ok ? 'ok' : result.notes.join('; ')}`);
+    return result.ok ? 0 : 1;
+  }
   const brokers = list<BrokerName>(values.brokers, BrokerNames, 'brokers');
   const breakwater = values.breakwater as BreakwaterLaunch;
   if (!['auto', 'cli', 'cli-source', 'script'].includes(breakwater))
@@ -210,7 +272,7 @@ async function main(): Promise<number> {
     const opts = {
       brokers,
       breakwater,
-      connections: Number(values.connections),
+      connections: Number(values.connections ?? 10_000),
       connectsPerSec: Number(values['connects-per-sec']),
     };
     const { results, brokers: infos } = await runIdleMemory(opts, log);
@@ -239,7 +301,7 @@ async function main(): Promise<number> {
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }

@@ -13,6 +13,7 @@ import { handlePublish } from './handlers/publish.js';
 import { handleSubscribe } from './handlers/subscribe.js';
 import { handleUnsubscribe } from './handlers/unsubscribe.js';
 import { decodePublish, type Packet, PacketType, parseWithMqttPacket } from './protocol/codec.js';
+import { headerLength } from './protocol/framer.js';
 import { ReasonCode } from './reason-codes.js';
 
 /** One complete packet from the framer. The one dispatch switch. */
@@ -44,12 +45,16 @@ export function dispatchFrame(b: HandlerContext, conn: Connection, frame: Buffer
     case PacketType.SUBSCRIBE: {
       const p = parseWithMqttPacket(frame, v);
       if ('error' in p) conn.decodeFailed(p);
+      else if (p.messageId === 0)
+        conn.protocolError(ReasonCode.ProtocolError, 'packet identifier 0'); // [MQTT-2.2.1-3]
       else handleSubscribe(b, conn, p as Packet & { cmd: 'subscribe' });
       break;
     }
     case PacketType.UNSUBSCRIBE: {
       const p = parseWithMqttPacket(frame, v);
       if ('error' in p) conn.decodeFailed(p);
+      else if (p.messageId === 0)
+        conn.protocolError(ReasonCode.ProtocolError, 'packet identifier 0'); // [MQTT-2.2.1-3]
       else handleUnsubscribe(b, conn, p as Packet & { cmd: 'unsubscribe' });
       break;
     }
@@ -80,6 +85,16 @@ export function dispatchFrame(b: HandlerContext, conn: Connection, frame: Buffer
   return conn.state !== ConnState.Closed && !conn.suspended;
 }
 
+/** A v5 ack with properties or a long Remaining Length: decoded by mqtt-packet; false when closed. */
+function validAck(conn: Connection, frame: Buffer): boolean {
+  const p = parseWithMqttPacket(frame, 5);
+  if ('error' in p) {
+    conn.decodeFailed(p);
+    return false;
+  }
+  return true;
+}
+
 /** PUBACK/PUBREC/PUBREL/PUBCOMP decoded by hand: they are frequent and tiny. */
 function dispatchAck(b: HandlerContext, conn: Connection, type: number, frame: Buffer): void {
   // [MQTT-3.6.1-1] PUBREL flags are 0010; the others 0000 [MQTT-2.2.2-2].
@@ -88,13 +103,23 @@ function dispatchAck(b: HandlerContext, conn: Connection, type: number, frame: B
     conn.protocolError(ReasonCode.MalformedPacket, 'invalid fixed header flags');
     return;
   }
-  const remaining = frame[1]!;
-  if (frame.length < 4 || (conn.version < 5 && remaining !== 2)) {
-    conn.protocolError(ReasonCode.MalformedPacket, 'invalid acknowledgement length');
+  // The framer checked the Remaining Length; `frame.length - 2` is it when it fits one byte.
+  const remaining = frame.length - 2;
+  if (frame[1]! !== remaining || remaining < 2 || (conn.version < 5 && remaining !== 2)) {
+    // A v5 ack whose properties push it past 127 bytes, or one with an overlong length: let
+    // mqtt-packet judge it (its id is then read at offset 2 + length bytes). Rare, never the hot path.
+    if (conn.version === 5 && remaining >= 2 && !validAck(conn, frame)) return;
+    if (conn.version < 5 || frame.length < 4) {
+      conn.protocolError(ReasonCode.MalformedPacket, 'invalid acknowledgement length');
+      return;
+    }
+  } else if (remaining > 3 && !validAck(conn, frame)) {
+    // v5 ack with properties: validated (property table, UTF-8 of the reason string).
     return;
   }
-  const id = frame.readUInt16BE(frame.length - remaining);
-  const rc = conn.version === 5 && remaining > 2 ? frame[4]! : 0;
+  const at = headerLength(frame);
+  const id = frame.readUInt16BE(at);
+  const rc = conn.version === 5 && frame.length > at + 2 ? frame[at + 2]! : 0;
   if (id === 0) {
     conn.protocolError(ReasonCode.ProtocolError, 'packet identifier 0');
     return;

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import {
   BreakwaterError,
   GuardError,
+  type PasswordFormat,
   parseBypassTtl,
   readAdminToken,
   upsertPasswordEntry,
@@ -182,13 +183,40 @@ export async function nodeStatus(options: AdminFlags, io: CommandIo): Promise<nu
   });
 }
 
-/** `breakwater passwd <file> <user>`: the password from stdin (piped) or a hidden prompt. */
-export async function passwd(file: string, user: string, io: CommandIo): Promise<number> {
+export interface PasswdFlags {
+  /** Hash format of the new entry (default scrypt). */
+  format?: PasswordFormat;
+  /** bcrypt cost, or PBKDF2 iterations (pbkdf2-*, mosquitto); the format's default otherwise. */
+  cost?: number;
+}
+
+/**
+ * `breakwater passwd [--format f] [--cost n] <file> <user>`: the password from stdin (piped) or a
+ * hidden prompt. `--format mosquitto` writes `$7$` entries that Mosquitto 2 reads too.
+ */
+export async function passwd(
+  file: string,
+  user: string,
+  io: CommandIo,
+  flags: PasswdFlags = {},
+): Promise<number> {
   return run(io, async () => {
     const password = io.stdin.isTTY ? await promptHidden(io, `password for ${user}: `) : await readStdin(io);
     if (password.length === 0) throw new GuardError('BW_ERR_PASSWORD_FILE', 'empty password');
-    await upsertPasswordEntry(resolve(file), user, password);
-    io.stdout.write(`${user} updated in ${resolve(file)}\n`);
+    const format = flags.format ?? 'scrypt';
+    const cost =
+      flags.cost === undefined
+        ? {}
+        : format === 'bcrypt'
+          ? { bcryptCost: flags.cost }
+          : { iterations: flags.cost };
+    if (flags.cost !== undefined && format === 'scrypt')
+      throw new GuardError(
+        'BW_ERR_PASSWORD_FILE',
+        '--cost applies to bcrypt, pbkdf2-* and mosquitto, not scrypt',
+      );
+    await upsertPasswordEntry(resolve(file), user, password, undefined, format, cost);
+    io.stdout.write(`${user} updated in ${resolve(file)} (${format})\n`);
   });
 }
 

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { type LogLevel, logLevels } from '@breakwater/broker';
+import { type LogLevel, logLevels, passwordFormats } from '@breakwater/broker';
 import { type GamedayRunFlags, listScenarios, runGameday } from '@breakwater/gameday';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import {
@@ -11,6 +11,7 @@ import {
   DEFAULT_TOKEN_FILE,
   nodeDrain,
   nodeStatus,
+  type PasswdFlags,
   passwd,
   restoreAuthn,
 } from './admin-commands.js';
@@ -34,6 +35,13 @@ function parsePort(value: string): number {
   if (!/^\d+$/.test(value) || Number(value) > 65535) {
     throw new InvalidArgumentError('must be an integer between 0 and 65535 (0 picks a free port).');
   }
+  return Number(value);
+}
+
+/** Commander argument parser for a positive integer (a cost or count). */
+function parseCount(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new InvalidArgumentError('must be a positive integer.');
   return Number(value);
 }
 
@@ -201,10 +209,16 @@ export async function main(
   program
     .command('passwd <file> <user>')
     .description(
-      'add or update <user> in a password file (scrypt); the password comes from stdin or a prompt',
+      'add or update <user> in a password file (scrypt by default); the password comes from stdin or a prompt',
     )
-    .action(async (file: string, user: string) => {
-      exitCode = await passwd(file, user, commandIo);
+    .addOption(
+      new Option('--format <format>', 'hash format; mosquitto = $7$ (PBKDF2-SHA512, Mosquitto 2 reads it)')
+        .choices([...passwordFormats])
+        .default('scrypt'),
+    )
+    .option('--cost <n>', "bcrypt cost or PBKDF2 iterations (default: the format's)", parseCount)
+    .action(async (file: string, user: string, options: PasswdFlags) => {
+      exitCode = await passwd(file, user, commandIo, options);
     });
 
   registerExportCommand(program, { stdout, stderr }, (code) => {

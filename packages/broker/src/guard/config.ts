@@ -194,7 +194,7 @@ export const PasswordFileAuthSchema = Type.Object(
   strict,
 );
 
-export const hashAlgorithms = ['sha256', 'sha512'] as const;
+export const hashAlgorithms = ['sha256', 'sha512', 'pbkdf2'] as const;
 
 export const PostgresAuthSchema = Type.Object(
   {
@@ -217,11 +217,44 @@ export const PostgresAuthSchema = Type.Object(
     }),
     statementTimeoutMs: Type.Integer({ minimum: 1, default: 1_500 }),
     connectTimeoutMs: Type.Integer({ minimum: 1, default: 2_000 }),
-    /** For rows whose password_hash is a bare hex digest (EMQX-style), how it was salted. */
+    /**
+     * For rows whose password_hash is not self-describing (EMQX's column layout: the digest in
+     * password_hash, the salt in the salt column): EMQX's `password_hash_algorithm`. Self-describing
+     * hashes ($7$, $2b$, $pbkdf2-…, pbkdf2_sha256$…, $scrypt$) ignore it. docs/password-hashes.md.
+     */
     hash: Type.Object(
       {
-        algorithm: stringEnum(hashAlgorithms, { default: 'sha256' }),
-        saltPosition: stringEnum(['prefix', 'suffix', 'disable'] as const, { default: 'prefix' }),
+        algorithm: stringEnum(hashAlgorithms, {
+          default: 'sha256',
+          description:
+            'EMQX name: sha256/sha512 digest of the salted password, or pbkdf2 with the salt column as salt',
+        }),
+        saltPosition: stringEnum(['prefix', 'suffix', 'disable'] as const, {
+          default: 'prefix',
+          description:
+            'sha256/sha512: salt ++ password (prefix, EMQX default), password ++ salt (suffix), or no salt',
+        }),
+        encoding: stringEnum(['hex', 'base64'] as const, {
+          default: 'hex',
+          description: 'how password_hash stores the digest (EMQX: hex, compared case-insensitively)',
+        }),
+        macFun: stringEnum(['sha1', 'sha256', 'sha512'] as const, {
+          default: 'sha256',
+          description: 'pbkdf2: the HMAC hash (EMQX mac_fun; `sha` there is sha1)',
+        }),
+        iterations: Type.Integer({
+          minimum: 1,
+          maximum: 5_000_000,
+          default: 4096,
+          description: 'pbkdf2: iteration count (EMQX iterations; bounded so one login cannot cost minutes)',
+        }),
+        dkLength: Type.Optional(
+          Type.Integer({
+            minimum: 16,
+            maximum: 256,
+            description: 'pbkdf2: derived key length in bytes (default: the output size of macFun)',
+          }),
+        ),
       },
       { ...strict, default: {} },
     ),

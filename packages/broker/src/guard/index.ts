@@ -10,5 +10,14 @@ export { GuardError, type GuardErrorCode } from './errors.js';
 export { type BypassState, Guard, type GuardDecision, type GuardDeps } from './guard.js';
 export { type KnownGood, KnownGoodStore } from './known-good-store.js';
 export { AuthOutcome, GuardMetrics } from './metrics.js';
-export { hashPasswordScrypt, verifyPassword } from './password-hash.js';
+export {
+  type ColumnHashOptions,
+  DEFAULT_HASH_COST,
+  type HashCost,
+  hashPassword,
+  hashPasswordScrypt,
+  type PasswordFormat,
+  passwordFormats,
+  verifyPassword,
+} from './password-hash.js';
 export { type RevocationEntry, RevocationList } from './revocation.js';

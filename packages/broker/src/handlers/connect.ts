@@ -39,7 +39,13 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
   const parsed = decodeConnect(frame);
   if ('error' in parsed) {
     conn.version = level === 5 ? 5 : 4;
-    if (level === 5) refuse(b, conn, ReasonCode.MalformedPacket, parsed.message);
+    if (level === 5)
+      refuse(
+        b,
+        conn,
+        parsed.error === 'protocol' ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket,
+        parsed.message,
+      );
     else conn.protocolError(ReasonCode.MalformedPacket, `malformed CONNECT: ${parsed.message}`);
     return;
   }

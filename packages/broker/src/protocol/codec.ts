@@ -12,6 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import mqtt from 'mqtt-packet';
+import { checkFields } from './field-validation.js';
 import { headerLength } from './framer.js';
 
 export type Packet = mqtt.Packet;
@@ -88,7 +89,42 @@ export function parseWithMqttPacket(frame: Buffer, version: number): Packet | De
     parsers[version] = newParser(version);
     return { error: 'malformed', message: error?.message ?? 'incomplete packet' };
   }
-  return packet;
+  const props = (packet as { properties?: object }).properties;
+  if (props !== undefined) {
+    const dup = repeatedProperty(props);
+    if (dup !== null) return dup;
+  }
+  const willProps = (packet as { will?: { properties?: object } }).will?.properties;
+  if (willProps !== undefined) {
+    const dup = repeatedProperty(willProps);
+    if (dup !== null) return dup;
+  }
+  return checkFields(frame, version) ?? packet;
+}
+
+/**
+ * A property included twice, or truncated. mqtt-packet turns a repeated property into an array of values
+ * (`responseTopic: ['a', 'b']`), which the handlers would then use as a string or number — a
+ * remote crash (found by the fuzzer: a PUBLISH with two Response Topics threw in
+ * isValidTopicName). MQTT 5.0 §2.2.2.2: every property except User Property (and Subscription
+ * Identifier, server to client only) may appear once; more is a Protocol Error.
+ */
+function repeatedProperty(props: object): DecodeFailure | null {
+  for (const name in props) {
+    const value = (props as Record<string, unknown>)[name];
+    // A string or binary value cut short by its property section: mqtt-packet stores null and
+    // reports no error (fuzzer: Buffer.from(null) and isValidTopicName(null) threw).
+    if (value === null) return { error: 'malformed', message: `property ${name} is truncated` };
+    if (name === 'userProperties') {
+      for (const k in value as object) {
+        if ((value as Record<string, unknown>)[k] === null)
+          return { error: 'malformed', message: 'user property is truncated' };
+      }
+    } else if (Array.isArray(value)) {
+      return { error: 'protocol', message: `property ${name} included more than once` };
+    }
+  }
+  return null;
 }
 
 /**
@@ -123,14 +159,18 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
   const level = frame[pos]!;
   if (level !== 3 && level !== 4) return null;
   const flags = frame[pos + 1]!;
-  // Reserved bit set, or will QoS/retain without the will flag: mqtt-packet reports those.
+  // Reserved bit set, will QoS/retain without the will flag: mqtt-packet reports those; will QoS 3
+  // and a password without a user name: field-validation.ts does (mqtt-packet accepts them).
   if ((flags & 0x01) !== 0 || ((flags & 0x04) === 0 && (flags & 0x38) !== 0)) return null;
+  if ((flags & 0x18) === 0x18 || (flags & 0xc0) === 0x40) return null;
   const keepalive = frame.readUInt16BE(pos + 2);
   pos += 4;
   if (pos + 2 > end) return null;
   let n = frame.readUInt16BE(pos);
   pos += 2;
   if (pos + n > end) return null;
+  // Ill-formed UTF-8 anywhere: mqtt-packet + checkFields answer it [MQTT-1.5.3-1].
+  if (!isUtf8(frame.subarray(pos, pos + n))) return null;
   const clientId = frame.toString('utf8', pos, pos + n);
   pos += n;
   const packet: mqtt.IConnectPacket = {
@@ -145,7 +185,7 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
     if (pos + 2 > end) return null;
     n = frame.readUInt16BE(pos);
     pos += 2;
-    if (pos + n > end) return null;
+    if (pos + n > end || !isUtf8(frame.subarray(pos, pos + n))) return null;
     const topic = frame.toString('utf8', pos, pos + n);
     pos += n;
     if (pos + 2 > end) return null;
@@ -161,7 +201,7 @@ function decodeConnectV4(frame: Buffer): mqtt.IConnectPacket | null {
     if (pos + 2 > end) return null;
     n = frame.readUInt16BE(pos);
     pos += 2;
-    if (pos + n > end) return null;
+    if (pos + n > end || !isUtf8(frame.subarray(pos, pos + n))) return null;
     packet.username = frame.toString('utf8', pos, pos + n);
     pos += n;
   }

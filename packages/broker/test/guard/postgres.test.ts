@@ -43,6 +43,17 @@ describe('postgres authenticator (real PostgreSQL)', {
       's4lt',
     );
     await db.addUser('admin', bcrypt.hashSync('pw-admin', 4), null, true);
+    // Django's pbkdf2_sha256 (Python hashlib.pbkdf2_hmac vector, see password-hash.test.ts).
+    await db.addUser(
+      'django-user',
+      'pbkdf2_sha256$260000$sEdXlnXYY8Kz$Bb+M27Adu1E0QmWLVYsa0ZLLOpPszM3Q0hioB3OHSmA=',
+    );
+    // EMQX pbkdf2 column layout: hex digest in password_hash, the salt column as PBKDF2's salt.
+    await db.addUser(
+      'emqx-pbkdf2-user',
+      'ba0be17b5e8b2cad121a6de96c8a41d3bd527f7d1de1262105c82705f9f595ba',
+      'f3c1a2b4d5e6f708192a3b4c5d6e7f80',
+    );
     guard = new Guard(
       {
         authenticators: {
@@ -56,6 +67,14 @@ describe('postgres authenticator (real PostgreSQL)', {
               // The fake clock never refills the bucket: bank enough for every check of this suite.
               limits: { ratePerSec: 1000, burst: 1000 },
             },
+            emqxPbkdf2: {
+              ...PG,
+              user: db.name,
+              password: 'right',
+              query: db.query,
+              hash: { algorithm: 'pbkdf2', macFun: 'sha512', iterations: 1000, dkLength: 32 },
+              limits: { ratePerSec: 1000, burst: 1000 },
+            },
             broken: { ...PG, user: db.name, query: `SELECT nope FROM ${db.table} WHERE username = $1` },
             slow: {
               ...PG,
@@ -65,7 +84,12 @@ describe('postgres authenticator (real PostgreSQL)', {
             },
           },
         },
-        listeners: { mqtt: { authn: ['pg'] }, bad: { authn: ['broken'] }, slow: { authn: ['slow'] } },
+        listeners: {
+          mqtt: { authn: ['pg'] },
+          emqx: { authn: ['emqxPbkdf2'] },
+          bad: { authn: ['broken'] },
+          slow: { authn: ['slow'] },
+        },
       },
       { clock, dataDir: tmp.dir },
     );
@@ -91,6 +115,7 @@ describe('postgres authenticator (real PostgreSQL)', {
       ['bcrypt-user', 'pw-bcrypt'],
       ['mosq-user', 'pw-mosq'],
       ['emqx-user', 'pw-emqx'],
+      ['django-user', 'django-pw'],
     ] as const) {
       const ok = await guard.authenticate(connect(`c-${user}`, { username: user, password }));
       assert.equal(ok.ok, true, user);
@@ -100,6 +125,24 @@ describe('postgres authenticator (real PostgreSQL)', {
       assert.ok(!bad.ok, user);
       assert.equal(bad.reasonCode, ReasonCode.BadUserNameOrPassword, user);
     }
+  });
+
+  it("EMQX's pbkdf2 column layout (hash.algorithm pbkdf2, the salt column as PBKDF2's salt)", async () => {
+    const ok = await guard.authenticate(
+      connect('c-emqx-pbkdf2', { username: 'emqx-pbkdf2-user', password: 'emqx-pw', listener: 'emqx' }),
+    );
+    assert.equal(ok.ok, true);
+    const bad = await guard.authenticate(
+      connect('c-emqx-pbkdf2', { username: 'emqx-pbkdf2-user', password: 'emqx-pX', listener: 'emqx' }),
+    );
+    assert.ok(!bad.ok);
+    assert.equal(bad.reasonCode, ReasonCode.BadUserNameOrPassword);
+    // emqx-user's row holds a salted sha256 digest: read as pbkdf2 it is simply the wrong hash.
+    const other = await guard.authenticate(
+      connect('c-emqx-user', { username: 'emqx-user', password: 'pw-emqx', listener: 'emqx' }),
+    );
+    assert.ok(!other.ok);
+    assert.equal(other.reasonCode, ReasonCode.BadUserNameOrPassword);
   });
 
   it('an unknown user ends the chain with 0x86; is_superuser grants the authz bypass', async () => {

@@ -4,7 +4,13 @@ import { basename, dirname, join } from 'node:path';
 import type { TimerHandle } from '../../clock.js';
 import type { PasswordFileAuthConfig } from '../config.js';
 import { GuardError } from '../errors.js';
-import { hashPasswordScrypt, verifyPassword } from '../password-hash.js';
+import {
+  type HashCost,
+  hashPassword,
+  hashPasswordScrypt,
+  type PasswordFormat,
+  verifyPassword,
+} from '../password-hash.js';
 import {
   type Authenticator,
   type AuthenticatorContext,
@@ -31,15 +37,18 @@ function validUser(user: string): boolean {
 }
 
 /**
- * Adds or replaces `user` in a password file with a fresh scrypt hash (the core of
- * `breakwater passwd <file> <user>`). The file is rewritten atomically (temp file + rename) with
- * mode 0600, so a broker polling it never reads half a file.
+ * Adds or replaces `user` in a password file with a fresh hash (the core of
+ * `breakwater passwd [--format f] <file> <user>`): scrypt unless `format` says otherwise; `params`
+ * are scrypt's cost. The file is rewritten atomically (temp file + rename) with mode 0600, so a
+ * broker polling it never reads half a file.
  */
 export async function upsertPasswordEntry(
   file: string,
   user: string,
   password: string | Buffer,
   params?: { ln: number; r: number; p: number },
+  format: PasswordFormat = 'scrypt',
+  cost: HashCost = {},
 ): Promise<void> {
   if (!validUser(user)) throw new GuardError('BW_ERR_PASSWORD_FILE', `invalid user name "${user}"`);
   if ((typeof password === 'string' ? password.length : password.length) === 0) {
@@ -53,7 +62,11 @@ export async function upsertPasswordEntry(
       throw new GuardError('BW_ERR_PASSWORD_FILE', `cannot read ${file}`, { cause: err });
     }
   }
-  const entry = `${user}:${await hashPasswordScrypt(password, params)}`;
+  const hash =
+    format === 'scrypt'
+      ? await hashPasswordScrypt(password, params)
+      : await hashPassword(password, format, cost);
+  const entry = `${user}:${hash}`;
   const lines = text.split('\n').filter((l, i, all) => !(i === all.length - 1 && l === ''));
   let found = false;
   const out = lines.map((l) => {

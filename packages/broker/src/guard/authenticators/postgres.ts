@@ -78,9 +78,14 @@ export class PostgresAuthenticator implements Authenticator {
       return { outcome: 'error', reason: 'postgres: query returned no password_hash column' };
     const salt = typeof row.salt === 'string' ? row.salt : null;
     try {
+      const h = this.#config.hash;
       const ok = await verifyPassword(request.password, hash, {
-        algorithm: this.#config.hash.algorithm,
-        saltPosition: this.#config.hash.saltPosition,
+        algorithm: h.algorithm,
+        saltPosition: h.saltPosition,
+        encoding: h.encoding,
+        macFun: h.macFun,
+        iterations: h.iterations,
+        ...(h.dkLength !== undefined ? { dkLength: h.dkLength } : {}),
         salt,
       });
       if (!ok) return { outcome: 'deny', reason: 'bad user name or password' };
