@@ -19,6 +19,8 @@ export interface ChartProps {
   threshold?: { value: number; label: string } | null;
   /** Redraw trigger (the live state's version). */
   version: number;
+  /** Seconds shown, ending at the newest point (default 15 min; the data holds up to 2 h). */
+  windowSec?: number;
 }
 
 export const PALETTE = [
@@ -38,6 +40,8 @@ export function Chart(props: ChartProps) {
   const plot = useRef<uPlot | null>(null);
   const thresholdRef = useRef<number | null>(null);
   thresholdRef.current = props.threshold?.value ?? null;
+  const windowRef = useRef(900);
+  windowRef.current = props.windowSec ?? 900;
   const labels = props.series.map((s) => s.label).join('|');
 
   // (Re)create when the set of series changes; otherwise only setData.
@@ -50,12 +54,16 @@ export function Chart(props: ChartProps) {
       legend: { show: false },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true },
+        x: {
+          time: true,
+          range: (_u, _min, max) => [max - windowRef.current, max],
+        },
         y: {
           range: (_u, min, max) => {
             const th = thresholdRef.current;
-            const hi = Math.max(max ?? 0, th !== null ? th * 1.15 : 0, 1e-9);
-            return [Math.min(0, min ?? 0), hi * 1.05];
+            let hi = Math.max(Number.isFinite(max) ? max : 0, th !== null ? th * 1.15 : 0);
+            if (!(hi > 0)) hi = 1; // nothing yet: a 0..1 axis rather than 0, 0, 0
+            return [Math.min(0, Number.isFinite(min) ? min : 0), hi * 1.05];
           },
         },
       },
@@ -105,7 +113,7 @@ export function Chart(props: ChartProps) {
 
   useEffect(() => {
     plot.current?.setData(data(props));
-  }, [props.version, props.threshold?.value]);
+  }, [props.version, props.threshold?.value, props.windowSec]);
 
   const last = props.series.map((s) => {
     for (let i = s.values.length - 1; i >= 0; i--) if (s.values[i] !== null) return s.values[i]!;

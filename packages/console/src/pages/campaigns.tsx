@@ -180,6 +180,7 @@ export function Campaigns() {
                 <th scope="col">Failed</th>
                 <th scope="col">Silent</th>
                 <th scope="col">Working</th>
+                <th scope="col">Not started / cancelled</th>
                 <th scope="col">Health gate</th>
               </tr>
             </thead>
@@ -196,6 +197,7 @@ export function Campaigns() {
                     <td>{count(w.states, FAILED)}</td>
                     <td>{count(w.states, SILENT)}</td>
                     <td>{count(w.states, WORKING)}</td>
+                    <td>{w.devices - count(w.states, ['succeeded', ...FAILED, ...SILENT, ...WORKING])}</td>
                     <td class={failing ? 'bad' : ''}>
                       {(w.failureRatio * 100).toFixed(1)} % failed / max{' '}
                       {(w.gate.maxFailureRatio * 100).toFixed(0)} % {failing ? '(failing)' : '(passing)'}

@@ -88,13 +88,19 @@ export function Devices() {
     }
   };
 
-  // New filters: first page again (debounced while typing).
+  // New filters: first page again, debounced while typing (not on the first load: it would add
+  // the debounce to the page load).
+  const loadedOnce = useRef(false);
   useEffect(() => {
-    const timer = setTimeout(() => {
-      setScrollTop(0);
-      if (scroller.current) scroller.current.scrollTop = 0;
-      void load(true);
-    }, 200);
+    const timer = setTimeout(
+      () => {
+        setScrollTop(0);
+        if (scroller.current) scroller.current.scrollTop = 0;
+        void load(true);
+      },
+      loadedOnce.current ? 200 : 0,
+    );
+    loadedOnce.current = true;
     return () => clearTimeout(timer);
   }, [base, generation]);
 

@@ -113,8 +113,10 @@ export function Gamedays() {
               </li>
             ))}
           </ul>
-          <h3>Scores</h3>
-          <pre>{JSON.stringify(report.data.scores ?? {}, null, 2)}</pre>
+          <details>
+            <summary>Scores (report.json)</summary>
+            <pre>{JSON.stringify(report.data.scores ?? {}, null, 2)}</pre>
+          </details>
         </Section>
       )}
     </div>

@@ -198,8 +198,10 @@ export function Incidents() {
               </li>
             ))}
           </ul>
-          <h3>Postmortem draft</h3>
-          <pre class="markdown">{postmortem.data?.markdown ?? '…'}</pre>
+          <details>
+            <summary>Postmortem draft (markdown, from the incident record)</summary>
+            <pre class="markdown">{postmortem.data?.markdown ?? '…'}</pre>
+          </details>
         </Section>
       )}
       <Confirm

@@ -1,3 +1,4 @@
+import { useState } from 'preact/hooks';
 import { Chart, type ChartSeries } from '../chart.js';
 import { Stat } from '../components.js';
 import { labelsOf, num, pct, sumPrefix } from '../format.js';
@@ -28,13 +29,27 @@ export function Overview() {
   const authPct = l.authAll && l.authAll > 0 ? ((l.authFail ?? 0) / l.authAll) * 100 : null;
   const fdLimitLine = th.fdRatio !== null && l.fdMax ? th.fdRatio * l.fdMax : null;
   const backends = labelsOf(s.latest, 'breaker');
-  const drops = sumPrefix(l, 'drops');
+  const drops = sumPrefix(l, 'drops') ?? 0;
+  const [windowSec, setWindowSec] = useState(900);
   return (
     <div>
-      <h1>Overview</h1>
+      <div class="page-head">
+        <h1>Overview</h1>
+        <label class="field inline">
+          Chart window
+          <select
+            value={windowSec}
+            onChange={(e) => setWindowSec(Number((e.target as HTMLSelectElement).value))}
+          >
+            <option value={300}>5 min</option>
+            <option value={900}>15 min</option>
+            <option value={3600}>1 h</option>
+          </select>
+        </label>
+      </div>
       <div class="stats">
         <Stat label="Connected devices" value={num(l.connections ?? 0, 0)} testid="stat-connections" />
-        <Stat label="Connect attempts/s" value={num(sumPrefix(l, 'attempts'))} testid="stat-attempts" />
+        <Stat label="Connect attempts/s" value={num(sumPrefix(l, 'attempts') ?? 0)} testid="stat-attempts" />
         <Stat
           label="Auth failures"
           value={pct(authPct)}
@@ -52,9 +67,9 @@ export function Overview() {
           testid="stat-fds"
           warn={fdLimitLine !== null && (l.fds ?? 0) > fdLimitLine}
         />
-        <Stat label="Messages in/s" value={num(l.msgIn ?? null)} testid="stat-msg-in" />
-        <Stat label="Messages out/s" value={num(l.msgOut ?? null)} testid="stat-msg-out" />
-        <Stat label="Drops/s" value={num(drops)} testid="stat-drops" warn={(drops ?? 0) > 0} />
+        <Stat label="Messages in/s" value={num(l.msgIn ?? 0)} testid="stat-msg-in" />
+        <Stat label="Messages out/s" value={num(l.msgOut ?? 0)} testid="stat-msg-out" />
+        <Stat label="Drops/s" value={num(drops)} testid="stat-drops" warn={drops > 0} />
       </div>
       {backends.length > 0 && (
         <table class="table compact" aria-label="Auth backends">
@@ -75,8 +90,8 @@ export function Overview() {
                   {BREAKER[l[`breaker:${b}`] ?? 0] ?? num(l[`breaker:${b}`])}
                 </td>
                 <td>{num(l[`limit:${b}`], 0)}</td>
-                <td>{num(l[`inflight:${b}`], 0)}</td>
-                <td>{num(l[`waiting:${b}`], 0)}</td>
+                <td>{num(l[`inflight:${b}`] ?? 0, 0)}</td>
+                <td>{num(l[`waiting:${b}`] ?? 0, 0)}</td>
               </tr>
             ))}
           </tbody>
@@ -90,6 +105,7 @@ export function Overview() {
           series={byLabel(s, 'attempts')}
           threshold={th.attemptsPerSec === null ? null : { value: th.attemptsPerSec, label: 'burst alert' }}
           version={s.version}
+          windowSec={windowSec}
         />
         <Chart
           title="Auth failure ratio"
@@ -98,6 +114,7 @@ export function Overview() {
           series={[{ label: 'failed', values: ratioPct(s, 'authFail', 'authAll') }]}
           threshold={th.authFailPct === null ? null : { value: th.authFailPct, label: 'alert' }}
           version={s.version}
+          windowSec={windowSec}
         />
         <Chart
           title="Auth backend latency p99"
@@ -106,6 +123,7 @@ export function Overview() {
           series={s.series.backendP99 ? [{ label: 'p99', values: column(s, 'backendP99') }] : []}
           threshold={th.backendP99Sec === null ? null : { value: th.backendP99Sec, label: 'alert' }}
           version={s.version}
+          windowSec={windowSec}
         />
         <Chart
           title="Connected devices"
@@ -113,6 +131,7 @@ export function Overview() {
           t={s.t}
           series={[{ label: 'connected', values: column(s, 'connections') }]}
           version={s.version}
+          windowSec={windowSec}
         />
         <Chart
           title="File descriptors vs limit"
@@ -128,6 +147,7 @@ export function Overview() {
               : { value: fdLimitLine, label: `alert (${(th.fdRatio! * 100).toFixed(0)} % of limit)` }
           }
           version={s.version}
+          windowSec={windowSec}
         />
         <Chart
           title="Messages"
@@ -139,8 +159,16 @@ export function Overview() {
           ]}
           threshold={th.msgInPerSec === null ? null : { value: th.msgInPerSec, label: 'inbound budget' }}
           version={s.version}
+          windowSec={windowSec}
         />
-        <Chart title="Drops by reason" unit="/s" t={s.t} series={byLabel(s, 'drops')} version={s.version} />
+        <Chart
+          title="Drops by reason"
+          unit="/s"
+          t={s.t}
+          series={byLabel(s, 'drops')}
+          version={s.version}
+          windowSec={windowSec}
+        />
       </div>
     </div>
   );
