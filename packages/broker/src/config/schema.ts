@@ -278,6 +278,12 @@ export const ControlSchema = Type.Object(
       default: true,
       description: 'Serve the control-plane API (/api/v1, /.well-known/jwks.json) on the HTTP port.',
     }),
+    gamedayReports: Type.String({
+      minLength: 1,
+      default: 'gameday-reports',
+      description:
+        'Directory the web console lists game-day runs from (`breakwater gameday run` writes `./gameday-reports/<run>` by default); relative to the working directory.',
+    }),
     storage: Type.Object(
       {
         driver: stringEnum(['sqlite', 'postgres'] as const, {
