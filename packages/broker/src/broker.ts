@@ -11,7 +11,8 @@
  *
  * Persistence: only sessions with an expiry interval > 0 are written (with subscriptions, outbox
  * and inbound QoS 2 ids). Mutations are recorded synchronously; acknowledgements that depend on
- * them wait for the next storage flush (see `sendAck`). Wills are kept in memory only.
+ * them wait for the next storage flush (see `sendAck`). The wills of such sessions are stored
+ * with them and survive a restart (session-registry.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -30,7 +31,13 @@ import { sendConnack } from './handlers/connack.js';
 import { refuse as refuseConnect } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
 import { BrokerMetrics } from './metrics.js';
-import { type BrokerObserver, InProcessObservers, type MessageTapHandler } from './observers.js';
+import {
+  type BrokerObserver,
+  InProcessObservers,
+  type MessageTapHandler,
+  TAP_DURABLE,
+  TAP_NONE,
+} from './observers.js';
 import {
   type BrokerHooks,
   type BrokerLimits,
@@ -39,6 +46,7 @@ import {
   defaultLimits,
 } from './options.js';
 import { dispatchFrame } from './packet-dispatch.js';
+import { type QueueDropReport, QueueDropReports } from './queue-drops.js';
 import { ReasonCode } from './reason-codes.js';
 import { RetainedStore } from './retained-store.js';
 import { Router } from './router.js';
@@ -71,6 +79,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly admission: AdmissionGate | null;
   /** @internal */ readonly router: Router;
   /** @internal */ readonly counters: EngineCounters;
+  /** @internal Drops by full session queues (DeliveryContext). */
+  readonly queueDrops: QueueDropReports;
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
   storageDirty = false;
   /** @internal The cluster seam (issue 15); null on a single node. */
@@ -94,6 +104,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.counters = new EngineCounters(this.metrics);
+    this.queueDrops = new QueueDropReports(this.counters, (r) => this.#queueDropsReported(r));
     // Before the registry, store and router read it.
     if (options.cluster !== undefined) this.cluster = options.cluster.attach(this);
     this.#registry = new SessionRegistry(this, (clientId, will) => this.#publishWill(clientId, will));
@@ -145,6 +156,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     const now = this.clock.now();
     this.#retained.restore(now);
     this.#registry.restore(now);
+    // Wills that fell due while the broker was down go out now, before any client connects.
+    this.#registry.sweep(now);
     this.#sweepTimer = this.clock.setInterval(() => this.#sweep(), SWEEP_INTERVAL_MS);
   }
 
@@ -299,7 +312,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     }
     const s = conn.session;
     if (s !== null && s.conn === conn) {
-      this.#registry.connectionEnded(s, publishWill && !this.#closing, this.clock.now());
+      this.#registry.connectionEnded(s, publishWill && !this.#closing, this.clock.now(), this.#closing);
     }
   }
 
@@ -422,12 +435,14 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     const now = this.clock.now();
     for (const conn of this.#conns) sweepConnection(this, conn, now);
     this.#registry.sweep(now);
+    this.queueDrops.sweep(now);
     this.counters.sync();
   }
 
   /**
    * Stop: v5 clients get DISCONNECT 0x8B, every stream is destroyed, the sweep stops, storage is
-   * flushed and closed. Wills are not published on shutdown.
+   * flushed and closed. Wills are not published on shutdown; those of stored sessions stay armed
+   * in storage and count from the next start (session-registry.ts).
    */
   async close(): Promise<void> {
     if (this.#closing) return;
@@ -481,10 +496,20 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     return this.#observers.tap(filter, handler);
   }
 
-  /** @internal Called by the router when `taps` is not empty. */
-  runTaps(msg: Message): void {
-    // true: a tap wrote the message durably; the PUBACK waits for the storage flush (issue 16).
-    if (this.#observers.runTaps(msg.topic, msg.payload, msg.publisherId)) this.storageDirty = true;
+  /** @internal Called by the router when `taps` is not empty; true when a tap matched. */
+  runTaps(msg: Message): boolean {
+    const outcome = this.#observers.runTaps(msg.topic, msg.payload, msg.publisherId);
+    // A tap wrote the message durably: the PUBACK waits for the storage flush (issue 16).
+    if (outcome === TAP_DURABLE) this.storageDirty = true;
+    return outcome !== TAP_NONE;
+  }
+
+  #queueDropsReported(report: QueueDropReport): void {
+    this.logger.warn(
+      { clientId: report.clientId, dropped: report.dropped, policy: this.limits.queueOverflow },
+      'session queue full: messages dropped',
+    );
+    if (this.#observers.watched) this.#observers.messagesDropped(report);
   }
 
   /**

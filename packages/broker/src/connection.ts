@@ -85,6 +85,7 @@ const F_PROBLEM_INFORMATION = 8;
 const F_WILL_ON_CLOSE = 16;
 const F_HOOK_ADMITTED = 32;
 const F_HANDSHAKE_PENDING = 64;
+const F_OVERFLOW_CLOSING = 128;
 
 /**
  * What a connection needs of the broker that owns it: the clock, limits and counters, the
@@ -251,6 +252,14 @@ export class Connection implements FrameSink {
   }
   set handshakePending(on: boolean) {
     this.#setFlag(F_HANDSHAKE_PENDING, on);
+  }
+
+  /** Its session's queue overflowed under `queueOverflow: disconnect`: the close is scheduled. */
+  get overflowClosing(): boolean {
+    return this.#flag(F_OVERFLOW_CLOSING);
+  }
+  set overflowClosing(on: boolean) {
+    this.#setFlag(F_OVERFLOW_CLOSING, on);
   }
 
   onData(chunk: Buffer): void {

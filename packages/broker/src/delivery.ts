@@ -1,13 +1,18 @@
 /**
  * Outbound delivery (MQTT 5.0 §4.3, §4.4, §4.9): QoS 0 sent or dropped, QoS 1/2 through an
- * in-flight window of min(client Receive Maximum, limits.maxInflight) with the rest queued (up to
- * limits.offlineQueueLimit), redelivery with DUP on session resume, and the outbox in storage for
- * persistent sessions. Top-level functions with explicit arguments: no closure per message.
+ * in-flight window of min(client Receive Maximum, limits.maxInflight) with the rest queued up to
+ * limits.offlineQueueLimit messages and limits.offlineQueueBytes bytes (a full queue follows
+ * limits.queueOverflow), redelivery with DUP on session resume, and the outbox in storage for
+ * persistent sessions. With limits.queueQos0 an offline persistent session queues QoS 0 too.
+ * Top-level functions with explicit arguments: no closure per message.
  */
 
 import type { Connection } from './connection.js';
 import type { DeliveryContext } from './engine-context.js';
+import { queuedBytes } from './outbound-queue.js';
 import { encode, encodePlainPublish, plainPublishAlias, plainPublishSize } from './protocol/codec.js';
+import type { QueueDropReason } from './queue-drops.js';
+import { ReasonCode } from './reason-codes.js';
 import type { Message, Session } from './session.js';
 import type { OutboxRecord, QoS, StoredPublishProperties } from './storage/types.js';
 
@@ -25,7 +30,12 @@ function window(b: DeliveryContext, conn: Connection): number {
   return Math.min(r, m);
 }
 
-/** Deliver one message to one session with the subscription's QoS and flags. */
+/**
+ * Deliver one message to one session with the subscription's QoS and flags. Returns false when
+ * the session refused it: its queue was full (`limits.queueOverflow` drop-new or disconnect) or,
+ * for QoS 0, its connection is congested. Not queueing QoS 0 for an offline session is not a
+ * refusal (MQTT does not ask for it).
+ */
 export function deliver(
   b: DeliveryContext,
   s: Session,
@@ -33,35 +43,28 @@ export function deliver(
   subQos: number,
   retain: boolean,
   subIds: number[] | null,
-): void {
+): boolean {
   const qos = Math.min(msg.qos, subQos) as QoS; // [MQTT-3.8.4-8] min(publish, granted)
   const conn = s.conn;
   if (qos === 0) {
-    // QoS 0 is not queued for offline sessions (MQTT 5.0 §3.1.2.4 allows it; we do not).
-    if (conn === null || !conn.connected) return;
+    if (conn === null || !conn.connected) {
+      // Offline QoS 0 is queued only on request (MQTT 5.0 §3.1.2.4 allows it either way), and
+      // only for a session that outlives its connection.
+      if (!b.limits.queueQos0 || !s.persistent || s.ended) return true;
+      return enqueue(b, s, outboxRecord(s, msg, 0, retain, subIds));
+    }
     if (conn.congested) {
       b.counters.drop('slow_consumer');
-      return;
+      return false;
     }
     if (subIds === null && msg.expiresAt === null && (conn.version !== 5 || msg.properties === null)) {
       sendSharedQos0(b, conn, msg, retain);
     } else {
       sendPublish(b, conn, msg, 0, retain, subIds, 0, false);
     }
-    return;
+    return true;
   }
-  const rec: OutboxRecord = {
-    seq: s.nextSeq++,
-    qos: qos as 1 | 2,
-    packetId: null,
-    state: 'queued',
-    topic: msg.topic,
-    payload: msg.payload,
-    retain,
-    properties: msg.properties,
-    subscriptionIds: subIds,
-    expiresAt: msg.expiresAt,
-  };
+  const rec = outboxRecord(s, msg, qos, retain, subIds);
   if (conn?.connected && s.queuedCount === 0 && s.inflightCount < window(b, conn)) {
     const id = s.allocatePacketId();
     if (id !== 0) {
@@ -74,18 +77,112 @@ export function deliver(
       s.inflightMap().set(id, rec);
       b.metrics.inflight.inc();
       if (!sendPublish(b, conn, rec, qos, retain, subIds, id, false)) completeOutbound(b, s, id, rec);
-      return;
+      return true;
     }
   }
-  if (s.queuedCount >= b.limits.offlineQueueLimit) {
-    b.counters.drop('queue_full');
-    return;
+  return enqueue(b, s, rec);
+}
+
+/** Whether `deliver()` would accept the message now (shared groups pick a member with room). */
+export function hasRoom(b: DeliveryContext, s: Session, msg: Message, subQos: number): boolean {
+  const qos = Math.min(msg.qos, subQos);
+  const conn = s.conn;
+  if (qos === 0) {
+    if (conn?.connected) return !conn.congested;
+    if (!b.limits.queueQos0 || !s.persistent) return true;
+  } else if (conn?.connected && s.queuedCount === 0 && s.inflightCount < window(b, conn)) {
+    return true;
+  }
+  const size = msg.topic.length + msg.payload.length;
+  const limits = b.limits;
+  if (limits.queueOverflow === 'drop-oldest')
+    return limits.offlineQueueLimit > 0 && size <= limits.offlineQueueBytes;
+  const q = s.queue;
+  return overLimit(b, q === null ? 0 : q.length, q === null ? 0 : q.bytes, size) === null;
+}
+
+function outboxRecord(
+  s: Session,
+  msg: Message,
+  qos: QoS,
+  retain: boolean,
+  subIds: number[] | null,
+): OutboxRecord {
+  return {
+    seq: s.nextSeq++,
+    qos,
+    packetId: null,
+    state: 'queued',
+    topic: msg.topic,
+    payload: msg.payload,
+    retain,
+    properties: msg.properties,
+    subscriptionIds: subIds,
+    expiresAt: msg.expiresAt,
+  };
+}
+
+/** Which limit a queue holding `count` messages of `bytes` bytes breaks by taking `size` more. */
+function overLimit(b: DeliveryContext, count: number, bytes: number, size: number): QueueDropReason | null {
+  if (count >= b.limits.offlineQueueLimit) return 'queue_full';
+  if (bytes + size > b.limits.offlineQueueBytes) return 'queue_bytes_full';
+  return null;
+}
+
+/**
+ * Append to the session's queue (and its outbox row) within both limits; a full queue follows
+ * `limits.queueOverflow`. Returns false when the message was refused.
+ */
+function enqueue(b: DeliveryContext, s: Session, rec: OutboxRecord): boolean {
+  const size = queuedBytes(rec);
+  const q = s.queue;
+  let reason = overLimit(b, q === null ? 0 : q.length, q === null ? 0 : q.bytes, size);
+  if (reason !== null) {
+    const limits = b.limits;
+    // drop-oldest makes room unless nothing could: a zero-length queue, or one message larger
+    // than the whole byte budget.
+    if (
+      limits.queueOverflow !== 'drop-oldest' ||
+      limits.offlineQueueLimit === 0 ||
+      size > limits.offlineQueueBytes
+    ) {
+      b.queueDrops.drop(s, reason, b.clock.now());
+      if (limits.queueOverflow === 'disconnect') closeSlowConsumer(s.conn);
+      return false;
+    }
+    const now = b.clock.now();
+    while (reason !== null && q !== null && q.length > 0) {
+      const old = q.shift()!;
+      if (s.stored) {
+        b.storage.deleteOutbox(s.clientId, old.seq);
+        b.storageDirty = true;
+      }
+      b.queueDrops.drop(s, 'queue_evicted', now);
+      reason = overLimit(b, q.length, q.bytes, size);
+    }
   }
   if (s.stored) {
     b.storage.appendOutbox(s.clientId, rec);
     b.storageDirty = true;
   }
-  s.queueList().push(rec);
+  s.outboundQueue().push(rec);
+  return true;
+}
+
+/**
+ * `queueOverflow: disconnect`: a connected consumer whose queue is full is closed (MQTT 5:
+ * DISCONNECT 0x97 Quota exceeded). Not now: delivery runs inside routing, and a close can end a
+ * clean session, change the subscription tree and publish a will.
+ */
+function closeSlowConsumer(conn: Connection | null): void {
+  if (conn === null || !conn.connected || conn.overflowClosing) return;
+  conn.overflowClosing = true;
+  setImmediate(disconnectOverflowed, conn);
+}
+
+function disconnectOverflowed(conn: Connection): void {
+  conn.broker.logger.warn({ clientId: conn.clientId }, 'slow consumer: message queue full, disconnecting');
+  conn.disconnect(ReasonCode.QuotaExceeded, 'message queue full', 'queue_overflow');
 }
 
 /**
@@ -237,12 +334,19 @@ export function pump(b: DeliveryContext, s: Session): void {
   const q = s.queue;
   if (conn === null || !conn.connected || q === null || q.length === 0) return;
   const w = window(b, conn);
+  const items = q.items;
   let i = 0;
-  while (i < q.length && s.inflightCount < w) {
-    const rec = q[i++]!;
+  while (i < items.length && s.inflightCount < w) {
+    const rec = items[i++]!;
     if (rec.expiresAt !== null && rec.expiresAt <= b.clock.now()) {
       b.counters.drop('expired');
       if (s.stored) b.storage.deleteOutbox(s.clientId, rec.seq);
+      continue;
+    }
+    if (rec.qos === 0) {
+      // Queued while offline (limits.queueQos0): sent once, no packet id, no window.
+      if (s.stored) b.storage.deleteOutbox(s.clientId, rec.seq);
+      sendPublish(b, conn, rec, 0, rec.retain, rec.subscriptionIds, 0, false);
       continue;
     }
     const id = s.allocatePacketId();
@@ -258,7 +362,7 @@ export function pump(b: DeliveryContext, s: Session): void {
     if (!sendPublish(b, conn, rec, rec.qos, rec.retain, rec.subscriptionIds, id, false))
       completeOutbound(b, s, id, rec);
   }
-  if (i > 0) q.splice(0, i);
+  if (i > 0) q.removeFirst(i);
   if (q.length === 0) s.queue = null;
 }
 

@@ -12,6 +12,7 @@ import type { EngineCounters, ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { BrokerHooks, BrokerLimits } from './options.js';
+import type { QueueDropReports } from './queue-drops.js';
 import type { Message, Session, Subscription, Will } from './session.js';
 import type { BrokerStorage, RetainedRecord } from './storage/types.js';
 import type { RetainedIndex } from './topics/retained-index.js';
@@ -24,6 +25,8 @@ export interface DeliveryContext {
   readonly logger: Logger;
   readonly metrics: BrokerMetrics;
   readonly storage: BrokerStorage;
+  /** Drops by full session queues: counted, and reported per session at a bounded rate. */
+  readonly queueDrops: QueueDropReports;
   /** Set by every storage mutation; the PUBLISH handler resets and reads it. */
   storageDirty: boolean;
 }
@@ -31,6 +34,12 @@ export interface DeliveryContext {
 /** Fan-out of one message to the matching subscriptions; returns how many got it. */
 export interface MessageRouting {
   route(msg: Message): number;
+  /**
+   * After `route()`: true when the message matched local subscriptions and every one of them
+   * refused it (full queues), no in-process tap saw it, and no other node may take it (single
+   * node). An MQTT 5 publisher then gets 0x97 Quota exceeded.
+   */
+  readonly refusedByAll: boolean;
 }
 
 export type AckCmd = 'puback' | 'pubrec' | 'pubrel' | 'pubcomp';

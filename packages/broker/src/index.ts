@@ -65,7 +65,13 @@ export {
   type ConnectionInfo,
   type ConnectRequest,
   defaultLimits,
+  type QueueOverflowPolicy,
 } from './options.js';
+export {
+  QUEUE_DROP_REPORT_INTERVAL_MS,
+  type QueueDropReason,
+  type QueueDropReport,
+} from './queue-drops.js';
 export {
   ConnackReturnCode,
   type ConnackReturnCodeValue,

@@ -66,7 +66,7 @@ export class BrokerMetrics {
     });
     this.messagesDropped = new Counter({
       name: 'breakwater_messages_dropped_total',
-      help: 'Messages not delivered, by reason (offline_queue_full, expired, packet_too_large, slow_consumer, …)',
+      help: 'Messages not delivered, by reason (queue_full, queue_bytes_full, queue_evicted, expired, packet_too_large, slow_consumer, not_authorized, …)',
       labelNames: ['reason'],
       registers,
     });

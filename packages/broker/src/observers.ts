@@ -7,6 +7,7 @@
  * A throwing observer is logged and skipped; it never breaks delivery.
  */
 import type { ConnectionInfo } from './options.js';
+import type { QueueDropReport } from './queue-drops.js';
 import { parseTopicFilter } from './topics/validate.js';
 
 export interface BrokerObserver {
@@ -14,6 +15,11 @@ export interface BrokerObserver {
   clientConnected?(clientId: string, info: ConnectionInfo, at: number): void;
   /** The connection of an accepted client ended; `reason` is the engine's disconnect reason. */
   clientDisconnected?(clientId: string, reason: string, at: number): void;
+  /**
+   * A session's full queue dropped messages (queue-drops.ts): at most one report per session
+   * every 10 s, with the counts by reason since the previous one. For a device's event history.
+   */
+  messagesDropped?(report: QueueDropReport): void;
 }
 
 /**
@@ -24,6 +30,11 @@ export interface BrokerObserver {
  * its own). Any other return value is ignored (`unknown`, so `(t) => set.add(t)` still type-checks).
  */
 export type MessageTapHandler = (topic: string, payload: Buffer, publisherId: string | null) => unknown;
+
+export const TAP_NONE = 0;
+export const TAP_MATCHED = 1;
+export const TAP_DURABLE = 2;
+export type TapOutcome = typeof TAP_NONE | typeof TAP_MATCHED | typeof TAP_DURABLE;
 
 /** One tap: a filter split into levels once, matched without allocating per message. */
 export class MessageTap {
@@ -94,18 +105,32 @@ export class InProcessObservers {
     return () => remove(this.taps, tap);
   }
 
-  /** Runs the matching taps; true when one of them returned true (it holds the PUBACK, issue 16). */
-  runTaps(topic: string, payload: Buffer, publisherId: string | null): boolean {
-    let durable = false;
+  /**
+   * Runs the matching taps: TAP_NONE when none matched, TAP_MATCHED, or TAP_DURABLE when one of
+   * them returned true (it holds the PUBACK, issue 16).
+   */
+  runTaps(topic: string, payload: Buffer, publisherId: string | null): TapOutcome {
+    let outcome: TapOutcome = TAP_NONE;
     for (const tap of this.taps) {
       if (!tap.matches(topic)) continue;
+      if (outcome === TAP_NONE) outcome = TAP_MATCHED;
       try {
-        if (tap.handler(topic, payload, publisherId) === true) durable = true;
+        if (tap.handler(topic, payload, publisherId) === true) outcome = TAP_DURABLE;
       } catch (err) {
         this.#onError(err, `message tap ${tap.filter}`);
       }
     }
-    return durable;
+    return outcome;
+  }
+
+  messagesDropped(report: QueueDropReport): void {
+    for (const o of this.#observers) {
+      try {
+        o.messagesDropped?.(report);
+      } catch (err) {
+        this.#onError(err, 'broker observer');
+      }
+    }
   }
 
   connected(clientId: string, info: ConnectionInfo, at: number): void {

@@ -4,6 +4,16 @@ import type { AdmissionGate } from './guard/admission/gate.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { BrokerStorage } from './storage/types.js';
 
+/**
+ * What a session's full queue does with one more message (config `mqtt.queueOverflow`):
+ * - `drop-new`: the new message is refused (MQTT 5 publishers whose QoS 1/2 message no
+ *   subscriber took get PUBACK/PUBREC 0x97 Quota exceeded);
+ * - `drop-oldest`: the oldest queued message is evicted to make room;
+ * - `disconnect`: the new message is refused and a connected consumer is closed (MQTT 5:
+ *   DISCONNECT 0x97); its persistent session keeps the queue.
+ */
+export type QueueOverflowPolicy = 'drop-new' | 'drop-oldest' | 'disconnect';
+
 /** Per-broker protocol limits. Every one is configurable (config key `mqtt.<name>`). */
 export interface BrokerLimits {
   /** A socket that sends no CONNECT within this time is destroyed (DESIGN.md §3). */
@@ -18,8 +28,17 @@ export interface BrokerLimits {
   receiveMaximum: number;
   /** Outbound in-flight cap per session, in addition to the client's Receive Maximum. */
   maxInflight: number;
-  /** Per-session queue of QoS 1/2 messages waiting to be sent; overflow is dropped and counted. */
+  /**
+   * Messages a session may hold waiting to be sent (offline, or beyond the in-flight window);
+   * beyond it `queueOverflow` decides (queue.ts).
+   */
   offlineQueueLimit: number;
+  /** The same queue in bytes (topic + payload of each queued message). */
+  offlineQueueBytes: number;
+  /** What a full queue does with the next message: see `QueueOverflowPolicy`. */
+  queueOverflow: QueueOverflowPolicy;
+  /** Queue QoS 0 messages for offline persistent sessions too (MQTT 5.0 §4.1 allows it). */
+  queueQos0: boolean;
   /** Upper bound on a client's Session Expiry Interval, seconds. */
   maxSessionExpirySec: number;
   /** Topic Alias Maximum the broker announces (client → broker aliases). */
@@ -50,6 +69,9 @@ export const defaultLimits: Readonly<BrokerLimits> = Object.freeze({
   receiveMaximum: 1024,
   maxInflight: 1024,
   offlineQueueLimit: 1000,
+  offlineQueueBytes: 16 * 1024 * 1024,
+  queueOverflow: 'drop-new',
+  queueQos0: false,
   maxSessionExpirySec: 7 * 24 * 3600,
   topicAliasMaximum: 64,
   outboundTopicAliasMaximum: 64,

@@ -12,7 +12,7 @@
  * their connection) gets the message in its offline queue, to be delivered when it returns.
  */
 import type { ClusterSeam } from './cluster-seam.js';
-import { deliver } from './delivery.js';
+import { deliver, hasRoom } from './delivery.js';
 import type { DeliveryContext } from './engine-context.js';
 import type { Message, Session, Subscription } from './session.js';
 import type { MatchVisitor, SharedGroup, SubscriptionTree } from './topics/subscription-tree.js';
@@ -22,7 +22,8 @@ export interface RouterHost extends DeliveryContext {
   readonly tree: SubscriptionTree<Subscription>;
   /** In-process taps; routing calls `runTaps` only when there is at least one. */
   readonly taps: readonly unknown[];
-  runTaps(msg: Message): void;
+  /** Runs the taps matching the message; true when at least one matched. */
+  runTaps(msg: Message): boolean;
   /** The cluster seam (issue 15); null on a single node. */
   readonly cluster: ClusterSeam | null;
 }
@@ -33,6 +34,10 @@ export class Router implements MatchVisitor<Subscription> {
   #msg: Message | null = null;
   #targets: Session[] = [];
   #count = 0;
+  /** Deliveries of the current message that a session accepted (shared groups included). */
+  #accepted = 0;
+  /** See MessageRouting.refusedByAll; set by the last top-level `route()`. */
+  refusedByAll = false;
   /**
    * Clustered routing (issue 15): a message that came from another node on the NATS subscription
    * of one filter goes to the local subscriptions on that filter only (the MQTT matcher re-check:
@@ -59,6 +64,7 @@ export class Router implements MatchVisitor<Subscription> {
     if (cluster === null) return this.#route(msg);
     if (cluster.forward(msg)) this.#broker.storageDirty = true;
     const n = this.#route(msg);
+    this.refusedByAll = false; // another node may have taken it
     return n === 0 ? 1 : n;
   }
 
@@ -96,25 +102,30 @@ export class Router implements MatchVisitor<Subscription> {
     const prevMsg = this.#msg;
     const prevTargets = this.#targets;
     const prevCount = this.#count;
+    const prevAccepted = this.#accepted;
     if (prevMsg !== null) this.#targets = [];
     this.#msg = msg;
     this.#count = 0;
+    this.#accepted = 0;
     this.#stamp = (this.#stamp + 1) | 0;
     this.#broker.tree.match(msg.topic, this);
     // Taps see the messages published on this node (in a cluster each node taps its own).
-    if (this.#broker.taps.length !== 0 && !this.#remote) this.#broker.runTaps(msg);
+    const tapped = this.#broker.taps.length !== 0 && !this.#remote && this.#broker.runTaps(msg);
     const targets = this.#targets;
     const b = this.#broker;
+    let accepted = this.#accepted;
     for (let i = 0; i < targets.length; i++) {
       const s = targets[i]!;
-      deliver(b, s, msg, s.routeQos, s.routeRetain, s.routeSubIds);
+      if (deliver(b, s, msg, s.routeQos, s.routeRetain, s.routeSubIds)) accepted++;
       s.routeSubIds = null;
     }
     const n = targets.length + this.#count;
+    this.refusedByAll = n > 0 && accepted === 0 && !tapped;
     targets.length = 0;
     this.#msg = prevMsg;
     this.#targets = prevTargets;
     this.#count = prevCount;
+    this.#accepted = prevAccepted;
     return n;
   }
 
@@ -161,11 +172,20 @@ export class Router implements MatchVisitor<Subscription> {
       }
     }
     if (pick === -1) pick = group.cursor % n;
+    const msg = this.#msg!;
+    // A member whose queue is full would refuse: the next member in turn that has room gets it.
+    for (let i = 0; i < n; i++) {
+      const idx = (pick + i) % n;
+      const sub = members[idx]!.value;
+      if (hasRoom(this.#broker, sub.session, msg, sub.qos)) {
+        pick = idx;
+        break;
+      }
+    }
     group.cursor = (pick + 1) % n;
     const sub = members[pick]!.value;
-    const msg = this.#msg!;
     this.#count++;
-    deliver(
+    const ok = deliver(
       this.#broker,
       sub.session,
       msg,
@@ -173,5 +193,6 @@ export class Router implements MatchVisitor<Subscription> {
       sub.retainAsPublished && msg.retain,
       sub.subscriptionId !== undefined ? [sub.subscriptionId] : null,
     );
+    if (ok) this.#accepted++;
   }
 }

@@ -4,15 +4,20 @@
  * session rows in storage, and the offline clock (delayed wills and session expiry, checked by
  * the broker's one sweep — no timer per session).
  *
- * Only sessions with an expiry interval > 0 are written to storage (with subscriptions, outbox
- * and inbound QoS 2 ids); at start they are loaded back as offline sessions.
+ * Only sessions with an expiry interval > 0 are written to storage (with subscriptions, outbox,
+ * inbound QoS 2 ids and the will); at start they are loaded back as offline sessions. A will
+ * that was pending comes back with its due time (fired by the first sweep if that passed while the
+ * broker was down); one that was armed — its connection was up when the broker stopped — counts
+ * as lost at start, so it is due after its Will Delay Interval, and a client that reconnects
+ * before that cancels it (MQTT 5.0 §3.1.3.2.2). In a cluster the wills live in NATS (issue 15)
+ * and are not stored here.
  */
 import type { ClaimResult, ClusterSeam } from './cluster-seam.js';
 import type { Connection } from './connection.js';
 import type { AcceptedConnect, DeliveryContext } from './engine-context.js';
 import { ReasonCode } from './reason-codes.js';
 import { Session, type Subscription, type Will } from './session.js';
-import type { QoS, SubscriptionRecord } from './storage/types.js';
+import type { QoS, SubscriptionRecord, WillRecord } from './storage/types.js';
 import { SubscriptionTree } from './topics/subscription-tree.js';
 
 export type SessionRegistryHost = Pick<DeliveryContext, 'storage' | 'metrics' | 'counters' | 'logger'> & {
@@ -73,10 +78,56 @@ export class SessionRegistry {
       this.#loadOutbox(s);
       const q2 = storage.loadInboundQos2(s.clientId);
       if (q2.length > 0) s.inboundQos2 = new Set(q2);
+      if (rec.will !== undefined) this.#restoreWill(s, rec.will, now);
       this.#offline++;
-      if (s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
+      if (s.willAt > 0 || s.expiresAt() !== Number.POSITIVE_INFINITY) this.#waiting.add(s);
     }
     this.#syncGauges();
+  }
+
+  #restoreWill(s: Session, w: WillRecord, now: number): void {
+    if (this.#host.cluster !== null) {
+      this.#host.storage.deleteWill(s.clientId); // a cluster keeps wills in NATS
+      return;
+    }
+    s.will = {
+      topic: w.topic,
+      payload: w.payload,
+      qos: w.qos,
+      retain: w.retain,
+      properties: w.properties,
+      delaySec: w.delaySec,
+      expirySec: w.expirySec,
+    };
+    if (w.dueAt !== null) {
+      s.willAt = w.dueAt;
+      return;
+    }
+    // Armed when the broker stopped: its connection is lost as of now [MQTT-3.1.3-9]. A will due
+    // at once still waits for the first sweep, after every session is loaded.
+    s.willAt = now + Math.min(w.delaySec, s.expiryInterval) * 1000;
+    this.#storeWill(s);
+  }
+
+  /** Writes the session's will (or its absence) when the session is stored and not clustered. */
+  #storeWill(s: Session): void {
+    if (!s.stored || this.#host.cluster !== null) return;
+    const w = s.will;
+    const storage = this.#host.storage;
+    if (w === null) {
+      storage.deleteWill(s.clientId);
+      return;
+    }
+    storage.putWill(s.clientId, {
+      topic: w.topic,
+      payload: w.payload,
+      qos: w.qos,
+      retain: w.retain,
+      properties: w.properties,
+      delaySec: w.delaySec,
+      expirySec: w.expirySec,
+      dueAt: s.willAt > 0 ? s.willAt : null,
+    });
   }
 
   #loadOutbox(s: Session): void {
@@ -91,7 +142,7 @@ export class SessionRegistry {
       } else {
         r.state = 'queued';
         r.packetId = null;
-        s.queueList().push(r);
+        s.outboundQueue().push(r);
       }
     }
     s.nextPacketId = maxId >= 65535 ? 1 : maxId + 1;
@@ -192,11 +243,14 @@ export class SessionRegistry {
         expiryInterval: s.expiryInterval,
         disconnectedAt: null,
       });
+      const wasStored = s.stored;
       s.stored = true;
       if (replayFrom >= 0 && s.subscriptions !== null) {
         for (const sub of s.subscriptions.values())
           storage.putSubscription(s.clientId, subscriptionRecord(sub));
       }
+      // The new connection's will replaces (or, absent, cancels) whatever the session had.
+      if (s.will !== null || (wasStored && sessionPresent)) this.#storeWill(s);
     } else if (s.stored) {
       storage.deleteSession(s.clientId);
       s.stored = false;
@@ -237,9 +291,11 @@ export class SessionRegistry {
 
   /**
    * The connection of `s` ended. A clean session ends with it (its will is due now, whatever its
-   * delay); a persistent one goes offline, its will sent now or scheduled [MQTT-3.1.3-9].
+   * delay); a persistent one goes offline, its will sent now or scheduled [MQTT-3.1.3-9]. While
+   * the broker shuts down (`shuttingDown`) nothing is published and a stored will stays armed:
+   * the next start counts the connection as lost then.
    */
-  connectionEnded(s: Session, publishWill: boolean, now: number): void {
+  connectionEnded(s: Session, publishWill: boolean, now: number, shuttingDown = false): void {
     s.conn = null;
     this.#online--;
     const will = s.will;
@@ -262,7 +318,9 @@ export class SessionRegistry {
         disconnectedAt: now,
       });
     }
-    if (publishWill && will !== null) {
+    if (shuttingDown) {
+      // Keep the will as it is stored (armed); the in-memory session goes with the process.
+    } else if (publishWill && will !== null) {
       if (will.delaySec > 0) {
         // [MQTT-3.1.3-9] at the earlier of the will delay and the session's end.
         const delay = Math.min(will.delaySec, s.expiryInterval);
@@ -274,6 +332,7 @@ export class SessionRegistry {
     } else {
       s.will = null;
     }
+    if (will !== null && !shuttingDown) this.#storeWill(s);
     if (cluster !== null) {
       if (s.willAt === 0) cluster.willDisarmed(s.clientId);
       cluster.sessionChanged(s, 'offline');
@@ -379,6 +438,7 @@ export class SessionRegistry {
         s.willAt = 0;
         if (w !== null) this.#publishWill(s.clientId, w);
         this.#host.cluster?.willDisarmed(s.clientId);
+        this.#storeWill(s);
       }
       if (now >= s.expiresAt()) {
         this.#offline--;
@@ -397,6 +457,7 @@ export class SessionRegistry {
     s.will = null;
     s.willAt = 0;
     this.#host.cluster?.willDisarmed(clientId);
+    this.#storeWill(s);
     return true;
   }
 

@@ -7,6 +7,7 @@
  * subscriptions costs one small object here.
  */
 import type { Connection } from './connection.js';
+import { OutboundQueue } from './outbound-queue.js';
 import type { OutboxRecord, QoS, StoredPublishProperties, SubscriptionRecord } from './storage/types.js';
 
 /** An application message as it travels through the broker. */
@@ -64,8 +65,11 @@ export class Session {
   subscriptions: Map<string, Subscription> | null = null;
   /** Outbound QoS 1/2 messages sent and not completed, by packet id, in send order. */
   inflight: Map<number, OutboxRecord> | null = null;
-  /** Outbound QoS 1/2 messages waiting for the in-flight window (or for the client to return). */
-  queue: OutboxRecord[] | null = null;
+  /**
+   * Outbound messages waiting for the in-flight window or for the client to return: QoS 1/2, and
+   * QoS 0 for an offline session with `mqtt.queueQos0`.
+   */
+  queue: OutboundQueue | null = null;
   /** Inbound QoS 2 packet ids PUBREC'd and not yet released [MQTT-4.3.3-?]. */
   inboundQos2: Set<number> | null = null;
   will: Will | null = null;
@@ -142,8 +146,9 @@ export class Session {
     return this.inflight;
   }
 
-  queueList(): OutboxRecord[] {
-    if (this.queue === null) this.queue = [];
+  /** The queue, allocated on first use. */
+  outboundQueue(): OutboundQueue {
+    if (this.queue === null) this.queue = new OutboundQueue();
     return this.queue;
   }
 

@@ -715,6 +715,12 @@ class FlushJoinedStorage implements BrokerStorage {
   deleteSession(clientId: string): void {
     this.#inner.deleteSession(clientId);
   }
+  putWill(clientId: string, will: Parameters<BrokerStorage['putWill']>[1]): void {
+    this.#inner.putWill(clientId, will);
+  }
+  deleteWill(clientId: string): void {
+    this.#inner.deleteWill(clientId);
+  }
   putSubscription(clientId: string, sub: Parameters<BrokerStorage['putSubscription']>[1]): void {
     this.#inner.putSubscription(clientId, sub);
   }

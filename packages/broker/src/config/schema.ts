@@ -1,7 +1,7 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { admissionConfigSchema } from '../guard/admission/config.js';
 import { guardConfigSchema } from '../guard/config.js';
-import { type BrokerLimits, defaultLimits } from '../options.js';
+import { type BrokerLimits, defaultLimits, type QueueOverflowPolicy } from '../options.js';
 import { alertsConfigSchema } from './alerts.js';
 import { integrationConfigSchema } from './integration.js';
 
@@ -29,6 +29,12 @@ export type ListenerType = (typeof listenerTypes)[number];
 
 export const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof logLevels)[number];
+
+const queueOverflowPolicies = [
+  'drop-new',
+  'drop-oldest',
+  'disconnect',
+] as const satisfies readonly QueueOverflowPolicy[];
 
 const Port = Type.Integer({ minimum: 0, maximum: 65535, description: 'TCP port; 0 picks a free port.' });
 
@@ -119,7 +125,23 @@ const limitSchemas = {
   offlineQueueLimit: Type.Integer({
     minimum: 0,
     default: defaultLimits.offlineQueueLimit,
-    description: 'Queued QoS 1/2 messages per session; overflow is dropped and counted.',
+    description:
+      'Messages a session may hold waiting to be sent (offline, or beyond the in-flight window); when full, `mqtt.queueOverflow` decides.',
+  }),
+  offlineQueueBytes: Type.Integer({
+    minimum: 1,
+    default: defaultLimits.offlineQueueBytes,
+    description: 'The same queue in bytes (topic + payload of each queued message).',
+  }),
+  queueOverflow: stringEnum(queueOverflowPolicies, {
+    default: defaultLimits.queueOverflow,
+    description:
+      'A full queue: `drop-new` refuses the new message, `drop-oldest` evicts the oldest queued one, `disconnect` refuses it and closes the connected consumer (v5: DISCONNECT 0x97) keeping its session. Every drop is counted in `breakwater_messages_dropped_total{reason}` (`queue_full`, `queue_bytes_full`, `queue_evicted`) and reported per session (warning log, observer event) at most every 10 s. Default `drop-new`: the only policy that can tell the publisher: an MQTT 5 QoS 1/2 PUBLISH that every matching subscriber refused gets PUBACK/PUBREC 0x97 Quota exceeded instead of a success, while `drop-oldest` discards a message whose publisher was acknowledged long ago.',
+  }),
+  queueQos0: Type.Boolean({
+    default: defaultLimits.queueQos0,
+    description:
+      'Also queue QoS 0 messages for offline persistent sessions (MQTT 5.0 §4.1 allows it); they count against the same limits.',
   }),
   maxSessionExpirySec: Type.Integer({
     minimum: 0,

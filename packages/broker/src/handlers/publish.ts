@@ -143,6 +143,15 @@ export function handlePublish(b: HandlerContext, conn: Connection, p: PublishPac
   if (p.retain) b.storeRetained(msg); // [MQTT-3.3.1-5]
   const delivered = b.router.route(msg);
   if (qos === 0) return;
+  if (conn.version === 5 && b.router.refusedByAll && !p.retain) {
+    // Every matching subscriber's queue was full (queueOverflow drop-new or disconnect): nothing
+    // holds the message, so the publisher learns it instead of a success — 0x97 Quota exceeded is
+    // a valid PUBACK/PUBREC reason (MQTT 5.0 §3.4.2.1, §3.5.2.1), and a PUBREC ≥ 0x80 ends the
+    // QoS 2 flow [MQTT-4.3.3-?]. A retained message was stored, so it stays a success. MQTT 3.1.1
+    // has no negative acknowledgement: those publishers get a PUBACK and the drop is only counted.
+    ackInvalid(b, conn, p, ReasonCode.QuotaExceeded, 'subscriber queues full');
+    return;
+  }
   if (qos === 2) {
     session.inboundQos2Set().add(id);
     if (session.stored) {

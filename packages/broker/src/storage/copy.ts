@@ -12,6 +12,7 @@ import type {
   SessionRecord,
   StoredPublishProperties,
   SubscriptionRecord,
+  WillRecord,
 } from './types.js';
 
 export function copyProperties(p: StoredPublishProperties | null): StoredPublishProperties | null {
@@ -32,7 +33,9 @@ export function copyProperties(p: StoredPublishProperties | null): StoredPublish
   return out;
 }
 
-export function copySession(s: Omit<SessionRecord, 'subscriptions'>): Omit<SessionRecord, 'subscriptions'> {
+export function copySession(
+  s: Omit<SessionRecord, 'subscriptions' | 'will'>,
+): Omit<SessionRecord, 'subscriptions' | 'will'> {
   return {
     clientId: s.clientId,
     protocolVersion: s.protocolVersion,
@@ -76,5 +79,18 @@ export function copyRetained(r: RetainedRecord): RetainedRecord {
     properties: copyProperties(r.properties),
     expiresAt: r.expiresAt,
     publisherId: r.publisherId,
+  };
+}
+
+export function copyWill(w: WillRecord): WillRecord {
+  return {
+    topic: w.topic,
+    payload: Buffer.from(w.payload),
+    qos: w.qos,
+    retain: w.retain,
+    properties: copyProperties(w.properties),
+    delaySec: w.delaySec,
+    expirySec: w.expirySec,
+    dueAt: w.dueAt,
   };
 }

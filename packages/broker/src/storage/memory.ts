@@ -4,7 +4,7 @@
  * waits for the next microtask (callers still get the same asynchronous contract as SQLite).
  */
 import { BreakwaterError } from '../errors.js';
-import { copyOutbox, copyRetained, copySession, copySubscription } from './copy.js';
+import { copyOutbox, copyRetained, copySession, copySubscription, copyWill } from './copy.js';
 import type {
   BrokerStorage,
   OutboxRecord,
@@ -12,9 +12,10 @@ import type {
   RetainedRecord,
   SessionRecord,
   SubscriptionRecord,
+  WillRecord,
 } from './types.js';
 
-type SessionRow = Omit<SessionRecord, 'subscriptions'>;
+type SessionRow = Omit<SessionRecord, 'subscriptions' | 'will'>;
 
 export class MemoryStorage implements BrokerStorage {
   readonly #sessions = new Map<string, SessionRow>();
@@ -24,6 +25,7 @@ export class MemoryStorage implements BrokerStorage {
   readonly #outbox = new Map<string, Map<number, OutboxRecord>>();
   readonly #inboundQos2 = new Map<string, Set<number>>();
   readonly #retained = new Map<string, RetainedRecord>();
+  readonly #wills = new Map<string, WillRecord>();
   #closed = false;
 
   async open(): Promise<void> {
@@ -35,10 +37,13 @@ export class MemoryStorage implements BrokerStorage {
     const out: SessionRecord[] = [];
     for (const row of this.#sessions.values()) {
       const subs = this.#subscriptions.get(row.clientId);
-      out.push({
+      const will = this.#wills.get(row.clientId);
+      const rec: SessionRecord = {
         ...copySession(row),
         subscriptions: subs === undefined ? [] : Array.from(subs.values(), copySubscription),
-      });
+      };
+      if (will !== undefined) rec.will = copyWill(will); // absent without one, as in SQLite
+      out.push(rec);
     }
     return out;
   }
@@ -72,6 +77,17 @@ export class MemoryStorage implements BrokerStorage {
     this.#subscriptions.delete(clientId);
     this.#outbox.delete(clientId);
     this.#inboundQos2.delete(clientId);
+    this.#wills.delete(clientId);
+  }
+
+  putWill(clientId: string, will: WillRecord): void {
+    this.#assertOpen();
+    this.#wills.set(clientId, copyWill(will));
+  }
+
+  deleteWill(clientId: string): void {
+    this.#assertOpen();
+    this.#wills.delete(clientId);
   }
 
   putSubscription(clientId: string, sub: SubscriptionRecord): void {

@@ -41,6 +41,7 @@ import type {
   SessionRecord,
   StoredPublishProperties,
   SubscriptionRecord,
+  WillRecord,
 } from './types.js';
 
 export interface SqliteStorageOptions {
@@ -116,6 +117,22 @@ const migrations: readonly string[] = [
     publisher_id TEXT
   );
   `,
+  // 2: wills of stored sessions (durable wills, issue 13).
+  `
+  CREATE TABLE wills (
+    client_id TEXT PRIMARY KEY NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    properties TEXT,
+    correlation_data BLOB,
+    delay_sec INTEGER NOT NULL,
+    expiry_sec INTEGER,
+    -- Epoch ms when it is due; NULL while its connection is up.
+    due_at INTEGER
+  );
+  `,
 ];
 
 export const SQLITE_SCHEMA_VERSION = migrations.length;
@@ -151,6 +168,19 @@ interface OutboxRow {
   expires_at: number | null;
 }
 
+interface WillRow {
+  client_id: string;
+  topic: string;
+  payload: Buffer;
+  qos: number;
+  retain: number;
+  properties: string | null;
+  correlation_data: Buffer | null;
+  delay_sec: number;
+  expiry_sec: number | null;
+  due_at: number | null;
+}
+
 interface RetainedRow {
   topic: string;
   payload: Buffer;
@@ -171,6 +201,9 @@ interface Statements {
   loadOutbox: Database.Statement<[string], OutboxRow>;
   loadInboundQos2: Database.Statement<[string], { packet_id: number }>;
   loadRetained: Database.Statement<[], RetainedRow>;
+  loadWills: Database.Statement<[], WillRow>;
+  putWill: Database.Statement;
+  deleteWill: Database.Statement;
   putSession: Database.Statement;
   deleteSession: Database.Statement;
   deleteSessionSubscriptions: Database.Statement;
@@ -293,6 +326,20 @@ export class SqliteStorage implements BrokerStorage {
       if (row.subscription_id !== null) sub.subscriptionId = row.subscription_id;
       session.subscriptions.push(sub);
     }
+    for (const row of s.loadWills.iterate()) {
+      const session = byClient.get(row.client_id);
+      if (session === undefined) continue;
+      session.will = {
+        topic: row.topic,
+        payload: row.payload,
+        qos: row.qos as QoS,
+        retain: row.retain === 1,
+        properties: decodeProperties(row.properties, row.correlation_data),
+        delaySec: row.delay_sec,
+        expirySec: row.expiry_sec,
+        dueAt: row.due_at,
+      };
+    }
     return Array.from(byClient.values());
   }
 
@@ -300,7 +347,7 @@ export class SqliteStorage implements BrokerStorage {
     const rows = this.#readable().loadOutbox.all(clientId);
     return rows.map((row) => ({
       seq: row.seq,
-      qos: row.qos as 1 | 2,
+      qos: row.qos as QoS,
       packetId: row.packet_id,
       state: row.state as OutboxState,
       topic: row.topic,
@@ -331,7 +378,7 @@ export class SqliteStorage implements BrokerStorage {
       }));
   }
 
-  putSession(session: Omit<SessionRecord, 'subscriptions'>): void {
+  putSession(session: Omit<SessionRecord, 'subscriptions' | 'will'>): void {
     const s = this.#writable();
     this.#record(s.putSession, [
       session.clientId,
@@ -348,6 +395,28 @@ export class SqliteStorage implements BrokerStorage {
     this.#record(s.deleteSessionSubscriptions, params);
     this.#record(s.deleteSessionOutbox, params);
     this.#record(s.deleteSessionInboundQos2, params);
+    this.#record(s.deleteWill, params);
+  }
+
+  putWill(clientId: string, will: WillRecord): void {
+    const s = this.#writable();
+    const props = will.properties;
+    this.#record(s.putWill, [
+      clientId,
+      will.topic,
+      will.payload,
+      will.qos,
+      will.retain ? 1 : 0,
+      encodeProperties(props),
+      props?.correlationData ?? null,
+      will.delaySec,
+      will.expirySec,
+      will.dueAt,
+    ]);
+  }
+
+  deleteWill(clientId: string): void {
+    this.#record(this.#writable().deleteWill, [clientId]);
   }
 
   putSubscription(clientId: string, sub: SubscriptionRecord): void {
@@ -632,6 +701,16 @@ function prepare(db: Database.Database): Statements {
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
     deleteRetained: db.prepare('DELETE FROM retained WHERE topic = ?'),
+    loadWills: db.prepare<[], WillRow>(
+      `SELECT client_id, topic, payload, qos, retain, properties, correlation_data, delay_sec,
+         expiry_sec, due_at FROM wills`,
+    ),
+    putWill: db.prepare(
+      `INSERT OR REPLACE INTO wills (client_id, topic, payload, qos, retain, properties,
+         correlation_data, delay_sec, expiry_sec, due_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    deleteWill: db.prepare('DELETE FROM wills WHERE client_id = ?'),
   };
 }
 

@@ -45,15 +45,41 @@ export interface SessionRecord {
    */
   disconnectedAt: number | null;
   subscriptions: SubscriptionRecord[];
+  /** The session's will, when one is armed or pending (see putWill); absent when it has none. */
+  will?: WillRecord;
+}
+
+/**
+ * The will of a stored session (MQTT 5.0 §3.1.2.5, §3.1.3.2), kept with it so that a broker
+ * restart neither loses a pending delayed will nor forgets an armed one.
+ */
+export interface WillRecord {
+  topic: string;
+  payload: Buffer;
+  qos: QoS;
+  retain: boolean;
+  properties: StoredPublishProperties | null;
+  /** Will Delay Interval, seconds. */
+  delaySec: number;
+  /** Message Expiry Interval of the will, seconds, or null. */
+  expirySec: number | null;
+  /**
+   * Epoch ms at which it is to be published (its connection ended); null while the connection is
+   * up (armed: after a restart it counts as lost when the broker started).
+   */
+  dueAt: number | null;
 }
 
 export type OutboxState = 'queued' | 'sent' | 'released';
 
-/** One message queued for (or in flight to) one subscriber session, QoS 1 or 2 only. */
+/**
+ * One message queued for (or in flight to) one subscriber session: QoS 1 or 2, or QoS 0 queued
+ * for an offline session (`mqtt.queueQos0`; always 'queued', never in flight).
+ */
 export interface OutboxRecord {
   /** Monotonic per session; delivery order. */
   seq: number;
-  qos: 1 | 2;
+  qos: QoS;
   /** Assigned when the message is first sent; null while queued. */
   packetId: number | null;
   /** queued: not sent yet; sent: PUBLISH sent, awaiting PUBACK/PUBREC; released: PUBREL sent. */
@@ -89,9 +115,13 @@ export interface BrokerStorage {
   loadRetained(): RetainedRecord[];
 
   /** Insert or replace the session row (subscriptions are ignored here; see putSubscription). */
-  putSession(session: Omit<SessionRecord, 'subscriptions'>): void;
-  /** Delete the session and everything that belongs to it (subscriptions, outbox, inbound QoS 2). */
+  putSession(session: Omit<SessionRecord, 'subscriptions' | 'will'>): void;
+  /** Delete the session and everything that belongs to it (subscriptions, outbox, inbound QoS 2, will). */
   deleteSession(clientId: string): void;
+
+  /** Insert or replace the will of a stored session; `loadSessions` returns it with the session. */
+  putWill(clientId: string, will: WillRecord): void;
+  deleteWill(clientId: string): void;
 
   putSubscription(clientId: string, sub: SubscriptionRecord): void;
   deleteSubscription(clientId: string, filter: string): void;

@@ -58,12 +58,24 @@ describe('config: defaults', () => {
   test('every BrokerLimits field is a mqtt.* key with the same default', () => {
     const keys = Object.keys(ConfigSchema.properties.mqtt.properties).sort();
     assert.deepEqual(keys, Object.keys(defaultLimits).sort());
+    // A valid non-default value of each type (queueOverflow is an enum).
+    const sample: Record<string, unknown> = { queueOverflow: 'drop-oldest' };
     for (const key of keys) {
+      const d = defaultLimits[key as keyof typeof defaultLimits];
       const value =
-        typeof defaultLimits[key as keyof typeof defaultLimits] === 'string' ? 'x/{clientId}/' : 7;
+        sample[key] ?? (typeof d === 'string' ? 'x/{clientId}/' : typeof d === 'boolean' ? !d : 7);
       const config = validateConfig({ mqtt: { [key]: value } });
       assert.equal(config.mqtt[key as keyof typeof defaultLimits], value, key);
     }
+  });
+
+  test('mqtt.queueOverflow takes one of its policies only; drop-new is the default', () => {
+    assert.equal(validateConfig({}).mqtt.queueOverflow, 'drop-new');
+    assert.equal(validateConfig({ mqtt: { queueOverflow: 'disconnect' } }).mqtt.queueOverflow, 'disconnect');
+    assert.throws(
+      () => validateConfig({ mqtt: { queueOverflow: 'lose-quietly' } }),
+      (err: unknown) => err instanceof ConfigError && /mqtt\.queueOverflow/.test(err.message),
+    );
   });
 
   test('a YAML file with limits, listeners and storage; relative paths resolve against the file', () => {

@@ -12,6 +12,7 @@ import type {
   RetainedRecord,
   SessionRecord,
   SubscriptionRecord,
+  WillRecord,
 } from '../../src/storage/types.js';
 
 export interface StorageHarness {
@@ -28,7 +29,7 @@ export interface StorageHarness {
   cleanup(): Promise<void>;
 }
 
-type SessionRow = Omit<SessionRecord, 'subscriptions'>;
+type SessionRow = Omit<SessionRecord, 'subscriptions' | 'will'>;
 
 function session(clientId: string, over: Partial<SessionRow> = {}): SessionRow {
   return { clientId, protocolVersion: 5, expiryInterval: 3600, disconnectedAt: null, ...over };
@@ -50,6 +51,20 @@ function outbox(seq: number, over: Partial<OutboxRecord> = {}): OutboxRecord {
     properties: null,
     subscriptionIds: null,
     expiresAt: null,
+    ...over,
+  };
+}
+
+function will(over: Partial<WillRecord> = {}): WillRecord {
+  return {
+    topic: 'wills/x',
+    payload: Buffer.from('gone'),
+    qos: 1,
+    retain: false,
+    properties: null,
+    delaySec: 0,
+    expirySec: null,
+    dueAt: null,
     ...over,
   };
 }
@@ -215,6 +230,47 @@ export function runStorageContract(name: string, makeStorage: () => Promise<Stor
           ['gone', 0],
           ['kept', 1],
         ],
+      );
+    });
+
+    it('wills: put with the session, replace, delete; deleteSession deletes it', async (t) => {
+      const h = await setup(t);
+      const s = h.storage;
+      s.putSession(session('a'));
+      s.putSession(session('b'));
+      s.putSession(session('c'));
+      const armed = will({
+        payload: allBytes,
+        retain: true,
+        delaySec: 30,
+        expirySec: 120,
+        properties: {
+          contentType: 'text/plain',
+          correlationData: allBytes,
+          userProperties: { k: ['1', '2'] },
+        },
+      });
+      s.putWill('a', armed);
+      s.putWill('b', will());
+      s.putWill('c', will());
+      let d = await reread(h);
+      let byId = new Map(d.loadSessions().map((r) => [r.clientId, r]));
+      assert.deepEqual(byId.get('a')?.will, armed);
+      assert.deepEqual(byId.get('b')?.will, will());
+      s.putWill('a', { ...armed, dueAt: 1_700_000_030_000 }); // the connection ended: pending
+      s.deleteWill('b');
+      s.deleteSession('c');
+      d = await reread(h);
+      byId = new Map(d.loadSessions().map((r) => [r.clientId, r]));
+      assert.equal(byId.get('a')?.will?.dueAt, 1_700_000_030_000);
+      assert.equal(byId.get('b')?.will, undefined);
+      assert.equal(byId.has('c'), false);
+      s.putSession(session('c'));
+      d = await reread(h);
+      assert.equal(
+        d.loadSessions().find((r) => r.clientId === 'c')?.will,
+        undefined,
+        'a new session with the same id has no will',
       );
     });
 

@@ -45,7 +45,15 @@ describe('SqliteStorage', () => {
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .all()
         .map((r) => (r as { name: string }).name);
-      assert.deepEqual(tables, ['inbound_qos2', 'meta', 'outbox', 'retained', 'sessions', 'subscriptions']);
+      assert.deepEqual(tables, [
+        'inbound_qos2',
+        'meta',
+        'outbox',
+        'retained',
+        'sessions',
+        'subscriptions',
+        'wills',
+      ]);
       assert.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
       // synchronous is per connection, so ask the storage's own connection.
       assert.deepEqual(h.storage.durability(), { journalMode: 'wal', synchronous });
