@@ -73,7 +73,7 @@ export async function runAuthz(log: (line: string) => void): Promise<void> {
       log,
     );
     time(
-      `${name}: authorizePublish, 1,024 topics round robin (cache of 64: always a miss)`,
+      `${name}: authorizePublish, 1,024 topics round robin (only the first 64 cached)`,
       1_000_000,
       (i) => guard.authorizePublish('dev-42', topics[i & 1023]!),
       log,

@@ -53,7 +53,11 @@ export interface CompiledRule {
   readonly subscribe: boolean;
   /** The topic filter split at `/`; levels holding a placeholder are resolved per principal. */
   readonly levels: readonly string[];
-  readonly placeholders: boolean;
+  /**
+   * Per level: LITERAL, CLIENT_ID / USERNAME (the whole level is that placeholder: substituted
+   * without a regex), or MIXED (placeholders inside other text). null: no placeholder at all.
+   */
+  readonly levelKinds: readonly number[] | null;
   readonly clientId: StringMatcher;
   readonly username: StringMatcher;
   readonly certCn: StringMatcher;
@@ -79,6 +83,16 @@ export class AuthzRuleError extends BreakwaterError {
 
 const PLACEHOLDER = /%[cu]|\{clientId\}|\{username\}/;
 const PLACEHOLDERS = /%[cu]|\{clientId\}|\{username\}/g;
+const LITERAL = 0;
+const CLIENT_ID = 1;
+const USERNAME = 2;
+const MIXED = 3;
+
+function levelKind(level: string): number {
+  if (level === '%c' || level === '{clientId}') return CLIENT_ID;
+  if (level === '%u' || level === '{username}') return USERNAME;
+  return PLACEHOLDER.test(level) ? MIXED : LITERAL;
+}
 
 /** Compiles one rule; throws AuthzRuleError naming the field at fault. */
 export function compileRule(rule: AuthzRule, origin: string): CompiledRule {
@@ -106,7 +120,7 @@ export function compileRule(rule: AuthzRule, origin: string): CompiledRule {
     publish: action !== 'subscribe',
     subscribe: action !== 'publish',
     levels,
-    placeholders: PLACEHOLDER.test(topic),
+    levelKinds: PLACEHOLDER.test(topic) ? levels.map(levelKind) : null,
     clientId: stringMatcher(rule.clientId, 'clientId'),
     username: stringMatcher(rule.username, 'username'),
     certCn: stringMatcher(rule.certCn, 'certCn'),
@@ -183,24 +197,28 @@ export function conditionsHold(r: CompiledRule, p: Principal): boolean {
  * own client `a/b`'s topics, client `#` must not own everything), so the rule does not apply.
  */
 export function resolveLevels(r: CompiledRule, p: Principal): readonly string[] | null {
-  if (!r.placeholders) return r.levels;
-  const out = new Array<string>(r.levels.length);
-  for (let i = 0; i < r.levels.length; i++) {
-    const l = r.levels[i]!;
-    if (!l.includes('%') && !l.includes('{')) {
-      out[i] = l;
-      continue;
+  const kinds = r.levelKinds;
+  if (kinds === null) return r.levels;
+  const out = new Array<string>(kinds.length);
+  for (let i = 0; i < kinds.length; i++) {
+    const kind = kinds[i]!;
+    if (kind === LITERAL) out[i] = r.levels[i]!;
+    else if (kind === CLIENT_ID || kind === USERNAME) {
+      const value = kind === CLIENT_ID ? p.clientId : p.username;
+      if (!safeValue(value)) return null;
+      out[i] = value;
+    } else {
+      // One pass: a substituted value is never scanned again (client id `%u` must not become the
+      // username, nor `{clientId}` anything).
+      let unusable = false;
+      out[i] = r.levels[i]!.replace(PLACEHOLDERS, (ph) => {
+        const value = ph === '%c' || ph === '{clientId}' ? p.clientId : p.username;
+        if (safeValue(value)) return value;
+        unusable = true;
+        return '';
+      });
+      if (unusable) return null;
     }
-    // One pass: a substituted value is never scanned again (client id `%u` must not become the
-    // username, nor `{clientId}` anything).
-    let unusable = false;
-    out[i] = l.replace(PLACEHOLDERS, (ph) => {
-      const value = ph === '%c' || ph === '{clientId}' ? p.clientId : p.username;
-      if (safeValue(value)) return value;
-      unusable = true;
-      return '';
-    });
-    if (unusable) return null;
   }
   return out;
 }

@@ -108,8 +108,9 @@ const PUB_ALLOWED = 2;
 const SUB_KNOWN = 4;
 const SUB_ALLOWED = 8;
 /**
- * Topics cached per connection. A device publishes to a handful; one that walks many topics
- * gets its cache emptied when full instead of an LRU (no per-entry bookkeeping, bounded memory).
+ * Topics cached per connection. A device publishes to a handful; for one that uses more, the
+ * first 64 stay cached and the rest are decided by the rules each time (no LRU bookkeeping on
+ * the hot path, bounded memory).
  */
 const MAX_CACHED_DECISIONS = 64;
 /** Sessions re-checked per event-loop turn after a rule change. */
@@ -467,7 +468,6 @@ export class Guard implements BrokerHooks {
         const bits = d.get(topic);
         if (bits !== undefined && (bits & known) !== 0)
           return (bits & (publish ? PUB_ALLOWED : SUB_ALLOWED)) !== 0;
-        if (d.size >= MAX_CACHED_DECISIONS) d.clear();
       } else {
         d.clear();
         s.decisionsGen = this.#authzGen;
@@ -479,7 +479,11 @@ export class Guard implements BrokerHooks {
       d = s.decisions = new Map();
       s.decisionsGen = this.#authzGen;
     }
-    d.set(topic, (d.get(topic) ?? 0) | known | (ok ? (publish ? PUB_ALLOWED : SUB_ALLOWED) : 0));
+    // Full: later topics are decided by the rules each time (the first ones stay cached); emptying
+    // the cache instead made a client that cycles through many topics pay for refilling it too.
+    const bits = d.get(topic);
+    if (bits !== undefined || d.size < MAX_CACHED_DECISIONS)
+      d.set(topic, (bits ?? 0) | known | (ok ? (publish ? PUB_ALLOWED : SUB_ALLOWED) : 0));
     return ok;
   }
 
