@@ -4,10 +4,17 @@
  * saves (TopicAuthorizer.allowsPublish), with the default 5 rules and with 50 live deny rules in
  * front of them. In-process; compare runs of this file against each other.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { compileRule, Guard, parseRulesText, resolveGuardConfig, TopicAuthorizer } from '@breakwater/broker';
+import { dirname, join } from 'node:path';
+import {
+  compileRule,
+  defaultRulesFile,
+  Guard,
+  parseRulesText,
+  resolveGuardConfig,
+  TopicAuthorizer,
+} from '@breakwater/broker';
 
 function time(
   label: string,
@@ -24,7 +31,9 @@ function time(
 
 async function guardWith(liveRules: string): Promise<{ guard: Guard; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'bw-bench-authz-'));
-  writeFileSync(join(dir, 'authz.rules'), liveRules);
+  const file = defaultRulesFile(dir);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, liveRules);
   const guard = new Guard(
     { authenticators: { anonymous: { anon: {} } }, listeners: { mqtt: { authn: ['anon'] } } },
     { dataDir: dir },

@@ -143,7 +143,7 @@ describe('breakwater authz', () => {
     assert.equal(set.stderr, '');
     assert.match(set.stdout, /^1 live rule\(s\) in force, written to .*authz\.rules$/m);
     assert.match(
-      readFileSync(join(dir, 'authz.rules'), 'utf8'),
+      readFileSync(join(dir, 'authz', 'authz.rules'), 'utf8'),
       /^deny publish devices\/%c\/ota\/# source=10\.0\.0\.0\/8$/m,
     );
     const check = await cli([

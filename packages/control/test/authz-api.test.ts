@@ -53,7 +53,7 @@ describe('/api/v1/authz', () => {
     });
     assert.equal(put.statusCode, 200, put.body);
     const view = put.json() as { rules: Array<{ line: number; permission: string }>; file: string };
-    assert.equal(view.file, join(dir, 'authz.rules'));
+    assert.equal(view.file, join(dir, 'authz', 'authz.rules'));
     assert.deepEqual(
       view.rules.map((r) => r.permission),
       ['deny', 'allow'],

@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { BreakwaterError } from '../errors.js';
 import { resolveAdmissionConfig } from '../guard/admission/config.js';
 import { parseRulesText, RulesTextError } from '../guard/authz-rules.js';
+import { defaultRulesFile } from '../guard/authz-rules-file.js';
 import { resolveGuardConfig } from '../guard/config.js';
 import { ConfigError } from './errors.js';
 import { integrationProblems } from './integration.js';
@@ -186,7 +187,7 @@ function checkGuard(
  */
 function checkAuthzRulesFile(config: BreakwaterConfig, problems: string[]): void {
   if (Object.keys(config.guard.listeners).length === 0) return; // no guard, no rules
-  const file = config.guard.authz.rulesFile ?? join(config.dataDir, 'authz.rules');
+  const file = config.guard.authz.rulesFile ?? defaultRulesFile(config.dataDir);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

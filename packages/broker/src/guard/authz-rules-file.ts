@@ -1,5 +1,5 @@
-import { type FSWatcher, readFileSync, renameSync, watch, writeFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { type FSWatcher, mkdirSync, readFileSync, renameSync, watch, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Clock, TimerHandle } from '../clock.js';
 import {
@@ -9,6 +9,15 @@ import {
   parseRulesText,
   RulesTextError,
 } from './authz-rules.js';
+
+/**
+ * Where the rules file lives unless `guard.authz.rulesFile` says otherwise: a directory of its own,
+ * because the watch is on the directory and the data dir itself sees a write per storage flush
+ * (SQLite WAL, audit log) — each would wake the watcher.
+ */
+export function defaultRulesFile(dataDir: string): string {
+  return join(dataDir, 'authz', 'authz.rules');
+}
 
 /** The last problem with the rules file; the rules in force are the last good ones. */
 export interface RulesFileError {
@@ -102,6 +111,7 @@ export class AuthzRulesFile {
     if (this.#watcher !== null || this.#closed) return;
     const name = basename(this.path);
     try {
+      mkdirSync(dirname(this.path), { recursive: true });
       // persistent: false — the watch must not keep a stopping process alive.
       this.#watcher = watch(dirname(this.path), { persistent: false }, (_event, file) => {
         if (file === null || file === name) this.#schedule();
@@ -127,6 +137,7 @@ export class AuthzRulesFile {
       .map((l) => `# ${l}`.trimEnd())
       .join('\n')}\n${formatRules(rules)}`;
     const parsed = parseRulesText(text);
+    mkdirSync(dirname(this.path), { recursive: true });
     const tmp = `${this.path}.${process.pid}.tmp`;
     writeFileSync(tmp, text, { mode: 0o640 });
     renameSync(tmp, this.path);

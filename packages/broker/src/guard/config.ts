@@ -366,7 +366,7 @@ export const GlobalAuthzSchema = Type.Object(
       Type.String({
         minLength: 1,
         description:
-          'Rules file, one rule a line, checked first; reloaded on change; PUT /api/v1/authz/rules writes it. Default: <dataDir>/authz.rules.',
+          'Rules file, one rule a line, checked first; reloaded on change; PUT /api/v1/authz/rules writes it. Default: <dataDir>/authz/authz.rules.',
       }),
     ),
     reloadDebounceMs: Type.Integer({

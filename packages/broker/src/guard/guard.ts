@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import pino from 'pino';
 import type { Counter, Registry } from 'prom-client';
@@ -23,7 +22,7 @@ import {
   type ParsedRule,
   type Principal,
 } from './authz-rules.js';
-import { AuthzRulesFile, type RulesFileError } from './authz-rules-file.js';
+import { AuthzRulesFile, defaultRulesFile, type RulesFileError } from './authz-rules-file.js';
 import { BackendGate } from './backend-gate.js';
 import {
   defaultAuthzRules,
@@ -243,7 +242,7 @@ export class Guard implements BrokerHooks {
       path: 'default rules',
       current: new TopicAuthorizer(fallback, this.#configRules, 'default rules'),
     };
-    const path = this.config.authz.rulesFile ?? join(deps.dataDir, 'authz.rules');
+    const path = this.config.authz.rulesFile ?? defaultRulesFile(deps.dataDir);
     this.rulesFile = new AuthzRulesFile(path, {
       clock: this.#clock,
       logger: this.#logger,

@@ -18,7 +18,7 @@ export {
   parseRulesText,
   RulesTextError,
 } from './authz-rules.js';
-export { AuthzRulesFile, type RulesFileError } from './authz-rules-file.js';
+export { AuthzRulesFile, defaultRulesFile, type RulesFileError } from './authz-rules-file.js';
 export { BackendGate } from './backend-gate.js';
 export { BreakerState, CircuitBreaker } from './circuit-breaker.js';
 export { AuthzRuleSchema, type GuardConfig, guardConfigSchema, resolveGuardConfig } from './config.js';

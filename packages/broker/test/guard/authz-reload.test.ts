@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { validateConfig } from '../../src/config/load.js';
+import { defaultRulesFile } from '../../src/guard/authz-rules-file.js';
 import { Guard } from '../../src/guard/guard.js';
 import { BrokerMetrics } from '../../src/metrics.js';
 import { connect, tempDir } from './helpers.js';
@@ -28,7 +29,8 @@ async function waitFor(cond: () => boolean, what: string, ms = 10_000): Promise<
 
 async function startGuard(initialRules?: string) {
   const tmp = tempDir('authz');
-  const file = join(tmp.dir, 'authz.rules');
+  const file = defaultRulesFile(tmp.dir);
+  mkdirSync(dirname(file), { recursive: true });
   if (initialRules !== undefined) writeFileSync(file, initialRules);
   const metrics = new BrokerMetrics({ defaultMetrics: false });
   const guard = new Guard(config, { dataDir: tmp.dir, metrics });
@@ -44,7 +46,7 @@ async function startGuard(initialRules?: string) {
 }
 
 describe('authorization rules file', () => {
-  it('is read at start from <dataDir>/authz.rules and checked before the listener rules', async () => {
+  it('is read at start from <dataDir>/authz/authz.rules and checked before the listener rules', async () => {
     const { guard } = await startGuard('deny publish devices/%c/secret\n');
     assert.equal(guard.authorizePublish('dev-1', 'devices/dev-1/secret'), false);
     assert.equal(
