@@ -494,6 +494,12 @@ export class Guard implements BrokerHooks {
     const names = Object.keys(this.config.listeners);
     const listener = q.listener ?? (names.length === 1 ? names[0]! : '*');
     const la = this.#listenerAuthz(listener);
+    if (la === null && q.listener === undefined) {
+      throw new GuardError(
+        'BW_ERR_GUARD_CONFIG',
+        `several listeners have guard config (${names.join(', ')}) and none is "*": name the listener`,
+      );
+    }
     if (la === null) {
       throw new GuardError(
         'BW_ERR_GUARD_CONFIG',

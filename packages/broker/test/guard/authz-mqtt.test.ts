@@ -25,6 +25,9 @@ const guardConfig = {
           { permission: 'deny', action: 'publish', topic: 'open/%c/forbidden' },
           { permission: 'deny', action: 'subscribe', topic: 'open/+/secret' },
           { permission: 'allow', topic: 'open/#' },
+          { permission: 'allow', action: 'subscribe', topic: 'lan/#', source: '127.0.0.0/8' },
+          { permission: 'allow', action: 'subscribe', topic: 'wan/#', source: '10.0.0.0/8' },
+          { permission: 'allow', action: 'subscribe', topic: 'users/%u/#', username: 'ali*' },
         ],
       },
     },
@@ -120,6 +123,18 @@ for (const v of [4, 5] as const) {
       const codes = await subscribeCodes(c, ['open/a/temp', 'open/#', 'closed/x', 'open/a/secret']);
       assert.deepEqual(codes, [1, denied, denied, denied]);
       assert.match(await metric(s, 'breakwater_authz_denied_total'), /action="subscribe"} [3-9]/);
+    });
+
+    test('conditions see the real connection: source address and username from CONNECT', async () => {
+      const alice = await connect(s, v, { username: 'alice' });
+      assert.deepEqual(await subscribeCodes(alice, ['lan/x', 'wan/x', 'users/alice/#', 'users/bob/#']), [
+        1,
+        denied,
+        1,
+        denied,
+      ]);
+      const bob = await connect(s, v, { username: 'bob' });
+      assert.deepEqual(await subscribeCodes(bob, ['users/bob/#']), [denied], 'username must match ali*');
     });
 
     test('denied PUBLISH: QoS 0, 1 and 2 are not routed; v5 gets 0x87 in PUBACK/PUBREC, v3.1.1 a normal ack', async () => {
