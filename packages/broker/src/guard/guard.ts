@@ -152,7 +152,7 @@ export class Guard implements BrokerHooks {
   readonly #gates = new Map<string, BackendGate>();
   readonly #engines = new Map<string, AuthEngine | null>();
   readonly #authorizers = new Map<string, ListenerAuthz>();
-  /** For a client without a session here (a delayed will after its connection ended). */
+  /** For a client without a session here (a will that fires after its connection ended). */
   readonly #defaultAuthz: ListenerAuthz;
   /** guard.authz.rules, compiled once. */
   readonly #configRules: readonly CompiledRule[];
@@ -236,11 +236,22 @@ export class Guard implements BrokerHooks {
     this.#deniedPublish = this.metrics?.authzDenied.labels('publish') ?? null;
     this.#deniedSubscribe = this.metrics?.authzDenied.labels('subscribe') ?? null;
     this.#configRules = compileRules(this.config.authz.rules, 'guard.authz.rules');
-    const fallback: AuthzOptions = { rules: [...defaultAuthzRules], superuserBypass: false, default: 'deny' };
+    // For a will whose client is gone: the `*` entry's rules, else the only listener's, else the
+    // built-in defaults (which listener the client used is not kept after it disconnects).
+    const names = Object.keys(this.config.listeners);
+    const fallbackKey = this.config.listeners['*'] ? '*' : names.length === 1 ? names[0]! : null;
+    const fallbackAuthz = fallbackKey === null ? null : this.config.listeners[fallbackKey]!.authz;
+    const fallback: AuthzOptions = {
+      rules: fallbackAuthz?.rules ?? [...defaultAuthzRules],
+      superuserBypass: false,
+      default: fallbackAuthz?.default ?? 'deny',
+    };
+    const fallbackPath =
+      fallbackKey === null ? 'default rules' : `guard.listeners.${fallbackKey}.authz.rules`;
     this.#defaultAuthz = {
       config: fallback,
-      path: 'default rules',
-      current: new TopicAuthorizer(fallback, this.#configRules, 'default rules'),
+      path: fallbackPath,
+      current: new TopicAuthorizer(fallback, this.#configRules, fallbackPath),
     };
     const path = this.config.authz.rulesFile ?? defaultRulesFile(deps.dataDir);
     this.rulesFile = new AuthzRulesFile(path, {

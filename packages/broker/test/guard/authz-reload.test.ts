@@ -142,4 +142,23 @@ describe('authorization rules file', () => {
       /guard\.authz\.rulesFile: .*live\.rules line 3: topic/,
     );
   });
+
+  it("a will whose client is gone is checked against the only listener's rules (not the built-in defaults)", async () => {
+    const tmp = tempDir('authz-will');
+    after(tmp.cleanup);
+    const guard = new Guard(
+      {
+        ...config,
+        listeners: {
+          mqtt: { authn: ['anon'], authz: { rules: [{ action: 'publish', topic: 'status/%c' }] } },
+        },
+      },
+      { dataDir: tmp.dir },
+    );
+    after(() => guard.close());
+    // No session for dev-9 (its connection ended): the fallback decides.
+    assert.equal(guard.authorizePublish('dev-9', 'status/dev-9'), true);
+    assert.equal(guard.authorizePublish('dev-9', 'status/dev-8'), false);
+    assert.equal(guard.authorizePublish('dev-9', 'devices/dev-9/x'), false, 'not the built-in defaults');
+  });
 });
