@@ -19,6 +19,7 @@ import type { Registry } from 'prom-client';
 import { type Alerting, createAlerting } from '../alerts/index.js';
 import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
 import type { ApiKeyRecord, ApiKeyRole } from '../auth/model.js';
+import { authzRoutes } from '../authz/routes.js';
 import { ConfigReportFollower } from '../config-push/reports.js';
 import { configPushRoutes } from '../config-push/routes.js';
 import { consoleApiRoutes, consoleStaticRoutes } from '../console/routes.js';
@@ -380,6 +381,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         integrationRoutes(api, ctx, integration, validationAlerts);
         consoleApiRoutes(api, ctx, sessions, consoleHub);
         gamedayRoutes(api, ctx, options.gamedayReportsDir ?? 'gameday-reports');
+        authzRoutes(api, ctx);
       },
       { prefix: '/api' },
     );
