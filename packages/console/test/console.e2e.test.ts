@@ -129,6 +129,31 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
       .locator('.stat-value')
       .filter({ hasText: String(initial + 1) })
       .waitFor({ timeout: 10_000 });
+
+    // Some traffic for the charts and the Guard page: messages in and out, and connects refused on
+    // `secure` (its auth backend is down: 0x88, counted as auth errors).
+    client.subscribe('devices/e2e/#');
+    for (let i = 0; i < 200; i++) client.publish('devices/e2e/temp', String(20 + (i % 5)));
+    // Refusals are answered by the tarpit's 1 s sweep: the three run side by side.
+    await Promise.all(
+      [0, 1, 2].map(
+        (i) =>
+          new Promise((resolve) => {
+            const refused = mqtt.connect(up.secureMqttUrl, {
+              clientId: `storm-${i}`,
+              username: `storm-${i}`,
+              password: 'pw',
+              protocolVersion: 5,
+              reconnectPeriod: 0,
+              connectTimeout: 5000,
+            });
+            // events.once() would reject on the 'error' (the refusal) that comes before 'close'.
+            refused.on('error', () => {});
+            refused.on('close', () => resolve(null));
+          }),
+      ),
+    );
+    await page.waitForTimeout(1500); // the next two samples carry the traffic
   });
 
   it('kill switch 1: revoke a device from the device list', async () => {
@@ -194,6 +219,7 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
       await page.goto(`${d.base}/console/#/${name}`);
       await page.locator('main.page h1').waitFor();
       await OPEN[name]?.(page);
+      if (name === 'overview') await page.getByLabel('Chart window').selectOption('300');
       await page.waitForTimeout(400);
       const violations = await axe(page);
       assert.deepEqual(
