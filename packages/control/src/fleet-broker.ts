@@ -4,7 +4,7 @@
  * `breakwater up` and the end-to-end tests run; a remote adapter could implement it over NATS
  * later without touching the control plane.
  */
-import type { Broker, Guard, RevocationEntry } from '@breakwater/broker';
+import type { Broker, Guard, RevocationEntry, SessionSummary } from '@breakwater/broker';
 
 export interface FleetPresenceListener {
   connected(clientId: string, at: number): void;
@@ -37,6 +37,8 @@ export interface FleetBroker {
   readonly revocations: FleetRevocations | null;
   /** Ids of the clients connected now. */
   connectedClientIds(): string[];
+  /** The broker's session of this client (subscriptions, queue); null when it holds none. */
+  sessionSummary?(clientId: string): SessionSummary | null;
 }
 
 export interface FleetRevocations {
@@ -66,5 +68,6 @@ export function brokerFleet(broker: Broker, guard: Guard | null = null): FleetBr
     purgePublishedBy: (id) => broker.purgePublishedBy(id),
     revocations: guard,
     connectedClientIds: () => broker.connectedClientIds(),
+    sessionSummary: (clientId) => broker.sessionSummary(clientId),
   };
 }
