@@ -57,6 +57,18 @@ import type { RetainedIndex } from './topics/retained-index.js';
 import type { SubscriptionTree } from './topics/subscription-tree.js';
 import { isValidTopicName } from './topics/validate.js';
 
+/** One session as `Broker.sessionSummary` reports it. */
+export interface SessionSummary {
+  connected: boolean;
+  /** Outlives its connection (session expiry > 0 / clean session false). */
+  persistent: boolean;
+  subscriptions: Array<{ filter: string; qos: number }>;
+  /** Messages waiting for the client (offline, or over its receive maximum). */
+  queued: number;
+  /** QoS 1/2 messages sent and not yet acknowledged. */
+  inflight: number;
+}
+
 /** Sweep period. Timeouts are therefore enforced with up to this much extra delay. */
 const SWEEP_INTERVAL_MS = 1000;
 
@@ -494,6 +506,22 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   /** Client ids with a live connection now. */
   connectedClientIds(): string[] {
     return this.#registry.connectedClientIds();
+  }
+
+  /** What an operator sees of one session (issue 14, the console's device detail); null: none held. */
+  sessionSummary(clientId: string): SessionSummary | null {
+    const s = this.#registry.get(clientId);
+    if (s === undefined) return null;
+    return {
+      connected: s.conn !== null,
+      persistent: s.persistent,
+      subscriptions:
+        s.subscriptions === null
+          ? []
+          : [...s.subscriptions.values()].map((x) => ({ filter: x.filter, qos: x.qos })),
+      queued: s.queuedCount,
+      inflight: s.inflightCount,
+    };
   }
 
   /** Follow connects and disconnects in-process; returns the function that removes the observer. */

@@ -1,4 +1,4 @@
-export { Broker, type ServerPublish } from './broker.js';
+export { Broker, type ServerPublish, type SessionSummary } from './broker.js';
 export { type Clock, systemClock, type TimerHandle } from './clock.js';
 export type {
   ClaimResult,

@@ -61,7 +61,11 @@ export function Chart(props: ChartProps) {
         y: {
           range: (_u, min, max) => {
             const th = thresholdRef.current;
-            let hi = Math.max(Number.isFinite(max) ? max : 0, th !== null ? th * 1.15 : 0);
+            const top = Number.isFinite(max) ? max : 0;
+            // The threshold line is in view unless it is far above the data (then the data would
+            // be a flat line at the bottom): the legend still names it.
+            const withThreshold = th !== null && (top <= 0 || th <= top * 4);
+            let hi = Math.max(top, withThreshold ? th * 1.15 : 0);
             if (!(hi > 0)) hi = 1; // nothing yet: a 0..1 axis rather than 0, 0, 0
             return [Math.min(0, Number.isFinite(min) ? min : 0), hi * 1.05];
           },
@@ -84,7 +88,7 @@ export function Chart(props: ChartProps) {
         draw: [
           (u: uPlot) => {
             const th = thresholdRef.current;
-            if (th === null) return;
+            if (th === null || th > (u.scales.y?.max ?? Number.POSITIVE_INFINITY)) return;
             const y = u.valToPos(th, 'y', true);
             const { ctx } = u;
             ctx.save();
@@ -115,6 +119,9 @@ export function Chart(props: ChartProps) {
     plot.current?.setData(data(props));
   }, [props.version, props.threshold?.value, props.windowSec]);
 
+  let dataMax = 0;
+  for (const s of props.series) for (const v of s.values) if (v !== null && v > dataMax) dataMax = v;
+  const aboveChart = props.threshold != null && dataMax > 0 && props.threshold.value > dataMax * 4;
   const last = props.series.map((s) => {
     for (let i = s.values.length - 1; i >= 0; i--) if (s.values[i] !== null) return s.values[i]!;
     return null;
@@ -138,6 +145,7 @@ export function Chart(props: ChartProps) {
           <li>
             <span class="swatch threshold" />
             {props.threshold.label}: <strong>{fmt(props.threshold.value)}</strong>
+            {aboveChart && ' (above the chart)'}
           </li>
         )}
       </ul>

@@ -114,7 +114,7 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
     assert.ok(!stored?.includes(d.adminKey()));
   });
 
-  it('the connected-devices metric moves when a test client connects', async (t) => {
+  it('the connected-devices metric moves when a test client connects; its detail shows the broker session', async (t) => {
     const stat = page.getByTestId('stat-connections');
     const initial = Number((await stat.locator('.stat-value').textContent()) ?? 'NaN');
     assert.ok(Number.isFinite(initial), 'the stat shows a number');
@@ -129,6 +129,38 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
       .locator('.stat-value')
       .filter({ hasText: String(initial + 1) })
       .waitFor({ timeout: 10_000 });
+
+    // Some traffic for the charts and the Guard page: messages in and out, drops, and connects
+    // refused on `secure` (its auth backend is down: 0x88, counted as auth errors).
+    // The default authz rules confine a client to devices/{clientId}/#: the last 50 are denied (drops).
+    client.subscribe('devices/e2e-device/#');
+    for (let i = 0; i < 200; i++) client.publish('devices/e2e-device/temp', String(20 + (i % 5)));
+    for (let i = 0; i < 50; i++) client.publish('devices/someone-else/temp', 'x');
+    // Refusals are answered by the tarpit's 1 s sweep: the three run side by side.
+    await Promise.all(
+      [0, 1, 2].map(
+        (i) =>
+          new Promise((resolve) => {
+            const refused = mqtt.connect(up.secureMqttUrl, {
+              clientId: `storm-${i}`,
+              username: `storm-${i}`,
+              password: 'pw',
+              protocolVersion: 5,
+              reconnectPeriod: 0,
+              connectTimeout: 5000,
+            });
+            // events.once() would reject on the 'error' (the refusal) that comes before 'close'.
+            refused.on('error', () => {});
+            refused.on('close', () => resolve(null));
+          }),
+      ),
+    );
+    await page.waitForTimeout(1500); // the next two samples carry the traffic
+
+    // Device detail while it is connected: the broker's session, with its subscription.
+    await page.goto(`${d.base}/console/#/devices`);
+    await page.getByRole('button', { name: 'e2e-device', exact: true }).click();
+    await page.getByRole('list', { name: 'Subscriptions' }).getByText('devices/e2e-device/#').waitFor();
   });
 
   it('kill switch 1: revoke a device from the device list', async () => {
@@ -194,6 +226,7 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
       await page.goto(`${d.base}/console/#/${name}`);
       await page.locator('main.page h1').waitFor();
       await OPEN[name]?.(page);
+      if (name === 'overview') await page.getByLabel('Chart window').selectOption('300');
       await page.waitForTimeout(400);
       const violations = await axe(page);
       assert.deepEqual(

@@ -12,6 +12,7 @@ import type {
   Broker,
   Guard,
   RevocationEntry,
+  SessionSummary,
 } from '@breakwater/broker';
 
 export interface FleetPresenceListener {
@@ -45,6 +46,8 @@ export interface FleetBroker {
   readonly revocations: FleetRevocations | null;
   /** Ids of the clients connected now. */
   connectedClientIds(): string[];
+  /** The broker's session of this client (subscriptions, queue); null when it holds none. */
+  sessionSummary?(clientId: string): SessionSummary | null;
   /**
    * The guard's authorization rules (issue 13: /api/v1/authz). null or absent when the broker runs
    * without a guard.
@@ -87,5 +90,6 @@ export function brokerFleet(broker: Broker, guard: Guard | null = null): FleetBr
     revocations: guard,
     authz: guard,
     connectedClientIds: () => broker.connectedClientIds(),
+    sessionSummary: (clientId) => broker.sessionSummary(clientId),
   };
 }

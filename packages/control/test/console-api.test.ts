@@ -204,6 +204,15 @@ describe('device search and kick', () => {
     assert.equal(errorOf(bad).field, 'q');
   });
 
+  it("a device's broker session: 404 for an unknown device, a warning without a broker", async (t) => {
+    const h = await startControlPlane(t, sqliteDriver, { console: { dir: null } });
+    assert.equal((await h.call('POST', '/api/v1/devices', { body: { id: 'd1' } })).statusCode, 201);
+    assert.equal((await h.call('GET', '/api/v1/devices/nope/session')).statusCode, 404);
+    const res = await h.call('GET', '/api/v1/devices/d1/session');
+    assert.equal(res.statusCode, 200);
+    assert.deepEqual(res.json(), { session: null, warnings: ['no broker attached: session state unknown'] });
+  });
+
   it('kick is audited and says when no broker is attached; ids are validated', async (t) => {
     const h = await startControlPlane(t, sqliteDriver, { console: { dir: null } });
     const res = await h.call('POST', '/api/v1/devices/kick', {

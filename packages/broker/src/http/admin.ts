@@ -159,9 +159,18 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
         keyActors.set(request, `apikey:${check.actor.name}`);
         return;
       }
-      const code = check.status === 403 ? 'BW_ERR_API_FORBIDDEN' : 'BW_ERR_API_UNAUTHENTICATED';
-      if (check.status === 401) reply.header('www-authenticate', 'Bearer');
-      return reply.code(check.status).send(errorBody(code, check.message));
+      if (check.status === 403) {
+        return reply.code(403).send(errorBody('BW_ERR_API_FORBIDDEN', check.message));
+      }
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer')
+        .send(
+          errorBody(
+            'BW_ERR_API_UNAUTHENTICATED',
+            `missing or invalid admin token or API key (${check.message})`,
+          ),
+        );
     }
     return reply
       .code(401)

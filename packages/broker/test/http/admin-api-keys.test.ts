@@ -65,6 +65,10 @@ test('admin routes accept API-key credentials by role and audit the key name', a
   const unknown = await call('GET', '/api/v1/listeners', 'nope');
   assert.equal(unknown.statusCode, 401);
   assert.equal(unknown.headers['www-authenticate'], 'Bearer');
+  assert.match(
+    (unknown.json() as { error: { message: string } }).error.message,
+    /missing or invalid admin token or API key \(unknown API key\)/,
+  );
 
   const drain = await call('POST', '/api/v1/node/drain', 'operator-key', { actor: 'someone else' });
   assert.equal(drain.statusCode, 202);

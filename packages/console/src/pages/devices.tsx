@@ -267,6 +267,13 @@ interface ConfigView {
   status: string;
   inSync: boolean;
 }
+interface SessionView {
+  connected: boolean;
+  persistent: boolean;
+  subscriptions: Array<{ filter: string; qos: number }>;
+  queued: number;
+  inflight: number;
+}
 interface AuditItem {
   seq: number;
   at: string;
@@ -280,6 +287,11 @@ function DeviceDetail(props: { id: string; onClose: () => void }) {
   const device = useApi<Device>(`/api/v1/devices/${id}`);
   const config = useApi<ConfigView>(`/api/v1/devices/${id}/config`);
   const events = useApi<{ items: AuditItem[] }>(`/api/v1/audit?targetType=device&targetId=${id}&limit=20`);
+  const session = useApi<{ session: SessionView | null; warnings: string[] }>(
+    `/api/v1/devices/${id}/session`,
+    5000,
+  );
+  const live = session.data?.session ?? null;
   const d = device.data;
   return (
     <aside class="detail" aria-label={`Device ${props.id}`}>
@@ -307,6 +319,32 @@ function DeviceDetail(props: { id: string; onClose: () => void }) {
             <dt>Firmware</dt>
             <dd>{d.firmwareVersion ?? '–'}</dd>
           </dl>
+        )}
+        <h3>Broker session</h3>
+        {session.data && live === null && (
+          <p class="muted">{session.data.warnings[0] ?? 'The broker holds no session for this device.'}</p>
+        )}
+        {live && (
+          <>
+            <dl class="kv">
+              <dt>Connected</dt>
+              <dd>{live.connected ? 'yes' : 'no'}</dd>
+              <dt>Persistent</dt>
+              <dd>{live.persistent ? 'yes' : 'no (clean)'}</dd>
+              <dt>Queued / in flight</dt>
+              <dd data-testid="session-queue">
+                {live.queued} / {live.inflight}
+              </dd>
+            </dl>
+            <ul class="timeline" aria-label="Subscriptions">
+              {live.subscriptions.map((x) => (
+                <li key={x.filter}>
+                  <code>{x.filter}</code> QoS {x.qos}
+                </li>
+              ))}
+              {live.subscriptions.length === 0 && <li class="muted">No subscriptions.</li>}
+            </ul>
+          </>
         )}
         <h3>Config: desired vs reported</h3>
         {config.data ? (

@@ -268,6 +268,44 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
     },
   );
 
+  app.get<{ Params: Static<typeof DeviceIdParams> }>(
+    '/v1/devices/:id/session',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary:
+          "The broker's session of this device: connected, subscriptions, queued and in-flight messages (null: none held).",
+        params: DeviceIdParams,
+        response: {
+          200: Type.Object({
+            session: Type.Union([
+              Type.Object({
+                connected: Type.Boolean(),
+                persistent: Type.Boolean(),
+                subscriptions: Type.Array(Type.Object({ filter: Type.String(), qos: Type.Integer() })),
+                queued: Type.Integer(),
+                inflight: Type.Integer(),
+              }),
+              Type.Null(),
+            ]),
+            warnings: Type.Array(Type.String()),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const device = await storage.devices.get(request.params.id);
+      if (!device) throw new ApiError('BW_ERR_API_NOT_FOUND', `device ${request.params.id}`);
+      const fleet = ctx.fleet;
+      if (fleet?.sessionSummary === undefined) {
+        return { session: null, warnings: ['no broker attached: session state unknown'] };
+      }
+      return { session: fleet.sessionSummary(request.params.id), warnings: [] };
+    },
+  );
+
   app.post<{ Body: Static<typeof KickDevicesBody> }>(
     '/v1/devices/kick',
     {
