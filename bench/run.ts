@@ -10,6 +10,7 @@
  *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
+ *   npm run bench -- authz        (in-process micro-benchmark of the publish authorization: cached decision vs rule walk)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
  *   npm run bench -- node-loss    [--devices 12000] (issue 15 game day: kill -9 of one of 3 nodes)
  *   npm run bench -- cluster      [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1] (issue 15)
@@ -27,6 +28,7 @@ import { type BreakwaterLaunch, type BrokerName, BrokerNames } from './brokers.j
 import { integrationCommand } from './integration.js';
 import { liveChildren } from './loadgen/pool.js';
 import { type MachineInfo, machineInfo, RESULTS_DIR, writeResults } from './report.js';
+import { runAuthz } from './scenarios/authz.js';
 import {
   type ClusterScenario,
   ClusterScenarios,
@@ -296,12 +298,16 @@ async function main(): Promise<number> {
     runTopics(log);
     return 0;
   }
+  if (kind === 'authz') {
+    await runAuthz(log);
+    return 0;
+  }
   if (kind === 'fanout-encode') {
     await runFanoutEncode(log);
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|authz|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }

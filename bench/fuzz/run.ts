@@ -6,6 +6,7 @@
  */
 
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Finding, type FuzzStats, runFuzz } from '../../packages/broker/test/fuzz/harness.js';
@@ -114,7 +115,7 @@ function markdown(
     ...(values.note ? [`- ${values.note}`] : []),
     `- seed ${seedShown} (replay cases: \`node --conditions=source --import tsx bench/fuzz/replay.ts ${seedShown} <case> …\`)`,
     `- ${done ? 'complete' : 'stopped early'}: ${fmtNumber(st.cases)} of ${fmtNumber(casesPlanned)} cases in ${fmtNumber(durationMs / 60_000, 1)} min ` +
-      `(${fmtNumber(st.cases / (durationMs / 1000))} cases/s, run with nice -n 10 on a shared host)`,
+      `(${fmtNumber(st.cases / (durationMs / 1000))} cases/s, process priority nice ${os.getPriority()})`,
     '',
     'A case is one connection to an in-process broker (memory storage, async authentication, authorization that denies',
     '`forbidden` topics) over a duplex pair: a CONNECT, up to six valid packets, then one known-invalid packet (targeted),',

@@ -18,26 +18,28 @@
  *   npm run bench -- cluster [--targets breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1]
  *                            [--warmup 3] [--window 8]
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { freePort, readCpuMs } from '../brokers.js';
-import { liveChildren, WorkerPool } from '../loadgen/pool.js';
+import { WorkerPool } from '../loadgen/pool.js';
 import type { ClientSpec, Stats } from '../loadgen/protocol.js';
 import { fmtNumber, fmtRatio, type MachineInfo, machineMarkdown, table } from '../report.js';
+import {
+  HOST,
+  killAll,
+  NATS_SERVER,
+  spawnBreakwaterUp,
+  startNatsServers,
+  waitPort,
+} from './cluster-processes.js';
 
 export const ClusterTargets = ['breakwater-1', 'breakwater-3', 'nats-mqtt'] as const;
 export type ClusterTarget = (typeof ClusterTargets)[number];
 export const ClusterScenarios = ['fan-in', 'qos1'] as const;
 export type ClusterScenario = (typeof ClusterScenarios)[number];
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const NATS = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
-const HOST = '127.0.0.1';
 
 export interface ClusterBenchOptions {
   targets: readonly ClusterTarget[];
@@ -67,99 +69,16 @@ export interface ClusterFlood {
   brokerSideCpuPercent: number | null;
 }
 
-function waitPort(port: number, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect({ host: HOST, port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        if (Date.now() > until) reject(new Error(`port ${port} did not open within ${ms} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
-}
-
-function track(child: ChildProcess): ChildProcess {
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-  return child;
-}
-
-async function killAll(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGKILL');
-      await exited;
-    }),
-  );
-}
-
-async function startNatsServers(
-  dir: string,
-  n: number,
-  mqttPort?: number,
-): Promise<{ urls: string[]; children: ChildProcess[] }> {
-  const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
-  const routePorts = await Promise.all(Array.from({ length: n }, () => freePort()));
-  const children: ChildProcess[] = [];
-  for (let i = 0; i < n; i++) {
-    const conf = join(dir, `nats-${i}.conf`);
-    const lines = [
-      `server_name: bench-${i}`,
-      `listen: ${HOST}:${ports[i]}`,
-      `jetstream { store_dir: "${join(dir, `js-${i}`)}" }`,
-    ];
-    if (n > 1) {
-      const routes = routePorts.map((p) => `nats-route://${HOST}:${p}`).join(', ');
-      lines.push(`cluster { name: bench, listen: ${HOST}:${routePorts[i]}, routes: [${routes}] }`);
-    }
-    if (mqttPort !== undefined) lines.push(`mqtt { listen: ${HOST}:${mqttPort} }`);
-    writeFileSync(conf, `${lines.join('\n')}\n`);
-    children.push(track(spawn(NATS, ['-c', conf], { stdio: 'ignore' })));
-  }
-  await Promise.all(ports.map((p) => waitPort(p, 15_000)));
-  // Let the routes form and JetStream elect its meta leader.
-  if (n > 1) await sleep(3000);
-  return { urls: ports.map((p) => `nats://${HOST}:${p}`), children };
-}
-
 function startBreakwater(dir: string, name: string, port: number, cluster: string[] | null): ChildProcess {
-  const config = join(dir, `${name}.yaml`);
-  writeFileSync(
-    config,
-    JSON.stringify({
-      listeners: [{ name: 'mqtt', type: 'tcp', host: HOST, port }],
-      http: { enabled: false },
-      control: { enabled: false },
-      dataDir: join(dir, name),
-      log: { level: 'warn', format: 'json' },
-      storage: { driver: 'memory' },
-      ...(cluster ? { cluster: { servers: cluster, replicas: 3 } } : {}),
-    }),
-  );
-  return track(
-    spawn(
-      process.execPath,
-      [
-        '--conditions=source',
-        '--import',
-        'tsx',
-        join(ROOT, 'packages/cli/bin/breakwater.js'),
-        'up',
-        '--config',
-        config,
-      ],
-      { stdio: 'ignore', cwd: ROOT },
-    ),
-  );
+  return spawnBreakwaterUp(join(dir, `${name}.yaml`), {
+    listeners: [{ name: 'mqtt', type: 'tcp', host: HOST, port }],
+    http: { enabled: false },
+    control: { enabled: false },
+    dataDir: join(dir, name),
+    log: { level: 'warn', format: 'json' },
+    storage: { driver: 'memory' },
+    ...(cluster ? { cluster: { servers: cluster, replicas: 3 } } : {}),
+  });
 }
 
 async function deploy(target: ClusterTarget): Promise<Deployment> {
@@ -175,7 +94,7 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
       const nats = await startNatsServers(dir, 1, mqttPort);
       children.push(...nats.children);
       await waitPort(mqttPort, 15_000);
-      const version = execFileSync(NATS, ['--version'], { encoding: 'utf8' }).trim();
+      const version = execFileSync(NATS_SERVER, ['--version'], { encoding: 'utf8' }).trim();
       return {
         ports: [mqttPort],
         pids: children.map((c) => c.pid!),

@@ -15,21 +15,15 @@
  *
  *   npm run bench -- node-loss [--devices 12000]
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import { Fleet } from '@breakwater/gameday';
 import { freePort } from '../brokers.js';
-import { liveChildren } from '../loadgen/pool.js';
 import { fmtNumber, type MachineInfo, machineMarkdown, table } from '../report.js';
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const NATS = process.env.NATS_SERVER_BIN ?? '/usr/sbin/nats-server';
-const HOST = '127.0.0.1';
+import { HOST, killAll, spawnBreakwaterUp, startNatsServers, waitPort } from './cluster-processes.js';
 
 export interface NodeLossOptions {
   devices: number;
@@ -59,30 +53,6 @@ export interface NodeLossResult {
   samples: Sample[];
 }
 
-function track(child: ChildProcess): ChildProcess {
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-  return child;
-}
-
-function waitPort(port: number, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = net.connect({ host: HOST, port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        if (Date.now() > until) reject(new Error(`port ${port} did not open`));
-        else setTimeout(attempt, 200);
-      });
-    };
-    attempt();
-  });
-}
-
 async function metrics(httpPort: number): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   try {
@@ -106,56 +76,22 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
   let fleet: Fleet | null = null;
   try {
     // NATS: 3 routed servers with JetStream.
-    const natsPorts = await Promise.all([0, 1, 2].map(() => freePort()));
-    const routePorts = await Promise.all([0, 1, 2].map(() => freePort()));
-    for (let i = 0; i < 3; i++) {
-      const conf = join(dir, `nats-${i}.conf`);
-      const routes = routePorts.map((p) => `nats-route://${HOST}:${p}`).join(', ');
-      writeFileSync(
-        conf,
-        `server_name: gd-${i}\nlisten: ${HOST}:${natsPorts[i]}\njetstream { store_dir: "${join(dir, `js-${i}`)}" }\ncluster { name: gd, listen: ${HOST}:${routePorts[i]}, routes: [${routes}] }\n`,
-      );
-      children.push(track(spawn(NATS, ['-c', conf], { stdio: 'ignore' })));
-    }
-    await Promise.all(natsPorts.map((p) => waitPort(p, 15_000)));
-    await sleep(3000);
+    const nats = await startNatsServers(dir, 3);
+    children.push(...nats.children);
     // Brokers.
     const mqttPorts = await Promise.all([0, 1, 2].map(() => freePort()));
     const httpPorts = await Promise.all([0, 1, 2].map(() => freePort()));
     const brokers: ChildProcess[] = [];
     for (let i = 0; i < 3; i++) {
-      const config = join(dir, `node-${i}.yaml`);
-      writeFileSync(
-        config,
-        JSON.stringify({
-          listeners: [{ name: 'mqtt', type: 'tcp', host: HOST, port: mqttPorts[i] }],
-          http: { enabled: true, host: HOST, port: httpPorts[i] },
-          control: { enabled: false },
-          dataDir: join(dir, `node-${i}`),
-          log: { level: 'warn', format: 'json' },
-          admission: { global: { maxConnections: 18_000 } },
-          cluster: {
-            servers: [`nats://${HOST}:${natsPorts[i]}`],
-            replicas: 3,
-            advertise: `${HOST}:${mqttPorts[i]}`,
-          },
-        }),
-      );
-      const child = track(
-        spawn(
-          process.execPath,
-          [
-            '--conditions=source',
-            '--import',
-            'tsx',
-            join(ROOT, 'packages/cli/bin/breakwater.js'),
-            'up',
-            '--config',
-            config,
-          ],
-          { stdio: 'ignore', cwd: ROOT },
-        ),
-      );
+      const child = spawnBreakwaterUp(join(dir, `node-${i}.yaml`), {
+        listeners: [{ name: 'mqtt', type: 'tcp', host: HOST, port: mqttPorts[i] }],
+        http: { enabled: true, host: HOST, port: httpPorts[i] },
+        control: { enabled: false },
+        dataDir: join(dir, `node-${i}`),
+        log: { level: 'warn', format: 'json' },
+        admission: { global: { maxConnections: 18_000 } },
+        cluster: { servers: [nats.urls[i]!], replicas: 3, advertise: `${HOST}:${mqttPorts[i]}` },
+      });
       brokers.push(child);
       children.push(child);
     }
@@ -251,14 +187,7 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
     };
   } finally {
     await fleet?.stop().catch(() => {});
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return;
-        const exited = new Promise((r) => c.once('exit', r));
-        c.kill('SIGKILL');
-        await exited;
-      }),
-    );
+    await killAll(children);
     rmSync(dir, { recursive: true, force: true });
   }
 }

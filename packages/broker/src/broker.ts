@@ -286,10 +286,6 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
       if (conn.refusal.tarpitMs > 0) this.admission?.releaseTarpitSlot();
       conn.refusal = null;
     }
-    if (conn.hookAdmitted) {
-      conn.hookAdmitted = false;
-      this.hooks?.onClientDisconnected?.(conn.clientId);
-    }
     const lm = this.listenerMetrics(conn.info.listener);
     if (wasState !== ConnState.Connected) lm.withoutConnect.dec();
     else {
@@ -313,6 +309,11 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     const s = conn.session;
     if (s !== null && s.conn === conn) {
       this.#registry.connectionEnded(s, publishWill && !this.#closing, this.clock.now(), this.#closing);
+    }
+    // After the will: the hooks still know this client's principal when they authorize it.
+    if (conn.hookAdmitted) {
+      conn.hookAdmitted = false;
+      this.hooks?.onClientDisconnected?.(conn.clientId);
     }
   }
 
@@ -476,6 +477,18 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     conn.disconnect(reasonCode, reasonString, 'administrative', options.serverReference);
     conn.stream.destroy();
     return true;
+  }
+
+  /** BrokerControl: removes the client's subscriptions that `keep` refuses; returns how many. */
+  dropSubscriptions(clientId: string, keep: (filter: string) => boolean): number {
+    const s = this.#registry.get(clientId);
+    const subs = s?.subscriptions;
+    if (s === undefined || subs == null) return 0;
+    let dropped = 0;
+    for (const filter of [...subs.keys()]) {
+      if (!keep(filter) && this.#registry.removeSubscription(s, filter)) dropped++;
+    }
+    return dropped;
   }
 
   /** Client ids with a live connection now. */

@@ -43,6 +43,7 @@ export const ErrorCatalog = {
   BW_ERR_AUTH_BULKHEAD_FULL: { message: 'too many authentication backend calls in flight', reasonCode: 0x88 },
   BW_ERR_AUTH_HASH_FORMAT: { message: 'unsupported password hash format', reasonCode: 0x88 },
   BW_ERR_PASSWORD_FILE: { message: 'password file cannot be read or written' },
+  BW_ERR_AUTHZ_RULE: { message: 'authorization rule is invalid' },
   // Broker admin API (break-glass) and the CLI commands that call it.
   BW_ERR_ADMIN_TOKEN: { message: 'admin token cannot be read or created' },
   BW_ERR_ADMIN_UNREACHABLE: { message: 'broker admin API cannot be reached' },

@@ -43,6 +43,7 @@ export { BreakwaterError, ErrorCatalog, type ErrorCode, type ErrorSpec } from '.
 export * from './guard/admission/index.js';
 export * from './guard/index.js';
 export {
+  type AdminCredentialCheck,
   type BrokerAdminRoutesOptions,
   brokerAdminRoutes,
   MAX_BYPASS_TTL_MS,

@@ -141,6 +141,11 @@ export interface BrokerControl {
     reasonString?: string,
     options?: { serverReference?: string },
   ): boolean;
+  /**
+   * Removes the client's subscriptions that `keep` refuses (authorization rules changed, issue
+   * 13); returns how many. MQTT has no packet to tell the client: it simply stops receiving.
+   */
+  dropSubscriptions?(clientId: string, keep: (filter: string) => boolean): number;
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   passwd,
   restoreAuthn,
 } from './admin-commands.js';
+import { registerAuthzCommands } from './commands/authz.js';
 import { registerCampaignCommands } from './commands/campaign.js';
 import type { ApiCommandContext } from './commands/common.js';
 import { registerConfigCommands } from './commands/config.js';
@@ -239,6 +240,7 @@ export async function main(
   registerCampaignCommands(program, api);
   registerIncidentCommands(program, api);
   registerIntegrationCommands(program, api);
+  registerAuthzCommands(program, api);
 
   try {
     await program.parseAsync(argv as string[]);

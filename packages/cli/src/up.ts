@@ -216,6 +216,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         fleet: brokerFleet(broker, guard),
         metrics: { registry: metrics.registry },
         alerts: config.alerts,
+        gamedayReportsDir: config.control.gamedayReports,
         ...(integration ? { integration } : {}),
       });
     }
@@ -238,6 +239,8 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         registry: metrics.registry,
         admission,
         node: nodeControl,
+        // The console (issue 14) reaches break-glass and flapping bans with API keys too.
+        apiKeys: control ? (credential, role) => control!.verifyBearer(credential, role) : null,
       });
       if (control) await http.register(control.plugin);
       try {
@@ -272,7 +275,10 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
       const port = (http.server.address() as { port: number }).port;
       const base = `http://${urlHost(config.http.host)}:${port}`;
       lines.push(`  ${'http'.padEnd(8)} ${base}/metrics  (/healthz, /readyz)`);
-      if (control) lines.push(`  ${'control'.padEnd(8)} ${base}/api/v1  (OpenAPI: ${base}/api/openapi.json)`);
+      if (control) {
+        lines.push(`  ${'control'.padEnd(8)} ${base}/api/v1  (OpenAPI: ${base}/api/openapi.json)`);
+        lines.push(`  ${'console'.padEnd(8)} ${base}/console/  (log in with an API key)`);
+      }
     }
   } catch (err) {
     await teardown().catch((closeErr: unknown) =>

@@ -4,7 +4,15 @@
  * `breakwater up` and the end-to-end tests run; a remote adapter could implement it over NATS
  * later without touching the control plane.
  */
-import type { Broker, Guard, RevocationEntry } from '@breakwater/broker';
+import type {
+  AuthzExplanation,
+  AuthzQuery,
+  AuthzRule,
+  AuthzRulesView,
+  Broker,
+  Guard,
+  RevocationEntry,
+} from '@breakwater/broker';
 
 export interface FleetPresenceListener {
   connected(clientId: string, at: number): void;
@@ -43,6 +51,18 @@ export interface FleetBroker {
   readonly revocations: FleetRevocations | null;
   /** Ids of the clients connected now. */
   connectedClientIds(): string[];
+  /**
+   * The guard's authorization rules (issue 13: /api/v1/authz). null or absent when the broker runs
+   * without a guard.
+   */
+  readonly authz?: FleetAuthz | null;
+}
+
+/** The live authorization rules and their explanation (Guard implements it). */
+export interface FleetAuthz {
+  authzRules(): AuthzRulesView;
+  replaceAuthzRules(rules: readonly AuthzRule[], by: string): AuthzRulesView;
+  explainAuthz(q: AuthzQuery): AuthzExplanation & { listener: string };
 }
 
 export interface FleetRevocations {
@@ -72,6 +92,7 @@ export function brokerFleet(broker: Broker, guard: Guard | null = null): FleetBr
     disconnectClient: (id, rc, rs) => broker.disconnectClient(id, rc, rs),
     purgePublishedBy: (id) => broker.purgePublishedBy(id),
     revocations: guard,
+    authz: guard,
     connectedClientIds: () => broker.connectedClientIds(),
   };
 }

@@ -8,6 +8,7 @@ export { SelectorResolver } from './devices/selector-resolver.js';
 export { ApiError, DuplicateKeyError } from './errors.js';
 export {
   brokerFleet,
+  type FleetAuthz,
   type FleetBroker,
   type FleetMessageHandler,
   type FleetPresenceListener,

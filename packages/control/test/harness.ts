@@ -60,7 +60,7 @@ export interface Harness {
   adminKey: string;
   /** inject() with `Authorization: Bearer <key>` (admin key unless given). */
   call(
-    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
     url: string,
     options?: { key?: string | null; body?: unknown; headers?: Record<string, string> },
   ): Promise<LightMyRequestResponse>;

@@ -4,6 +4,8 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { BreakwaterError } from '../errors.js';
 import { resolveAdmissionConfig } from '../guard/admission/config.js';
+import { parseRulesText, RulesTextError } from '../guard/authz-rules.js';
+import { defaultRulesFile } from '../guard/authz-rules-file.js';
 import { resolveGuardConfig } from '../guard/config.js';
 import { ConfigError } from './errors.js';
 import { integrationProblems } from './integration.js';
@@ -131,6 +133,7 @@ function crossCheck(config: BreakwaterConfig, baseDir: string): string[] {
   });
   checkGuard(config, baseDir, names, problems);
   config.dataDir = resolvePath(baseDir, config.dataDir);
+  checkAuthzRulesFile(config, problems);
   checkIntegration(config, baseDir, problems);
   config.storage.file =
     config.storage.file === undefined
@@ -153,6 +156,8 @@ function checkGuard(
   for (const pf of Object.values(a.passwordFile)) pf.path = resolvePath(baseDir, pf.path);
   for (const jwt of Object.values(a.jwt))
     if (jwt.publicKeyFile !== undefined) jwt.publicKeyFile = resolvePath(baseDir, jwt.publicKeyFile);
+  const authz = config.guard.authz;
+  if (authz.rulesFile !== undefined) authz.rulesFile = resolvePath(baseDir, authz.rulesFile);
   for (const name of Object.keys(config.guard.listeners)) {
     if (name !== '*' && !listenerNames.has(name))
       problems.push(`guard.listeners.${name}: there is no listener named "${name}"`);
@@ -172,6 +177,31 @@ function checkGuard(
       // The catalog prefix ("invalid guard configuration: ") is repeated by ConfigError's header.
       problems.push(err.message.replace(/^[^:]*: /, ''));
     }
+  }
+}
+
+/**
+ * The live authorization rules file, when it exists: a bad line stops the start like a bad key
+ * (running without its deny rules would open what they close). At run time a bad edit is not
+ * applied and the rules in force stay (guard/authz-rules-file.ts).
+ */
+function checkAuthzRulesFile(config: BreakwaterConfig, problems: string[]): void {
+  if (Object.keys(config.guard.listeners).length === 0) return; // no guard, no rules
+  const file = config.guard.authz.rulesFile ?? defaultRulesFile(config.dataDir);
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT')
+      problems.push(`guard.authz.rulesFile: cannot read ${file} (${code ?? String(err)})`);
+    return;
+  }
+  try {
+    parseRulesText(text);
+  } catch (err) {
+    if (!(err instanceof RulesTextError)) throw err;
+    problems.push(`guard.authz.rulesFile: ${file} line ${err.line}: ${err.detail}`);
   }
 }
 

@@ -73,6 +73,14 @@ export const ListenerSchema = Type.Object(
     maxConnections: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Sockets beyond this many are refused at accept.' }),
     ),
+    backlog: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 65_535,
+        description:
+          "Accept queue length passed to listen(2) (the kernel caps it at net.core.somaxconn). Default 4096: Node's 511 overflows when a whole fleet reconnects in the same second, and a dropped handshake costs the device a SYN retransmit of 1-15 s.",
+      }),
+    ),
   },
   strict,
 );
@@ -291,6 +299,12 @@ export const ControlSchema = Type.Object(
     enabled: Type.Boolean({
       default: true,
       description: 'Serve the control-plane API (/api/v1, /.well-known/jwks.json) on the HTTP port.',
+    }),
+    gamedayReports: Type.String({
+      minLength: 1,
+      default: 'gameday-reports',
+      description:
+        'Directory the web console lists game-day runs from (`breakwater gameday run` writes `./gameday-reports/<run>` by default); relative to the working directory.',
     }),
     storage: Type.Object(
       {

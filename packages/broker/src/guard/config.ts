@@ -1,5 +1,6 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { Ajv } from 'ajv';
+import { authzActions, authzPermissions, compileRules } from './authz-rules.js';
 import { GuardError } from './errors.js';
 
 /**
@@ -294,10 +295,31 @@ export const CacheSchema = Type.Object(
   { ...strict, default: {} },
 );
 
+const ruleCondition = (description: string) => Type.Optional(Type.String({ minLength: 1, description }));
+
+/**
+ * One authorization rule (issue 13). The same shape in the config file, the rules file (one line:
+ * `deny subscribe # username=guest`, see authz-rules.ts) and the control-plane API.
+ */
 export const AuthzRuleSchema = Type.Object(
   {
-    action: stringEnum(['publish', 'subscribe', 'all'] as const, { default: 'all' }),
-    topic: Type.String({ minLength: 1, description: 'Filter; {clientId} and {username} are substituted.' }),
+    permission: stringEnum(authzPermissions, {
+      default: 'allow',
+      description: 'allow or deny; the first rule that matches decides.',
+    }),
+    action: stringEnum(authzActions, {
+      default: 'all',
+      description: 'publish, subscribe, or all (both).',
+    }),
+    topic: Type.String({
+      minLength: 1,
+      description: 'Filter (+ and # allowed); %c / {clientId} and %u / {username} are substituted.',
+    }),
+    clientId: ruleCondition('Only for this client id (exact, or a glob with *).'),
+    username: ruleCondition('Only for this username (exact, or a glob with *).'),
+    certCn: ruleCondition('Only for this client-certificate common name (exact, or a glob with *).'),
+    listener: ruleCondition('Only on this listener.'),
+    source: ruleCondition('Only from this address or CIDR (10.0.0.0/8, 2001:db8::/32).'),
   },
   strict,
 );
@@ -319,8 +341,39 @@ export const defaultAuthzRules = [
 
 export const AuthzSchema = Type.Object(
   {
-    rules: Type.Array(AuthzRuleSchema, { default: defaultAuthzRules }),
+    rules: Type.Array(AuthzRuleSchema, {
+      default: defaultAuthzRules,
+      description:
+        "This listener's rules, after the rules file's and guard.authz.rules. Default: each device its own topics.",
+    }),
+    default: stringEnum(['allow', 'deny'] as const, {
+      default: 'deny',
+      description: 'Verdict when no rule matches (deny: the rules are an allow-list).',
+    }),
     superuserBypass: Type.Boolean({ default: true }),
+  },
+  { ...strict, default: {} },
+);
+
+/** Rules for every listener: the live rules file (hot reload, written by the API) and static ones. */
+export const GlobalAuthzSchema = Type.Object(
+  {
+    rules: Type.Array(AuthzRuleSchema, {
+      default: [],
+      description: "Checked after the rules file's and before each listener's own rules.",
+    }),
+    rulesFile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description:
+          'Rules file, one rule a line, checked first; reloaded on change; PUT /api/v1/authz/rules writes it. Default: <dataDir>/authz/authz.rules.',
+      }),
+    ),
+    reloadDebounceMs: Type.Integer({
+      minimum: 0,
+      default: 200,
+      description: 'Quiet time after the last change to the rules file before it is reloaded.',
+    }),
   },
   { ...strict, default: {} },
 );
@@ -352,6 +405,7 @@ export const guardConfigSchema = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    authz: GlobalAuthzSchema,
     /** Per listener (by listener name); `*` applies to listeners not named. */
     listeners: Type.Record(Type.String({ minLength: 1 }), ListenerGuardSchema, { default: {} }),
     revoked: Type.Object(
@@ -375,6 +429,7 @@ export type MtlsAuthConfig = Static<typeof MtlsAuthSchema>;
 export type BackendLimits = Static<typeof BackendLimitsSchema>;
 export type CacheConfig = Static<typeof CacheSchema>;
 export type AuthzConfig = Static<typeof AuthzSchema>;
+export type GlobalAuthzConfig = Static<typeof GlobalAuthzSchema>;
 export type ListenerGuardConfig = Static<typeof ListenerGuardSchema>;
 export type AuthenticatorType = keyof GuardConfig['authenticators'];
 
@@ -417,7 +472,10 @@ export function resolveGuardConfig(input: unknown = {}): GuardConfig {
       );
     }
   }
+  // Rule values the schema cannot check (CIDR, filter syntax), named by key.
+  compileRules(config.authz.rules, 'guard.authz.rules');
   for (const [listener, l] of Object.entries(config.listeners)) {
+    compileRules(l.authz.rules, `guard.listeners.${listener}.authz.rules`);
     for (const name of l.authn) {
       if (!seen.has(name)) {
         throw new GuardError(

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import pino from 'pino';
-import type { Registry } from 'prom-client';
+import type { Counter, Registry } from 'prom-client';
 import { type Clock, systemClock, type TimerHandle } from '../clock.js';
 import type { AuditEntry } from '../http/audit-log.js';
 import type { BrokerControl, BrokerHooks, ConnectDecision, ConnectRequest } from '../options.js';
@@ -13,7 +13,16 @@ import { MtlsAuthenticator, readCertificate } from './authenticators/mtls.js';
 import { PasswordFileAuthenticator } from './authenticators/password-file.js';
 import { PostgresAuthenticator } from './authenticators/postgres.js';
 import type { Authenticator, AuthenticatorContext, AuthRequest } from './authenticators/types.js';
-import { type Principal, TopicAuthorizer } from './authz.js';
+import { type AuthzExplanation, type AuthzOptions, TopicAuthorizer } from './authz.js';
+import {
+  type AuthzRule,
+  type CompiledRule,
+  compileRule,
+  compileRules,
+  type ParsedRule,
+  type Principal,
+} from './authz-rules.js';
+import { AuthzRulesFile, defaultRulesFile, type RulesFileError } from './authz-rules-file.js';
 import { BackendGate } from './backend-gate.js';
 import {
   defaultAuthzRules,
@@ -21,6 +30,7 @@ import {
   type ListenerGuardConfig,
   resolveGuardConfig,
 } from './config.js';
+import { GuardError } from './errors.js';
 import { KeyedHasher } from './keyed-hash.js';
 import { KnownGoodStore } from './known-good-store.js';
 import { GuardMetrics } from './metrics.js';
@@ -61,10 +71,57 @@ export interface BypassState {
   actor: string;
 }
 
+/** A listener's authorizer; replaced (not mutated) when the live rules change. */
+interface ListenerAuthz {
+  current: TopicAuthorizer;
+  readonly config: AuthzOptions;
+  readonly path: string;
+}
+
+/** What `breakwater authz check` asks: a principal, an action, a topic. */
+export interface AuthzQuery {
+  clientId: string;
+  username?: string;
+  certCn?: string;
+  listener?: string;
+  source?: string;
+  superuser?: boolean;
+  action: 'publish' | 'subscribe';
+  topic: string;
+}
+
+/** The live rules as the API shows them. */
+export interface AuthzRulesView {
+  file: string;
+  /** The rules in force from the rules file / API, with their line in the file. */
+  rules: Array<AuthzRule & { line: number }>;
+  /** guard.authz.rules from the config file (checked after the live rules). */
+  configRules: AuthzRule[];
+  /** The last problem with the file: its rules are not in force, the previous ones are. */
+  error: RulesFileError | null;
+}
+
+// Per-session decision cache bits (one small int per topic: publish and subscribe answers).
+const PUB_KNOWN = 1;
+const PUB_ALLOWED = 2;
+const SUB_KNOWN = 4;
+const SUB_ALLOWED = 8;
+/**
+ * Topics cached per connection. A device publishes to a handful; for one that uses more, the
+ * first 64 stay cached and the rest are decided by the rules each time (no LRU bookkeeping on
+ * the hot path, bounded memory).
+ */
+const MAX_CACHED_DECISIONS = 64;
+/** Sessions re-checked per event-loop turn after a rule change. */
+const RECHECK_BATCH = 1_000;
+
 interface Session {
   principal: Principal;
-  authz: TopicAuthorizer;
+  authz: ListenerAuthz;
   refs: number;
+  /** Decisions by topic, allocated on the first check; valid while `decisionsGen` is current. */
+  decisions: Map<string, number> | null;
+  decisionsGen: number;
   /** What a revocation may name, so `revoke` can find the live sessions it must end. */
   tokenId: string | undefined;
   certSerial: string | undefined;
@@ -94,8 +151,19 @@ export class Guard implements BrokerHooks {
   readonly #authenticators = new Map<string, Authenticator>();
   readonly #gates = new Map<string, BackendGate>();
   readonly #engines = new Map<string, AuthEngine | null>();
-  readonly #authorizers = new Map<string, TopicAuthorizer>();
-  readonly #defaultAuthz = new TopicAuthorizer({ rules: [...defaultAuthzRules], superuserBypass: false });
+  readonly #authorizers = new Map<string, ListenerAuthz>();
+  /** For a client without a session here (a will that fires after its connection ended). */
+  readonly #defaultAuthz: ListenerAuthz;
+  /** guard.authz.rules, compiled once. */
+  readonly #configRules: readonly CompiledRule[];
+  /** The rules file's rules in force. */
+  #liveRules: readonly CompiledRule[] = [];
+  #liveParsed: readonly ParsedRule[] = [];
+  /** Bumped on every rule change: cached decisions of an older generation are stale. */
+  #authzGen = 0;
+  readonly rulesFile: AuthzRulesFile;
+  readonly #deniedPublish: Counter.Internal | null;
+  readonly #deniedSubscribe: Counter.Internal | null;
   readonly #sessions = new Map<string, Session>();
   readonly #bypass = new Map<string, BypassState>();
   readonly #bypassTimers = new Map<string, TimerHandle>();
@@ -164,12 +232,116 @@ export class Guard implements BrokerHooks {
       this.#authenticators.set(name, new MtlsAuthenticator(name, c));
     for (const name of Object.keys(a.anonymous))
       this.#authenticators.set(name, new AnonymousAuthenticator(name));
+
+    this.#deniedPublish = this.metrics?.authzDenied.labels('publish') ?? null;
+    this.#deniedSubscribe = this.metrics?.authzDenied.labels('subscribe') ?? null;
+    this.#configRules = compileRules(this.config.authz.rules, 'guard.authz.rules');
+    // For a will whose client is gone: the `*` entry's rules, else the only listener's, else the
+    // built-in defaults (which listener the client used is not kept after it disconnects).
+    const names = Object.keys(this.config.listeners);
+    const fallbackKey = this.config.listeners['*'] ? '*' : names.length === 1 ? names[0]! : null;
+    const fallbackAuthz = fallbackKey === null ? null : this.config.listeners[fallbackKey]!.authz;
+    const fallback: AuthzOptions = {
+      rules: fallbackAuthz?.rules ?? [...defaultAuthzRules],
+      superuserBypass: false,
+      default: fallbackAuthz?.default ?? 'deny',
+    };
+    const fallbackPath =
+      fallbackKey === null ? 'default rules' : `guard.listeners.${fallbackKey}.authz.rules`;
+    this.#defaultAuthz = {
+      config: fallback,
+      path: fallbackPath,
+      current: new TopicAuthorizer(fallback, this.#configRules, fallbackPath),
+    };
+    const path = this.config.authz.rulesFile ?? defaultRulesFile(deps.dataDir);
+    this.rulesFile = new AuthzRulesFile(path, {
+      clock: this.#clock,
+      logger: this.#logger,
+      debounceMs: this.config.authz.reloadDebounceMs,
+      events: {
+        loaded: (rules) => this.#liveRulesLoaded(rules),
+        failed: (error) => {
+          this.metrics?.authzReloads.inc({ outcome: 'error' });
+          this.metrics?.authzRulesFileError.reset();
+          this.metrics?.authzRulesFileError.set({ line: String(error.line ?? 0) }, 1);
+        },
+      },
+    });
+    if (!this.rulesFile.load(true)) {
+      // Starting without the live rules could open what their deny rules close: refuse, like a
+      // bad config key (config/load.ts reports the same at `breakwater up`).
+      this.#store?.close();
+      const e = this.rulesFile.error!;
+      throw new GuardError('BW_ERR_GUARD_CONFIG', `guard.authz.rulesFile: ${path} ${e.message}`);
+    }
+  }
+
+  #liveRulesLoaded(rules: readonly ParsedRule[]): void {
+    const where = `rules file ${this.rulesFile.path}`;
+    this.#liveParsed = rules;
+    this.#liveRules = rules.map((r) => compileRule(r.rule, `${where} line ${r.line}`));
+    const prefix = [...this.#liveRules, ...this.#configRules];
+    for (const la of [...this.#authorizers.values(), this.#defaultAuthz])
+      la.current = new TopicAuthorizer(la.config, prefix, la.path);
+    // Every connection's cached decisions are now stale (checked lazily: no walk over sessions).
+    this.#authzGen++;
+    this.metrics?.authzReloads.inc({ outcome: 'ok' });
+    this.metrics?.authzRules.set(rules.length);
+    this.metrics?.authzRulesFileError.reset();
+    this.#logger.info({ path: this.rulesFile.path, rules: rules.length }, 'authorization rules loaded');
+    this.#recheckSubscriptions();
+  }
+
+  /**
+   * After a rule change, the subscriptions of connected clients that the new rules deny are
+   * removed (a deny added during an incident must cut existing readers too, as Mosquitto's check
+   * at delivery does). In batches, so 100,000 sessions do not stall the event loop; a newer
+   * change stops this walk and starts its own. Offline sessions are not walked: the guard knows
+   * a client's principal only while it is connected.
+   */
+  #recheckSubscriptions(): void {
+    const broker = this.#broker;
+    if (broker?.dropSubscriptions === undefined || this.#sessions.size === 0) return;
+    const gen = this.#authzGen;
+    const ids = [...this.#sessions.keys()];
+    let i = 0;
+    let dropped = 0;
+    const step = (): void => {
+      if (this.#closed || gen !== this.#authzGen) return;
+      const end = Math.min(i + RECHECK_BATCH, ids.length);
+      for (; i < end; i++) {
+        const s = this.#sessions.get(ids[i]!);
+        if (s !== undefined) dropped += broker.dropSubscriptions!(ids[i]!, (f) => this.#decide(s, f, false));
+      }
+      if (i < ids.length) setImmediate(step);
+      else if (dropped > 0)
+        this.#logger.warn({ dropped }, 'subscriptions denied by the new authorization rules removed');
+    };
+    step();
+  }
+
+  /** The listener's authorizer, created on first use; null when the guard has no config for it. */
+  #listenerAuthz(listener: string): ListenerAuthz | null {
+    let la = this.#authorizers.get(listener);
+    if (la !== undefined) return la;
+    const key = this.config.listeners[listener] ? listener : '*';
+    const lc = this.config.listeners[key];
+    if (!lc) return null;
+    const path = `guard.listeners.${key}.authz.rules`;
+    la = {
+      config: lc.authz,
+      path,
+      current: new TopicAuthorizer(lc.authz, [...this.#liveRules, ...this.#configRules], path),
+    };
+    this.#authorizers.set(listener, la);
+    return la;
   }
 
   /** Loads keys and password files, and starts background refreshes. Idempotent. */
   start(): Promise<void> {
     this.#started ??= (async () => {
       await Promise.all([...this.#authenticators.values()].map((a) => a.start()));
+      if (!this.#closed) this.rulesFile.watch();
       this.#prune();
       this.#pruneTimer = this.#clock.setInterval(() => this.#prune(), PRUNE_INTERVAL_MS);
     })();
@@ -197,7 +369,6 @@ export class Guard implements BrokerHooks {
   }
 
   #createEngine(listener: string, lc: ListenerGuardConfig): AuthEngine {
-    this.#authorizers.set(listener, new TopicAuthorizer(lc.authz));
     return new AuthEngine({
       listener,
       chain: lc.authn.map((n) => this.#authenticators.get(n)!),
@@ -243,11 +414,21 @@ export class Guard implements BrokerHooks {
       };
     }
     const existing = this.#sessions.get(request.clientId);
-    const serial = readCertificate(request.info.peerCertificate)?.serial;
+    const cert = readCertificate(request.info.peerCertificate);
+    const serial = cert?.serial;
     this.#sessions.set(request.clientId, {
-      principal: { clientId: request.clientId, username: request.username, superuser: d.superuser },
-      authz: this.#authorizers.get(listener)!,
+      principal: {
+        clientId: request.clientId,
+        username: request.username,
+        superuser: d.superuser,
+        certCn: cert?.cn,
+        listener,
+        source: request.info.remoteAddress,
+      },
+      authz: this.#listenerAuthz(listener)!,
       refs: (existing?.refs ?? 0) + 1,
+      decisions: null,
+      decisionsGen: 0,
       tokenId: d.tokenId,
       certSerial: serial !== undefined ? normalizeSerial(serial) : undefined,
       issuedAt: d.issuedAt,
@@ -261,18 +442,110 @@ export class Guard implements BrokerHooks {
     };
   }
 
+  /**
+   * BrokerHooks, on the publish hot path: the session's cached decision for this topic, else the
+   * rules (first match wins). A client without a session here (a delayed will after its
+   * connection ended) is checked against the default rules with its client id only.
+   */
   authorizePublish(clientId: string, topic: string): boolean {
     const s = this.#sessions.get(clientId);
-    if (!s)
-      return this.#defaultAuthz.allowsPublish({ clientId, username: undefined, superuser: false }, topic);
-    return s.authz.allowsPublish(s.principal, topic);
+    const ok =
+      s === undefined
+        ? this.#defaultAuthz.current.allowsPublish({ clientId, username: undefined, superuser: false }, topic)
+        : this.#decide(s, topic, true);
+    if (!ok) this.#deniedPublish?.inc();
+    return ok;
   }
 
   authorizeSubscribe(clientId: string, filter: string): boolean {
     const s = this.#sessions.get(clientId);
-    if (!s)
-      return this.#defaultAuthz.allowsSubscribe({ clientId, username: undefined, superuser: false }, filter);
-    return s.authz.allowsSubscribe(s.principal, filter);
+    const ok =
+      s === undefined
+        ? this.#defaultAuthz.current.allowsSubscribe(
+            { clientId, username: undefined, superuser: false },
+            filter,
+          )
+        : this.#decide(s, filter, false);
+    if (!ok) this.#deniedSubscribe?.inc();
+    return ok;
+  }
+
+  #decide(s: Session, topic: string, publish: boolean): boolean {
+    const known = publish ? PUB_KNOWN : SUB_KNOWN;
+    let d = s.decisions;
+    if (d !== null) {
+      if (s.decisionsGen === this.#authzGen) {
+        const bits = d.get(topic);
+        if (bits !== undefined && (bits & known) !== 0)
+          return (bits & (publish ? PUB_ALLOWED : SUB_ALLOWED)) !== 0;
+      } else {
+        d.clear();
+        s.decisionsGen = this.#authzGen;
+      }
+    }
+    const authz = s.authz.current;
+    const ok = publish ? authz.allowsPublish(s.principal, topic) : authz.allowsSubscribe(s.principal, topic);
+    if (d === null) {
+      d = s.decisions = new Map();
+      s.decisionsGen = this.#authzGen;
+    }
+    // Full: later topics are decided by the rules each time (the first ones stay cached); emptying
+    // the cache instead made a client that cycles through many topics pay for refilling it too.
+    const bits = d.get(topic);
+    if (bits !== undefined || d.size < MAX_CACHED_DECISIONS)
+      d.set(topic, (bits ?? 0) | known | (ok ? (publish ? PUB_ALLOWED : SUB_ALLOWED) : 0));
+    return ok;
+  }
+
+  /**
+   * Which rule decides this check, and the verdict (`breakwater authz check`). Without a listener:
+   * the only configured one, else `*`. Throws GuardError when no listener config applies.
+   */
+  explainAuthz(q: AuthzQuery): AuthzExplanation & { listener: string } {
+    const names = Object.keys(this.config.listeners);
+    const listener = q.listener ?? (names.length === 1 ? names[0]! : '*');
+    const la = this.#listenerAuthz(listener);
+    if (la === null && q.listener === undefined) {
+      throw new GuardError(
+        'BW_ERR_GUARD_CONFIG',
+        `several listeners have guard config (${names.join(', ')}) and none is "*": name the listener`,
+      );
+    }
+    if (la === null) {
+      throw new GuardError(
+        'BW_ERR_GUARD_CONFIG',
+        `no guard.listeners entry applies to listener "${listener}" (every CONNECT there is refused)`,
+      );
+    }
+    const principal: Principal = {
+      clientId: q.clientId,
+      username: q.username,
+      superuser: q.superuser === true,
+      certCn: q.certCn,
+      listener,
+      source: q.source,
+    };
+    return { listener, ...la.current.explain(principal, q.action, q.topic) };
+  }
+
+  /** The live rules (rules file / API) and the config's global rules. */
+  authzRules(): AuthzRulesView {
+    return {
+      file: this.rulesFile.path,
+      rules: this.#liveParsed.map((p) => ({ ...p.rule, line: p.line })),
+      configRules: this.config.authz.rules.map((r) => ({ ...r })),
+      error: this.rulesFile.error,
+    };
+  }
+
+  /**
+   * Replaces the live rules (PUT /api/v1/authz/rules): validated, written to the rules file, in
+   * force at once; every cached decision is dropped. Throws GuardError naming `rules[i].field`.
+   */
+  replaceAuthzRules(rules: readonly AuthzRule[], by: string): AuthzRulesView {
+    compileRules(rules, 'rules');
+    this.rulesFile.write(rules, `written by ${by} at ${new Date(this.#clock.now()).toISOString()}`);
+    return this.authzRules();
   }
 
   /**
@@ -441,6 +714,7 @@ export class Guard implements BrokerHooks {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#pruneTimer) this.#clock.clearInterval(this.#pruneTimer);
+    this.rulesFile.close();
     for (const t of this.#bypassTimers.values()) this.#clock.clearTimeout(t);
     for (const g of this.#gates.values()) g.close();
     this.#bypassTimers.clear();

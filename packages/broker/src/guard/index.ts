@@ -2,12 +2,35 @@ export { type AuthDecision, AuthEngine } from './auth-engine.js';
 export { looksLikeJwt } from './authenticators/jwt.js';
 export { parsePasswordFile, upsertPasswordEntry } from './authenticators/password-file.js';
 export type { Authenticator, AuthRequest, AuthResult } from './authenticators/types.js';
-export { isSubset, type Principal, TopicAuthorizer } from './authz.js';
+export { type AuthzExplanation, type AuthzOptions, intersects, isSubset, TopicAuthorizer } from './authz.js';
+export {
+  type AuthzAction,
+  type AuthzPermission,
+  type AuthzRule,
+  AuthzRuleError,
+  authzActions,
+  authzPermissions,
+  compileRule,
+  formatRule,
+  formatRules,
+  type ParsedRule,
+  type Principal,
+  parseRulesText,
+  RulesTextError,
+} from './authz-rules.js';
+export { AuthzRulesFile, defaultRulesFile, type RulesFileError } from './authz-rules-file.js';
 export { BackendGate } from './backend-gate.js';
 export { BreakerState, CircuitBreaker } from './circuit-breaker.js';
-export { type GuardConfig, guardConfigSchema, resolveGuardConfig } from './config.js';
+export { AuthzRuleSchema, type GuardConfig, guardConfigSchema, resolveGuardConfig } from './config.js';
 export { GuardError, type GuardErrorCode } from './errors.js';
-export { type BypassState, Guard, type GuardDecision, type GuardDeps } from './guard.js';
+export {
+  type AuthzQuery,
+  type AuthzRulesView,
+  type BypassState,
+  Guard,
+  type GuardDecision,
+  type GuardDeps,
+} from './guard.js';
 export { type KnownGood, KnownGoodStore } from './known-good-store.js';
 export { AuthOutcome, GuardMetrics } from './metrics.js';
 export {

@@ -29,6 +29,10 @@ export class GuardMetrics {
   readonly backendQueries: Counter<'backend'>;
   readonly backendRejected: Counter<'backend' | 'reason'>;
   readonly bypassActive: Gauge<'listener'>;
+  readonly authzDenied: Counter<'action'>;
+  readonly authzRules: Gauge;
+  readonly authzReloads: Counter<'outcome'>;
+  readonly authzRulesFileError: Gauge<'line'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -85,6 +89,29 @@ export class GuardMetrics {
       name: 'breakwater_auth_bypass_active',
       help: 'Break-glass authentication bypass in force on a listener (1) or not (0)',
       labelNames: ['listener'],
+      registers,
+    });
+    this.authzDenied = new Counter({
+      name: 'breakwater_authz_denied_total',
+      help: 'Authorization denials by action (publish, subscribe); denied publishes are dropped',
+      labelNames: ['action'],
+      registers,
+    });
+    this.authzRules = new Gauge({
+      name: 'breakwater_authz_live_rules',
+      help: 'Authorization rules in force from the rules file / API',
+      registers,
+    });
+    this.authzReloads = new Counter({
+      name: 'breakwater_authz_rules_reloads_total',
+      help: 'Rules file loads by outcome (ok, error: the previous rules stay in force)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.authzRulesFileError = new Gauge({
+      name: 'breakwater_authz_rules_file_error',
+      help: '1 while the rules file on disk is not in force because of an error at this line (0: the whole file)',
+      labelNames: ['line'],
       registers,
     });
   }

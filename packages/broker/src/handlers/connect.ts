@@ -211,6 +211,7 @@ export function handleConnect(b: HandlerContext, conn: Connection, frame: Buffer
     conn.handshakePending = true;
   }
   if (hook === undefined || request === null) {
+    dropUnauthorizedWill(b, accepted);
     b.acceptConnection(conn, accepted);
     return;
   }
@@ -265,9 +266,26 @@ function authDecided(
   conn.hookAdmitted = true;
   if (d.expiresAt !== undefined) conn.expiresAt = d.expiresAt;
   if (d.userProperties !== undefined) accepted.userProperties = d.userProperties;
+  dropUnauthorizedWill(b, accepted);
   b.acceptConnection(conn, accepted);
   // In a cluster the claim is still pending (state stays Authenticating): the broker resumes.
   if (conn.state !== ConnState.Authenticating) conn.resume();
+}
+
+/**
+ * A will to a topic its client may not publish to is never published (issue 13): it is dropped
+ * here, once the client is admitted and its authorization rules are known, and counted. The
+ * connection itself is accepted (Mosquitto 2 refuses it with 0x87 instead; a device that loses
+ * its will keeps working). `Broker` checks again when the will fires, so a rule change in between
+ * applies too.
+ */
+function dropUnauthorizedWill(b: HandlerContext, accepted: AcceptedConnect): void {
+  const will = accepted.will;
+  const authorize = b.hooks?.authorizePublish;
+  if (will === null || authorize === undefined || authorize(accepted.clientId, will.topic)) return;
+  accepted.will = null;
+  b.counters.drop('not_authorized');
+  b.logger.debug({ clientId: accepted.clientId, topic: will.topic }, 'will to a denied topic dropped');
 }
 
 function authFailed(b: HandlerContext, conn: Connection, err: unknown): void {

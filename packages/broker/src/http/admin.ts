@@ -34,7 +34,18 @@ export interface BrokerAdminRoutesOptions {
   admission?: AdmissionGate | null;
   /** Node drain (issue 15); absent: the drain routes answer 404. */
   node?: NodeControl | null;
+  /**
+   * Also accept the control plane's credentials (API keys, console session tokens; issue 14):
+   * `breakwater up` passes `ControlPlane.verifyBearer`. Reads need `viewer`, changes `operator`;
+   * the audit line then names the key, not the `actor` the body claims.
+   */
+  apiKeys?: AdminCredentialCheck | null;
 }
+
+export type AdminCredentialCheck = (
+  credential: string,
+  role: 'viewer' | 'operator',
+) => Promise<{ ok: true; actor: { name: string } } | { ok: false; status: 401 | 403; message: string }>;
 
 /** What `breakwater up` does for `POST /api/v1/node/drain`: readiness false, stop accepting, evict. */
 export interface NodeControl {
@@ -102,7 +113,8 @@ const RestoreBody = {
  * - `POST /api/v1/listeners/:name/bypass-authn {ttl, reason, actor?}`: admit clients on the
  *   listener without their backends, each confined to its own topics, until the TTL ends it;
  * - `POST /api/v1/listeners/:name/restore-authn {actor?}`: end it now;
- * - `GET /api/v1/listeners/:name/authn`: the chain and any bypass in force;
+ * - `GET /api/v1/listeners/:name/authn`: the chain and any bypass in force (`GET /api/v1/listeners`:
+ *   every listener);
  * - `GET /api/v1/admission/flapping-bans`: client ids and addresses banned for flapping, with the
  *   time left; `POST /api/v1/admission/flapping-bans/lift {scope, key, actor?}` lifts one (a device
  *   fixed in the field should not wait out its ban).
@@ -131,16 +143,30 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
       registers: [options.registry],
     });
 
+  // Requests authenticated by an API key: the key's name is the audit actor.
+  const keyActors = new WeakMap<FastifyRequest, string>();
+  const actorOf = (request: FastifyRequest, claimed: string | undefined) =>
+    keyActors.get(request) ?? claimed ?? 'admin-token';
+
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization ?? '';
     const m = /^Bearer\s+(\S+)$/i.exec(header);
     const given = m ? createHash('sha256').update(m[1]!).digest() : null;
-    if (given === null || !timingSafeEqual(given, expected)) {
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Bearer')
-        .send(errorBody('BW_ERR_API_UNAUTHENTICATED', 'missing or invalid admin token'));
+    if (given !== null && timingSafeEqual(given, expected)) return;
+    if (m && options.apiKeys) {
+      const check = await options.apiKeys(m[1]!, request.method === 'GET' ? 'viewer' : 'operator');
+      if (check.ok) {
+        keyActors.set(request, `apikey:${check.actor.name}`);
+        return;
+      }
+      const code = check.status === 403 ? 'BW_ERR_API_FORBIDDEN' : 'BW_ERR_API_UNAUTHENTICATED';
+      if (check.status === 401) reply.header('www-authenticate', 'Bearer');
+      return reply.code(check.status).send(errorBody(code, check.message));
     }
+    return reply
+      .code(401)
+      .header('www-authenticate', 'Bearer')
+      .send(errorBody('BW_ERR_API_UNAUTHENTICATED', 'missing or invalid admin token'));
   });
 
   app.setErrorHandler((err: FastifyError, _request, reply) => {
@@ -206,7 +232,7 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
           .code(400)
           .send(errorBody('BW_ERR_API_VALIDATION', 'body.ttl must be at most 24h (e.g. 30m, 2h)', 'ttl'));
       }
-      const actor = request.body.actor ?? 'admin-token';
+      const actor = actorOf(request, request.body.actor);
       const reason = request.body.reason;
       // Audit first: if the line cannot be written, the bypass does not happen.
       audit.append({
@@ -229,7 +255,7 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
     async (request, reply) => {
       const { name } = request.params;
       if (target(name, reply, false) === undefined && reply.sent) return reply;
-      const actor = request.body?.actor ?? 'admin-token';
+      const actor = actorOf(request, request.body?.actor);
       const active = guard?.bypassStatus(name) ?? null;
       if (active !== null) {
         audit.append({ at: new Date().toISOString(), actor, action: 'restore-authn', listener: name });
@@ -240,8 +266,21 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
     },
   );
 
-  flappingRoutes(app, options.admission, audit);
-  drainRoutes(app, options.node ?? null, audit);
+  flappingRoutes(app, options.admission, audit, actorOf);
+  drainRoutes(app, options.node ?? null, audit, actorOf);
+
+  // Every listener with its authentication and bypass (the console's Guard page, issue 14).
+  app.get('/api/v1/listeners', async () => ({
+    listeners: options.listeners.map((name) => {
+      const lc = guard ? (guard.config.listeners[name] ?? guard.config.listeners['*']) : undefined;
+      const state = guard?.bypassStatus(name) ?? null;
+      return {
+        name,
+        authn: guard === null ? null : (lc?.authn ?? []),
+        bypass: state ? bypassJson(state) : null,
+      };
+    }),
+  }));
 
   app.get<{ Params: { name: string } }>(
     '/api/v1/listeners/:name/authn',
@@ -261,10 +300,13 @@ export const brokerAdminRoutes: FastifyPluginAsync<BrokerAdminRoutesOptions> = a
   );
 };
 
+type ActorOf = (request: FastifyRequest, claimed: string | undefined) => string;
+
 function flappingRoutes(
   app: Parameters<FastifyPluginAsync>[0],
   admission: AdmissionGate | null | undefined,
   audit: AuditLog,
+  actorOf: ActorOf,
 ): void {
   const none = (reply: FastifyReply) =>
     reply.code(404).send(errorBody('BW_ERR_API_NOT_FOUND', 'connect admission is off on this broker'));
@@ -293,7 +335,7 @@ function flappingRoutes(
       }
       audit.append({
         at: new Date().toISOString(),
-        actor: request.body.actor ?? 'admin-token',
+        actor: actorOf(request, request.body.actor),
         action: 'lift-flapping-ban',
         scope,
         key,
@@ -308,6 +350,7 @@ function drainRoutes(
   app: Parameters<FastifyPluginAsync>[0],
   node: NodeControl | null,
   audit: AuditLog,
+  actorOf: ActorOf,
 ): void {
   const none = (reply: FastifyReply) =>
     reply.code(404).send(errorBody('BW_ERR_API_NOT_FOUND', 'node drain is not available on this broker'));
@@ -320,7 +363,7 @@ function drainRoutes(
       const body = request.body ?? {};
       audit.append({
         at: new Date().toISOString(),
-        actor: body.actor ?? 'admin-token',
+        actor: actorOf(request, body.actor),
         action: 'node-drain',
         ...(body.ratePerSec !== undefined ? { ratePerSec: body.ratePerSec } : {}),
       });

@@ -167,6 +167,13 @@ describe('config: errors name the key and the file', () => {
     assert.match(err.message, /^config error in f\.yaml:\n {2}- listeners\[0\]\.type/);
   });
 
+  test('a listen backlog outside 1..65535 names the listener key', () => {
+    const err = configError(() =>
+      validateConfig({ listeners: [{ name: 'a', type: 'tcp', port: 0, backlog: 0 }] }, { source: 'f.yaml' }),
+    );
+    assert.deepEqual(err.problems, ['listeners[0].backlog must be an integer between 1 and 65535 (got 0)']);
+  });
+
   test('a missing required key', () => {
     const err = configError(() =>
       validateConfig({ listeners: [{ name: 'a', type: 'tcp' }] }, { source: 'f.yaml' }),

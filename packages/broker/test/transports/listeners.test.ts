@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -228,6 +230,22 @@ describe('Listeners', () => {
     const [data] = await once(ws, 'message');
     assert.equal(String(data), 'over wss');
     assert.equal(handler.infos[0]?.transport, 'wss');
+  });
+
+  test('the accept queue is 4096 by default (capped by somaxconn) and listeners[].backlog when set', async (t) => {
+    // ss reports a listening socket's accept-queue capacity as its Send-Q (Linux only).
+    const listenQueue = (port: number): number | null => {
+      const r = spawnSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' });
+      if (r.status !== 0) return null;
+      const fields = r.stdout.trim().split(/\s+/);
+      return fields.length >= 3 ? Number(fields[2]) : null;
+    };
+    const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+    const { addresses } = await startListeners([spec('dflt', 'tcp'), spec('small', 'tcp', { backlog: 64 })]);
+    const dflt = listenQueue(addresses[0]!.port);
+    if (dflt === null) return t.skip('ss(8) is not available');
+    assert.equal(dflt, Math.min(4096, somaxconn));
+    assert.equal(listenQueue(addresses[1]!.port), 64);
   });
 
   test('a taken port is BW_ERR_PORT_IN_USE naming the port and what to change; nothing stays bound', async () => {

@@ -43,6 +43,13 @@ export interface PresenceUpdate {
   reason: string | null;
 }
 
+/** List filters: a selector plus what only a search needs (issue 14, the console's device list). */
+export interface DeviceFilter extends Selector {
+  /** Case-insensitive substring of the id. */
+  idContains?: string;
+  lastDisconnectReason?: string;
+}
+
 export interface DeviceRepository {
   /** Throws DuplicateKeyError (with the id) when one exists; callers run it in a transaction. */
   insert(devices: readonly NewDevice[]): Promise<void>;
@@ -53,10 +60,10 @@ export interface DeviceRepository {
   update(id: string, patch: DevicePatch, at: number): Promise<DeviceRecord | null>;
   delete(id: string): Promise<boolean>;
   /** Ordered by id. */
-  list(selector: Selector, limit: number, cursor: string | null): Promise<Page<DeviceRecord>>;
+  list(filter: DeviceFilter, limit: number, cursor: string | null): Promise<Page<DeviceRecord>>;
   /** Every device id the selector matches, ordered. */
   resolve(selector: Selector): Promise<string[]>;
-  count(selector: Selector): Promise<number>;
+  count(filter: DeviceFilter): Promise<number>;
   /**
    * Applies broker presence events; an event older than the device's last_seen is ignored
    * (events from two broker nodes can arrive out of order). Unknown ids are ignored.

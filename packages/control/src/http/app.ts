@@ -18,13 +18,20 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { type Alerting, createAlerting } from '../alerts/index.js';
 import { generateApiKey, hashApiKey, roleAllows } from '../auth/api-keys.js';
+import type { ApiKeyRecord, ApiKeyRole } from '../auth/model.js';
+import { authzRoutes } from '../authz/routes.js';
 import { ConfigReportFollower } from '../config-push/reports.js';
 import { configPushRoutes } from '../config-push/routes.js';
+import { consoleApiRoutes, consoleStaticRoutes } from '../console/routes.js';
+import { ConsoleSessionTokens, SESSION_TOKEN_PREFIX } from '../console/session-tokens.js';
+import { defaultConsoleDir, loadStaticFiles } from '../console/static-files.js';
+import { ConsoleStreamHub } from '../console/stream.js';
 import { DevicePresence } from '../devices/presence.js';
 import { AttemptLimiter } from '../devices/rate-limit.js';
 import { SelectorResolver } from '../devices/selector-resolver.js';
 import { ApiError } from '../errors.js';
 import type { FleetBroker } from '../fleet-broker.js';
+import { gamedayRoutes } from '../gamedays/routes.js';
 import { IncidentManager } from '../incidents/manager.js';
 import { incidentRoutes } from '../incidents/routes.js';
 import { RunbookLibrary } from '../incidents/runbooks.js';
@@ -39,7 +46,7 @@ import { statusRoutes } from '../status/routes.js';
 import type { ControlStorage } from '../storage/types.js';
 import { TokenIssuer } from '../tokens/issuer.js';
 import { loadOrCreateKek } from '../tokens/key-encryption.js';
-import type { RouteContext } from './context.js';
+import type { Actor, RouteContext } from './context.js';
 import { errorHandler, notFound } from './errors.js';
 import { accessRoutes } from './routes-access.js';
 import { deviceRoutes } from './routes-devices.js';
@@ -79,7 +86,19 @@ export interface ControlPlaneOptions {
    * /telemetry/validation, and turns its validation reports into the data-quality alert.
    */
   integration?: Integration;
+  /**
+   * The web console (issue 14): `dir` is its built bundle (default: `@breakwater/console`'s dist;
+   * null: /console answers 503), `sessionTtlSec` the life of a console session token (default 1 h).
+   */
+  console?: { dir?: string | null; sessionTtlSec?: number };
+  /** Where `breakwater gameday run` writes its reports (default `./gameday-reports`). */
+  gamedayReportsDir?: string;
 }
+
+/** Who a Bearer credential (API key or console session token) is, or why it is refused. */
+export type BearerCheck =
+  | { ok: true; actor: { id: string; name: string; role: ApiKeyRole } }
+  | { ok: false; status: 401 | 403; message: string };
 
 export interface ControlPlane {
   /** Register on a fastify instance: `await app.register(cp.plugin)`. */
@@ -98,6 +117,12 @@ export interface ControlPlane {
   alerts: Alerting;
   /** Incidents (an AlertSink subscribed to `alerts.engine`), runbooks, postmortems. */
   incidents: IncidentManager;
+  /**
+   * Checks a Bearer credential against the API keys and console sessions for a route that needs
+   * `role`: `breakwater up` hands it to the broker's admin routes (break-glass, flapping bans),
+   * so the console reaches them with the same keys and roles as the control API.
+   */
+  verifyBearer(credential: string, role: ApiKeyRole): Promise<BearerCheck>;
   /** Starts the background services (presence feed, config/OTA followers, campaign engine). */
   start(): Promise<void>;
   /** Stops them and waits for pending writes; does not close `storage` (the caller owns it). */
@@ -169,12 +194,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   mkdirSync(dataDir, { recursive: true });
   const adminKeyFile = join(dataDir, ADMIN_KEY_FILE);
   const initialAdminKey = await bootstrapAdminKey(storage, clock, adminKeyFile);
-  const issuer = new TokenIssuer({
-    storage,
-    clock,
-    kek: options.keyEncryptionKey ?? loadOrCreateKek(dataDir),
-    ...options.tokens,
-  });
+  const kek = options.keyEncryptionKey ?? loadOrCreateKek(dataDir);
+  const issuer = new TokenIssuer({ storage, clock, kek, ...options.tokens });
+  const sessions = new ConsoleSessionTokens(kek, (options.console?.sessionTtlSec ?? 3600) * 1000);
   await issuer.init();
   const fleet = options.fleet ?? null;
   const presence = new DevicePresence(storage, options.logger);
@@ -244,6 +266,52 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   // Active revocations onto the guard denylist before anything else acts on the fleet.
   if (fleet !== null) services.unshift(revocationService(storage, fleet, ctx.logger));
   const lastTouched = new Map<string, number>();
+  const consoleDir = options.console?.dir === undefined ? defaultConsoleDir() : options.console.dir;
+  const consoleFiles = consoleDir === null ? null : loadStaticFiles(consoleDir);
+  const consoleHub = new ConsoleStreamHub({
+    clock,
+    history: alerting.history,
+    engine: alerting.engine,
+    audit: storage.audit,
+  });
+  services.push({ start: () => {}, close: () => consoleHub.close() });
+
+  /** The API key behind a Bearer credential: the key itself, or a console session token for it. */
+  async function keyFor(credential: string): Promise<ApiKeyRecord | null> {
+    if (credential.startsWith(SESSION_TOKEN_PREFIX)) {
+      const claims = sessions.verify(credential, clock.now());
+      return claims === null ? null : storage.apiKeys.get(claims.keyId);
+    }
+    return storage.apiKeys.findByHash(hashApiKey(credential));
+  }
+
+  /** Who the credential is (touching the key's last use), or why it is not accepted. */
+  async function identify(credential: string): Promise<Actor | string> {
+    const key = await keyFor(credential);
+    if (!key || key.revokedAt !== null) {
+      if (key) return 'the API key is revoked';
+      return credential.startsWith(SESSION_TOKEN_PREFIX)
+        ? 'console session expired or invalid: log in again'
+        : 'unknown API key';
+    }
+    const now = clock.now();
+    if (now - (lastTouched.get(key.id) ?? 0) >= TOUCH_INTERVAL_MS) {
+      lastTouched.set(key.id, now);
+      storage.apiKeys
+        .touch(key.id, now)
+        .catch((err: unknown) => options.logger?.warn({ err }, 'api key touch failed'));
+    }
+    return { id: key.id, name: key.name, role: key.role };
+  }
+
+  async function verifyBearer(credential: string, role: ApiKeyRole): Promise<BearerCheck> {
+    const actor = await identify(credential);
+    if (typeof actor === 'string') return { ok: false, status: 401, message: actor };
+    if (!roleAllows(actor.role, role)) {
+      return { ok: false, status: 403, message: `needs role ${role}; key ${actor.id} is ${actor.role}` };
+    }
+    return { ok: true, actor };
+  }
 
   async function authenticate(request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const access = request.routeOptions.config?.access;
@@ -254,24 +322,17 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
       reply.header('www-authenticate', 'Bearer');
       throw new ApiError('BW_ERR_API_UNAUTHENTICATED', 'send Authorization: Bearer <API key>');
     }
-    const key = await storage.apiKeys.findByHash(hashApiKey(match[1]!));
-    if (!key || key.revokedAt !== null) {
+    const actor = await identify(match[1]!);
+    if (typeof actor === 'string') {
       reply.header('www-authenticate', 'Bearer error="invalid_token"');
-      throw new ApiError('BW_ERR_API_UNAUTHENTICATED', key ? 'the API key is revoked' : 'unknown API key');
+      throw new ApiError('BW_ERR_API_UNAUTHENTICATED', actor);
     }
-    request.actor = { id: key.id, name: key.name, role: key.role };
-    if (!roleAllows(key.role, access)) {
+    request.actor = actor;
+    if (!roleAllows(actor.role, access)) {
       throw new ApiError(
         'BW_ERR_API_FORBIDDEN',
-        `${request.method} ${request.routeOptions.url} needs role ${access}; key ${key.id} is ${key.role}`,
+        `${request.method} ${request.routeOptions.url} needs role ${access}; key ${actor.id} is ${actor.role}`,
       );
-    }
-    const now = clock.now();
-    if (now - (lastTouched.get(key.id) ?? 0) >= TOUCH_INTERVAL_MS) {
-      lastTouched.set(key.id, now);
-      storage.apiKeys
-        .touch(key.id, now)
-        .catch((err: unknown) => request.log.warn({ err }, 'api key touch failed'));
     }
   }
 
@@ -302,6 +363,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
 
     jwksRoute(app, ctx);
     statusRoutes(app, ctx);
+    consoleStaticRoutes(app, consoleFiles);
     await app.register(
       async (api) => {
         api.setNotFoundHandler(notFound);
@@ -317,6 +379,9 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         configPushRoutes(api, ctx);
         incidentRoutes(api, ctx, incidents);
         integrationRoutes(api, ctx, integration, validationAlerts);
+        consoleApiRoutes(api, ctx, sessions, consoleHub);
+        gamedayRoutes(api, ctx, options.gamedayReportsDir ?? 'gameday-reports');
+        authzRoutes(api, ctx);
       },
       { prefix: '/api' },
     );
@@ -333,6 +398,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
     fleet,
     alerts: alerting,
     incidents,
+    verifyBearer,
     start: async () => {
       for (const s of services) await s.start();
     },

@@ -1,13 +1,13 @@
+import { ReasonCode } from '@breakwater/broker';
 import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import type { ValidateFunction } from 'ajv';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
-import type { DeviceRecord, NewDevice } from '../devices/model.js';
+import type { DeviceFilter, DeviceRecord, NewDevice } from '../devices/model.js';
 import { generateDeviceSecret, hashDeviceSecret } from '../devices/secret.js';
 import { ApiError } from '../errors.js';
 import { revokeDeletedDeviceTokens } from '../revocation/revoke.js';
-import type { Selector } from '../selector.js';
 import { audit, iso, isoOrNull, type RouteContext } from './context.js';
 import { describeAjvError } from './errors.js';
 import {
@@ -17,10 +17,10 @@ import {
   DeviceView,
   errorResponses,
   ImportJsonBody,
+  KickDevicesBody,
   ListDevicesQuery,
   MAX_IMPORT_ROWS,
   PatchDeviceBody,
-  page,
   ResolveSelectorBody,
 } from './schemas.js';
 
@@ -240,18 +240,75 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
         tags: ['devices'],
         summary: 'List devices (filters are AND-combined), ordered by id, cursor-paginated.',
         querystring: ListDevicesQuery,
-        response: { 200: page(DeviceView), ...errorResponses },
+        response: {
+          200: Type.Object({
+            items: Type.Array(DeviceView),
+            nextCursor: Type.Union([Type.String(), Type.Null()]),
+            total: Type.Optional(Type.Integer({ description: 'With includeTotal: every match.' })),
+          }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
       const q = request.query;
-      const selector: Selector = {};
-      if (q.tag) selector.tags = q.tag;
-      if (q.cohort !== undefined) selector.cohort = q.cohort;
-      if (q.firmware !== undefined) selector.firmware = q.firmware;
-      if (q.connectionState !== undefined) selector.connectionState = q.connectionState;
-      const result = await storage.devices.list(selector, q.limit ?? 100, q.cursor ?? null);
-      return { items: result.items.map(deviceView), nextCursor: result.nextCursor };
+      const filter: DeviceFilter = {};
+      if (q.tag) filter.tags = q.tag;
+      if (q.cohort !== undefined) filter.cohort = q.cohort;
+      if (q.firmware !== undefined) filter.firmware = q.firmware;
+      if (q.connectionState !== undefined) filter.connectionState = q.connectionState;
+      if (q.q !== undefined) filter.idContains = q.q;
+      if (q.lastDisconnectReason !== undefined) filter.lastDisconnectReason = q.lastDisconnectReason;
+      const result = await storage.devices.list(filter, q.limit ?? 100, q.cursor ?? null);
+      return {
+        items: result.items.map(deviceView),
+        nextCursor: result.nextCursor,
+        ...(q.includeTotal ? { total: await storage.devices.count(filter) } : {}),
+      };
+    },
+  );
+
+  app.post<{ Body: Static<typeof KickDevicesBody> }>(
+    '/v1/devices/kick',
+    {
+      config: { access: 'operator' },
+      schema: {
+        tags: ['devices'],
+        summary:
+          'Disconnect these devices now (MQTT 5 DISCONNECT 0x98 Administrative action). They may reconnect: revoke to keep them out.',
+        body: KickDevicesBody,
+        response: {
+          200: Type.Object({
+            requested: Type.Integer(),
+            disconnected: Type.Array(Type.String()),
+            warnings: Type.Array(Type.String()),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => {
+      const { ids } = request.body;
+      const fleet = ctx.fleet;
+      const disconnected =
+        fleet === null
+          ? []
+          : ids.filter((id) =>
+              fleet.disconnectClient(id, ReasonCode.AdministrativeAction, 'disconnected by an operator'),
+            );
+      await storage.transaction((tx) =>
+        audit(tx, ctx, request, {
+          action: 'device.kick',
+          targetType: 'device',
+          targetId: ids.length === 1 ? ids[0]! : null,
+          details: { ids, disconnected },
+        }),
+      );
+      return {
+        requested: ids.length,
+        disconnected,
+        warnings: fleet === null ? ['no broker attached: nobody was disconnected'] : [],
+      };
     },
   );
 

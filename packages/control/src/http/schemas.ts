@@ -113,8 +113,28 @@ export const ListDevicesQuery = Type.Object(
     cohort: Type.Optional(Type.String({ pattern: LABEL_PATTERN })),
     firmware: Type.Optional(Type.String({ pattern: FIRMWARE_PATTERN })),
     connectionState: Type.Optional(ConnectionStateSchema),
+    q: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9._:@-]{1,128}$',
+        description: 'Search: devices whose id contains this (case-insensitive).',
+      }),
+    ),
+    lastDisconnectReason: Type.Optional(
+      Type.String({ pattern: '^[A-Za-z0-9_ .:-]{1,64}$', description: 'e.g. KeepAliveTimeout' }),
+    ),
+    includeTotal: Type.Optional(
+      Type.Boolean({ description: 'Also count every match (`total`): one more query.' }),
+    ),
     limit: Type.Optional(Limit),
     cursor: Type.Optional(Cursor),
+  },
+  strict,
+);
+
+export const KickDevicesBody = Type.Object(
+  {
+    ids: Type.Array(DeviceIdSchema, { minItems: 1, maxItems: 1000, uniqueItems: true }),
+    reason: Type.Optional(Reason),
   },
   strict,
 );

@@ -8,6 +8,7 @@ import type { ApiKeyRecord, ApiKeyRepository, ApiKeyRole } from '../auth/model.j
 import { SqlConfigPushes } from '../config-push/repository.js';
 import type { ConnectionState } from '../devices/connection-state.js';
 import type {
+  DeviceFilter,
   DevicePatch,
   DeviceRecord,
   DeviceRepository,
@@ -161,7 +162,7 @@ const INSERT_CHUNK = 500;
 class SqlDevices implements DeviceRepository {
   constructor(private readonly db: SqlExecutor) {}
 
-  static #where(s: Selector, p: Params): string[] {
+  static #where(s: DeviceFilter, p: Params): string[] {
     const where: string[] = [];
     if (s.ids !== undefined) where.push(`devices.id IN (${s.ids.map((id) => p.add(id)).join(', ')})`);
     for (const tag of s.tags ?? []) {
@@ -172,6 +173,14 @@ class SqlDevices implements DeviceRepository {
     if (s.cohort !== undefined) where.push(`devices.cohort = ${p.add(s.cohort)}`);
     if (s.firmware !== undefined) where.push(`devices.firmware_version = ${p.add(s.firmware)}`);
     if (s.connectionState !== undefined) where.push(`devices.connection_state = ${p.add(s.connectionState)}`);
+    if (s.idContains !== undefined) {
+      // LOWER on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+      const pattern = `%${s.idContains.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      where.push(`LOWER(devices.id) LIKE ${p.add(pattern)} ESCAPE '\\'`);
+    }
+    if (s.lastDisconnectReason !== undefined) {
+      where.push(`devices.last_disconnect_reason = ${p.add(s.lastDisconnectReason)}`);
+    }
     return where;
   }
 
@@ -277,9 +286,9 @@ class SqlDevices implements DeviceRepository {
     return (await this.db.execute('DELETE FROM devices WHERE id = $1', [id])) > 0;
   }
 
-  async list(selector: Selector, limit: number, cursor: string | null): Promise<Page<DeviceRecord>> {
+  async list(filter: DeviceFilter, limit: number, cursor: string | null): Promise<Page<DeviceRecord>> {
     const p = new Params();
-    const where = SqlDevices.#where(selector, p);
+    const where = SqlDevices.#where(filter, p);
     if (cursor !== null) where.push(`devices.id > ${p.add(decodeCursor(cursor))}`);
     const rows = await this.db.query(
       `SELECT * FROM devices ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
@@ -301,9 +310,9 @@ class SqlDevices implements DeviceRepository {
     return rows.map((r) => r.id);
   }
 
-  async count(selector: Selector): Promise<number> {
+  async count(filter: DeviceFilter): Promise<number> {
     const p = new Params();
-    const where = SqlDevices.#where(selector, p);
+    const where = SqlDevices.#where(filter, p);
     const rows = await this.db.query<{ n: unknown }>(
       `SELECT COUNT(*) AS n FROM devices ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`,
       p.values,
