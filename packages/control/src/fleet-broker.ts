@@ -18,6 +18,12 @@ import type {
 export interface FleetPresenceListener {
   connected(clientId: string, at: number): void;
   disconnected(clientId: string, at: number, reason: string): void;
+  /**
+   * The client's full session queue dropped messages: at most one call per client every 10 s,
+   * with the counts by reason since the previous one (broker queue-drops.ts). For a device's
+   * event history; the control plane keeps none yet.
+   */
+  messagesDropped?(clientId: string, at: number, dropped: Readonly<Record<string, number>>): void;
 }
 
 export type FleetMessageHandler = (topic: string, payload: Buffer, publisherId: string | null) => void;
@@ -84,6 +90,7 @@ export function brokerFleet(broker: Broker, guard: Guard | null = null): FleetBr
       broker.addObserver({
         clientConnected: (id, _info, at) => l.connected(id, at),
         clientDisconnected: (id, reason, at) => l.disconnected(id, at, reason),
+        messagesDropped: (r) => l.messagesDropped?.(r.clientId, r.at, r.dropped),
       }),
     disconnectClient: (id, rc, rs) => broker.disconnectClient(id, rc, rs),
     purgePublishedBy: (id) => broker.purgePublishedBy(id),
