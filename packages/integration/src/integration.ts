@@ -138,6 +138,11 @@ export class Integration {
       file: c.buffer.file,
       synchronous: c.buffer.synchronous,
       maxDeadLetters: c.deadLetter.maxMessages,
+      onCheckpointerFailure: (err) =>
+        this.#log.error(
+          { err },
+          'integration buffer: WAL checkpointer thread failed; checkpointing on the event loop',
+        ),
     });
     try {
       const paused = this.#store.pausedSinks();
@@ -167,7 +172,7 @@ export class Integration {
       this.#validations = compileValidations(c.validation);
       this.#rules = this.#compileRules(c.rules);
     } catch (err) {
-      this.#store.close();
+      void this.#store.close();
       throw err;
     }
     this.metrics.deadLetters.set(this.#store.deadLetterCount);
@@ -262,7 +267,13 @@ export class Integration {
   }
 
   /** Once per turn: validate, match conditions, fan out, append in one transaction. */
-  #commit(): void {
+  #commit(force = false): void {
+    // The buffer's checkpointer wants a few quiet milliseconds to let the WAL start over: keep
+    // capturing (commitScheduled stays true), append the whole lot when it is done.
+    if (!force && this.#store.appendsHeld) {
+      this.#store.afterHold(this.#commitCallback);
+      return;
+    }
     this.#commitScheduled = false;
     const batch = this.#batch;
     this.#batch = null;
@@ -669,10 +680,10 @@ export class Integration {
     this.#closed = true;
     for (const u of this.#untap) u();
     this.#untap = [];
-    if (this.#commitScheduled) this.#commit();
+    if (this.#commitScheduled) this.#commit(true);
     if (this.#timer !== null) clearInterval(this.#timer);
     await Promise.all([...this.#workers.values()].map((w) => w.close()));
-    this.#store.close();
+    await this.#store.close();
   }
 }
 

@@ -17,6 +17,11 @@ import { dirname } from 'node:path';
 import { BreakwaterError, type OverflowPolicy } from '@breakwater/broker';
 import Database from 'better-sqlite3';
 import type { BufferedMessage } from '../types.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
+
+/** SQLite's default `wal_autocheckpoint` (pages), restored if the checkpointer thread fails. */
+const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
+const WAL_SIZE_LIMIT = 64 * 2 ** 20;
 
 const migrations: readonly string[] = [
   `
@@ -164,6 +169,12 @@ export interface BufferStoreOptions {
   file: string;
   synchronous?: 'normal' | 'full';
   maxDeadLetters: number;
+  /** Between two WAL checkpoints in the checkpointer thread (default 1,000 ms). */
+  checkpointIntervalMs?: number;
+  /** WAL size (frames) past which the checkpointer asks for a quiet window (default 4,096). */
+  quietAfterFrames?: number;
+  /** The checkpointer thread failed: the event-loop connection checkpoints by itself again. */
+  onCheckpointerFailure?: (err: Error) => void;
 }
 
 export interface AppendResult {
@@ -181,6 +192,9 @@ export class BufferStore {
   #deadLetters = 0;
   #lastMsgId = 0;
   readonly #s: ReturnType<typeof prepare>;
+  readonly #checkpointer: WalCheckpointer;
+  #held = false;
+  readonly #afterHold: Array<() => void> = [];
 
   constructor(options: BufferStoreOptions) {
     mkdirSync(dirname(options.file), { recursive: true });
@@ -189,12 +203,36 @@ export class BufferStore {
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       this.#db.pragma('busy_timeout = 5000');
+      // No checkpoint inside a COMMIT on the event loop: the checkpointer thread does them (its
+      // fsyncs take seconds on a busy disk; see wal-checkpointer.ts).
+      this.#db.pragma('wal_autocheckpoint = 0');
+      // A WAL that grew during a burst is cut back to this size once it starts over.
+      this.#db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       migrate(this.#db);
     } catch (err) {
       throw new BreakwaterError('BW_ERR_STORAGE', `cannot open the integration buffer ${options.file}`, {
         cause: err,
       });
     }
+    const onFailure = options.onCheckpointerFailure;
+    this.#checkpointer = new WalCheckpointer({
+      file: options.file,
+      intervalMs: options.checkpointIntervalMs,
+      quietAfterFrames: options.quietAfterFrames,
+      hold: () => {
+        this.#held = true;
+      },
+      release: () => {
+        this.#held = false;
+        const waiting = this.#afterHold.splice(0);
+        for (const f of waiting) f();
+      },
+      onFailure: (err) => {
+        // Fall back to SQLite's own checkpoints (on the event loop) rather than a WAL without bound.
+        if (this.#db.open) this.#db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
+        onFailure?.(err);
+      },
+    });
     this.#maxDeadLetters = options.maxDeadLetters;
     this.#s = prepare(this.#db);
     for (const r of this.#s.depths.all() as Array<{ sink: string; n: number; bytes: number }>) {
@@ -482,8 +520,35 @@ export class BufferStore {
     this.#s.setPaused.run(sink, paused ? 1 : 0, reason, now);
   }
 
-  close(): void {
+  /**
+   * True during a checkpointer's quiet window: the engine defers `append` (see wal-checkpointer.ts)
+   * and calls it again from `afterHold`. Other writes go on (they are rare, and only cost a retry).
+   */
+  get appendsHeld(): boolean {
+    return this.#held;
+  }
+
+  /** Runs `f` once the quiet window ends (at once if there is none). */
+  afterHold(f: () => void): void {
+    if (this.#held) this.#afterHold.push(f);
+    else f();
+  }
+
+  /** The checkpointer thread (tests: it, not the event-loop connection, checkpoints the WAL). */
+  get checkpointer(): WalCheckpointer {
+    return this.#checkpointer;
+  }
+
+  /** The event-loop connection's `wal_autocheckpoint` (0: checkpoints are the worker's). */
+  get autocheckpointPages(): number {
+    return this.#db.pragma('wal_autocheckpoint', { simple: true }) as number;
+  }
+
+  /** Closes the file; resolves when the checkpointer thread has closed its connection too. */
+  close(): Promise<void> {
+    const stopped = this.#checkpointer.close();
     if (this.#db.open) this.#db.close();
+    return stopped;
   }
 }
 
