@@ -58,6 +58,10 @@ export class DurableFeed {
     this.#stopConsumer();
   }
 
+  get consumerName(): string | null {
+    return this.#reader?.name ?? null;
+  }
+
   /** Stream sequence of the last message handled (tests, diagnostics). */
   get lastSeq(): number {
     return this.#lastSeq;
@@ -69,8 +73,7 @@ export class DurableFeed {
     try {
       const reader = await openReader(
         this.#ctx,
-        `${this.#ctx.options.prefix}.1.>`,
-        { seq: this.#lastSeq + 1 },
+        { filter: `${this.#ctx.options.prefix}.1.>`, from: { seq: this.#lastSeq + 1 } },
         20,
         () => !this.#closed,
       );

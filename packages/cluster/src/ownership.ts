@@ -262,8 +262,7 @@ export class Ownership {
       for (const subject of filterSubjects(this.#ctx.options.prefix, sub.topicFilter, '1')) {
         await readToEnd(
           this.#ctx,
-          subject,
-          { time: since },
+          { filter: subject, from: { time: since } },
           (m) => {
             if (seen.has(m.seq)) return;
             seen.add(m.seq);
@@ -277,7 +276,7 @@ export class Ownership {
             this.#ctx.metrics.replayed.inc();
             host.deliverReplayed(s, msg, sub);
           },
-          () => !s.ended,
+          { active: () => !s.ended },
         );
       }
     }

@@ -19,8 +19,20 @@ import { randomBytes } from 'node:crypto';
 import { AckPolicy, type Consumer, type ConsumerConfig, DeliverPolicy, type JsMsg, nanos } from 'nats';
 import type { ClusterContext } from './context.js';
 
-/** Where a reader starts: a stream sequence, or the first message stored at or after a time. */
-export type ReadFrom = { seq: number } | { time: number };
+/**
+ * Where a reader starts: a stream sequence, the first message stored at or after a time, or the
+ * last message of each subject (KV key listings).
+ */
+export type ReadFrom = { seq: number } | { time: number } | 'last-per-subject';
+
+/** What to read: `stream` (default: the message stream), its subjects matching `filter`. */
+export interface ReaderSpec {
+  stream?: string;
+  filter: string;
+  from: ReadFrom;
+  /** Only the headers (key listings: the payload is not needed). */
+  headersOnly?: boolean;
+}
 
 /** An idle reader (its node died, or it was abandoned) is removed by the server after this. */
 const INACTIVE_THRESHOLD_MS = 30_000;
@@ -33,60 +45,76 @@ export class ReaderError extends Error {
 export interface StreamReader {
   readonly name: string;
   readonly consumer: Consumer;
+  /** Messages the consumer had to deliver when it was created. */
+  readonly pendingAtStart: number;
   /** Removes the consumer (best effort: one on a dead server cannot be reached; it times out there). */
   close(): void;
 }
 
+function startOf(from: ReadFrom): Partial<ConsumerConfig> {
+  if (from === 'last-per-subject') return { deliver_policy: DeliverPolicy.LastPerSubject };
+  if ('seq' in from)
+    return { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.seq) };
+  return {
+    deliver_policy: DeliverPolicy.StartTime,
+    opt_start_time: new Date(Math.max(0, from.time)).toISOString(),
+  };
+}
+
 /**
- * Creates a reader of `filter` starting at `from`. A create that fails (typically: placed on a
- * server that is gone) is retried under a new name, up to `attempts` times, while `active()`.
+ * Creates a reader. A create that fails (typically: placed on a server that is gone) is retried
+ * under a new name, up to `attempts` times, while `active()`.
  */
 export async function openReader(
   ctx: ClusterContext,
-  filter: string,
-  from: ReadFrom,
+  spec: ReaderSpec,
   attempts = 20,
   active: () => boolean = () => true,
 ): Promise<StreamReader> {
+  const stream = spec.stream ?? ctx.streamName;
   let lastErr: unknown = null;
   for (let i = 0; i < attempts && active(); i++) {
     const name = `bwr_${randomBytes(8).toString('hex')}`;
     const config: Partial<ConsumerConfig> = {
       name,
       ack_policy: AckPolicy.None,
-      filter_subject: filter,
+      filter_subject: spec.filter,
       mem_storage: true,
       num_replicas: 1,
       inactive_threshold: nanos(INACTIVE_THRESHOLD_MS),
-      ...('seq' in from
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: Math.max(1, from.seq) }
-        : {
-            deliver_policy: DeliverPolicy.StartTime,
-            opt_start_time: new Date(Math.max(0, from.time)).toISOString(),
-          }),
+      ...(spec.headersOnly === true ? { headers_only: true } : {}),
+      ...startOf(spec.from),
     };
     try {
-      const info = await ctx.jsm.consumers.add(ctx.streamName, config);
-      const consumer = ctx.js.consumers.getPullConsumerFor(info);
+      const info = await ctx.jsm.consumers.add(stream, config);
       return {
         name,
-        consumer,
-        close: () => void ctx.jsm.consumers.delete(ctx.streamName, name).catch(() => {}),
+        consumer: ctx.js.consumers.getPullConsumerFor(info),
+        pendingAtStart: info.num_pending,
+        close: () => void ctx.jsm.consumers.delete(stream, name).catch(() => {}),
       };
     } catch (err) {
       lastErr = err;
       ctx.metrics.jetstreamErrors.inc({ op: 'reader' });
       // Placed on a dead server, the consumer may exist there: ask for its removal, move on.
-      void ctx.jsm.consumers.delete(ctx.streamName, name).catch(() => {});
+      void ctx.jsm.consumers.delete(stream, name).catch(() => {});
       await new Promise((r) => setTimeout(r, CREATE_RETRY_DELAY_MS));
     }
   }
-  throw new ReaderError(`cannot create a stream reader on ${filter}`, { cause: lastErr });
+  throw new ReaderError(`cannot create a reader of ${stream} on ${spec.filter}`, { cause: lastErr });
 }
 
 /** Whether `m` follows the previous delivery of its consumer (no message lost on the way). */
 export function inOrder(m: JsMsg, lastDelivery: number): boolean {
   return m.info.deliverySequence === lastDelivery + 1;
+}
+
+/** How long a read may keep trying: consumers replaced (`rounds`), creates per consumer (`attempts`). */
+export interface ReadBudget {
+  /** False: stop early (the session ended, the node is closing). */
+  active?: () => boolean;
+  rounds?: number;
+  attempts?: number;
 }
 
 /**
@@ -97,19 +125,18 @@ export function inOrder(m: JsMsg, lastDelivery: number): boolean {
  */
 export async function readToEnd(
   ctx: ClusterContext,
-  filter: string,
-  from: ReadFrom,
+  spec: ReaderSpec,
   each: (m: JsMsg) => void,
-  active: () => boolean = () => true,
-  rounds = 10,
+  { active = () => true, rounds = 10, attempts = 20 }: ReadBudget = {},
 ): Promise<void> {
-  let start = from;
+  let start = spec.from;
   let lastSeq = 0;
   let lastErr: unknown = null;
   for (let round = 0; round < rounds && active(); round++) {
-    const reader = await openReader(ctx, filter, start, 20, active);
+    const reader = await openReader(ctx, { ...spec, from: start }, attempts, active);
     let lastDelivery = 0;
     try {
+      if (reader.pendingAtStart === 0) return;
       for (;;) {
         if (!active()) return;
         const batch = await reader.consumer.fetch({ max_messages: 256, expires: 2000 });
@@ -144,5 +171,29 @@ export async function readToEnd(
     if (lastSeq > 0) start = { seq: lastSeq + 1 };
   }
   if (!active()) return;
-  throw new ReaderError(`reading ${filter} did not complete`, { cause: lastErr });
+  throw new ReaderError(`reading ${spec.filter} did not complete`, { cause: lastErr });
+}
+
+/**
+ * The keys of KV bucket `bucket` under `filter` (`>`: all), without deleted ones: the same as
+ * `kv.keys()`, whose ordered consumer has the weaknesses described above.
+ */
+export async function kvKeys(
+  ctx: ClusterContext,
+  bucket: string,
+  filter = '>',
+  budget: ReadBudget = { rounds: 3, attempts: 5 },
+): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`;
+  const keys = new Map<string, boolean>();
+  await readToEnd(
+    ctx,
+    { stream: `KV_${bucket}`, filter: prefix + filter, from: 'last-per-subject', headersOnly: true },
+    (m) => {
+      const op = m.headers?.get('KV-Operation');
+      keys.set(m.subject.slice(prefix.length), op !== 'DEL' && op !== 'PURGE');
+    },
+    budget,
+  );
+  return [...keys].filter(([, live]) => live).map(([k]) => k);
 }
