@@ -58,6 +58,22 @@ async function startNode(dir: string, name: string, servers: string[], discover:
   return { cli, mqttUrl: mqttUrl!, httpUrl: httpUrl!, token: token! };
 }
 
+/**
+ * Whether `n` serves as a cluster member again: ready (its heartbeat written), hearing all three
+ * nodes' heartbeats (the redirects of the next tests name them), and accepting a clean MQTT
+ * connection (its ownership claim goes through JetStream).
+ */
+async function serving(n: NodeProc, i: number): Promise<boolean> {
+  try {
+    if ((await readyz(n)) !== 200 || (await metric(n, 'breakwater_cluster_nodes_alive')) !== 3) return false;
+    const c = await connect(n.mqttUrl, { clientId: `e2e-probe-${i}`, protocolVersion: 5 });
+    await c.endAsync(true);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function readyz(n: NodeProc): Promise<number> {
   return (await fetch(`${n.httpUrl}/readyz`)).status;
 }
@@ -213,9 +229,19 @@ describe('breakwater up --cluster: three processes survive node and NATS faults'
       );
     } finally {
       await loop.stop();
-      // The next tests expect three NATS servers, whatever happened here.
+      // The next tests expect three NATS servers, whatever happened here, and a cluster that
+      // serves again: right after the restart JetStream may refuse writes for a while.
       await nats.start(1);
+      const restartedAt = Date.now();
       await sub.endAsync(true);
+      await eventually(
+        async () => (await Promise.all(nodes.map((n, i) => serving(n, i)))).every(Boolean),
+        60_000,
+        'every node serving again after the NATS server restart',
+      ).then(
+        () => t.diagnostic(`all nodes serving ${Date.now() - restartedAt} ms after the server restart`),
+        (err: Error) => t.diagnostic(err.message),
+      );
     }
   });
 
