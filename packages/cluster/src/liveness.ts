@@ -19,6 +19,7 @@ import type { Will } from '@breakwater/broker';
 import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
 import type { ClusterContext, HealthListener } from './context.js';
 import type { Ownership } from './ownership.js';
+import { kvKeys } from './stream-reader.js';
 import { clientKey, decodeLevel, encodeLevel } from './subjects.js';
 
 interface StoredWill {
@@ -124,9 +125,7 @@ export class Liveness {
     this.#watch?.stop();
     // A shutdown publishes no wills (as on one node): withdraw ours, then our heartbeat.
     try {
-      const keys = await this.#wills.keys(`${encodeLevel(this.#ctx.options.nodeId)}.>`);
-      const all: string[] = [];
-      for await (const k of keys) all.push(k);
+      const all = await this.#willKeys(`${encodeLevel(this.#ctx.options.nodeId)}.>`);
       await Promise.all(all.map((k) => this.#wills.delete(k)));
       await this.#nodes.delete(encodeLevel(this.#ctx.options.nodeId));
     } catch (err) {
@@ -259,7 +258,7 @@ export class Liveness {
     await new Promise((r) => setTimeout(r, this.#ctx.options.deadAfterMs).unref());
     if (this.#closed) return;
     const nodes = new Set<string>();
-    for await (const k of await this.#wills.keys()) nodes.add(decodeLevel(k.split('.')[0]!));
+    for (const k of await this.#willKeys('>')) nodes.add(decodeLevel(k.split('.')[0]!));
     const now = Date.now();
     for (const id of nodes) {
       const b = this.#beats.get(id);
@@ -271,8 +270,7 @@ export class Liveness {
   }
 
   async #fireWillsOf(node: string): Promise<void> {
-    const keys: string[] = [];
-    for await (const k of await this.#wills.keys(`${encodeLevel(node)}.>`)) keys.push(k);
+    const keys = await this.#willKeys(`${encodeLevel(node)}.>`);
     this.#ctx.logger.info({ node, wills: keys.length }, 'wills of a dead node');
     await Promise.all(keys.map((k) => this.#fireOne(k)));
   }
@@ -316,6 +314,11 @@ export class Liveness {
       expirySec: w.expirySec,
     });
     await this.#wills.delete(key).catch(() => {});
+  }
+
+  /** Keys of the wills bucket (stream-reader.ts: not `kv.keys()`, which can hang on a dead server). */
+  #willKeys(filter: string): Promise<string[]> {
+    return kvKeys(this.#ctx, `${this.#ctx.options.prefix}_wills`, filter);
   }
 
   willArmed(clientId: string, epoch: number, will: Will): void {

@@ -173,6 +173,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     }
   }
 
+  /** Name of the consumer the durable feed reads with now, or null between two (tests, diagnostics). */
+  get feedConsumer(): string | null {
+    return this.#feed.consumerName;
+  }
+
   get nodeId(): string {
     return this.options.nodeId;
   }

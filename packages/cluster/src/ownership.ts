@@ -18,10 +18,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ClaimResult, Message, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
-import { DeliverPolicy, type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelope } from './envelope.js';
 import { mqttMatches } from './mqtt-match.js';
+import { readToEnd } from './stream-reader.js';
 import { clientKey, decodeLevel, filterSubjects } from './subjects.js';
 
 /** The value under a client id's key. */
@@ -242,8 +243,8 @@ export class Ownership {
 
   /**
    * Delivers to `s` the QoS 1/2 messages on its filters published since `since`, read from the
-   * stream with one ordered consumer per filter subject (nats-server 2.9 allows one filter per
-   * consumer; 2.10's multi-filter consumers would make it one per session).
+   * stream with one reader per filter subject (stream-reader.ts; nats-server 2.9 allows one filter
+   * per consumer, 2.10's multi-filter consumers would make it one per session).
    */
   replay(s: Session, since: number): void {
     void this.#replay(s, since).catch((err: unknown) =>
@@ -256,41 +257,27 @@ export class Ownership {
     if (subs === null) return;
     const seen = new Set<number>();
     const host = this.#ctx.host();
-    const start = new Date(Math.max(0, since)).toISOString();
     for (const sub of [...subs.values()]) {
       if (sub.shareGroup !== null || sub.qos === 0) continue;
       for (const subject of filterSubjects(this.#ctx.options.prefix, sub.topicFilter, '1')) {
-        const consumer = await this.#ctx.js.consumers.get(this.#ctx.streamName, {
-          filterSubjects: subject,
-          deliver_policy: DeliverPolicy.StartTime,
-          opt_start_time: start,
-        });
-        try {
-          for (;;) {
-            if (s.ended) return;
-            const batch = await consumer.fetch({ max_messages: 256, expires: 1000 });
-            let got = 0;
-            let pending = 1;
-            for await (const m of batch) {
-              got++;
-              pending = m.info.pending;
-              if (seen.has(m.seq)) continue;
-              seen.add(m.seq);
-              let msg: Message;
-              try {
-                msg = decodeEnvelope(m.data);
-              } catch {
-                continue;
-              }
-              if (!mqttMatches(sub.topicFilter, msg.topic)) continue;
-              this.#ctx.metrics.replayed.inc();
-              host.deliverReplayed(s, msg, sub);
+        await readToEnd(
+          this.#ctx,
+          { filter: subject, from: { time: since } },
+          (m) => {
+            if (seen.has(m.seq)) return;
+            seen.add(m.seq);
+            let msg: Message;
+            try {
+              msg = decodeEnvelope(m.data);
+            } catch {
+              return;
             }
-            if (got === 0 || pending === 0) break;
-          }
-        } finally {
-          await consumer.delete().catch(() => {});
-        }
+            if (!mqttMatches(sub.topicFilter, msg.topic)) return;
+            this.#ctx.metrics.replayed.inc();
+            host.deliverReplayed(s, msg, sub);
+          },
+          { active: () => !s.ended },
+        );
       }
     }
   }
