@@ -85,6 +85,12 @@ export type { Message, Session, Subscription, Will } from './session.js';
 export { MemoryStorage } from './storage/memory.js';
 export { SqliteStorage } from './storage/sqlite.js';
 export type * from './storage/types.js';
+export {
+  type CheckpointResult,
+  SQLITE_DEFAULT_AUTOCHECKPOINT,
+  WalCheckpointer,
+  type WalCheckpointerOptions,
+} from './storage/wal-checkpointer.js';
 export { RetainedIndex } from './topics/retained-index.js';
 export { type MatchVisitor, type SharedGroup, SubscriptionTree } from './topics/subscription-tree.js';
 export { isValidTopicName, type ParsedFilter, parseTopicFilter } from './topics/validate.js';

@@ -24,6 +24,16 @@
  * the journal is replayed into a fresh transaction on the next attempt, which happens on the next
  * mutation, flush() or load. Callers therefore never see a half-applied batch, and an engine that
  * withholds PUBACK until flush() resolves never acknowledges a message that is not on disk.
+ *
+ * Checkpoints. SQLite would checkpoint the WAL inside the COMMIT that takes it past 1,000 pages,
+ * fsyncing on the event loop (seconds on a busy disk: the stall in bench/results/sink-stall.md).
+ * So this connection runs with `wal_autocheckpoint = 0` and a WalCheckpointer thread checkpoints
+ * (PASSIVE) every second. When the WAL has not started over for a while, the thread asks for a
+ * quiet window: the open batch is committed at once, later mutations are journalled but not
+ * executed, and no COMMIT happens until the window ends (at most 500 ms: PUBACKs wait, the event
+ * loop does not); then the journal is replayed into a transaction that begins after the
+ * checkpoint, so the WAL starts over. If the thread fails, SQLite's own checkpoints come back.
+ *
  * The only mutation that throws synchronously is appendOutbox() with a seq that already exists
  * for the session (an engine bug: replacing a queued message would lose it).
  */
@@ -43,6 +53,10 @@ import type {
   SubscriptionRecord,
   WillRecord,
 } from './types.js';
+import { SQLITE_DEFAULT_AUTOCHECKPOINT, WalCheckpointer } from './wal-checkpointer.js';
+
+/** The -wal file is cut back to this size when it starts over after a burst. */
+const WAL_SIZE_LIMIT = 64 * 2 ** 20;
 
 export interface SqliteStorageOptions {
   /** The database file, normally `<dataDir>/breakwater.db`. Its directory is created if missing. */
@@ -58,6 +72,10 @@ export interface SqliteStorageOptions {
    * tool, a second broker by mistake) opens the file. It blocks the event loop while waiting.
    */
   busyTimeoutMs?: number;
+  /** Between two WAL checkpoints in the checkpointer thread (default 1,000 ms). */
+  checkpointIntervalMs?: number;
+  /** WAL size (frames) past which the checkpointer asks for a quiet window (default 4,096). */
+  quietAfterFrames?: number;
   logger?: Logger;
 }
 
@@ -230,10 +248,20 @@ interface Batch {
 const noop = (): void => {};
 
 export class SqliteStorage implements BrokerStorage {
-  readonly #options: Required<Omit<SqliteStorageOptions, 'logger'>> & { logger: Logger | null };
+  readonly #options: Required<
+    Omit<SqliteStorageOptions, 'logger' | 'checkpointIntervalMs' | 'quietAfterFrames'>
+  > & {
+    logger: Logger | null;
+    checkpointIntervalMs: number | undefined;
+    quietAfterFrames: number | undefined;
+  };
   #db: Database.Database | null = null;
   #stmts: Statements | null = null;
   #closed = false;
+  /** Null for ':memory:' (no WAL) or if the thread could not start. */
+  #checkpointer: WalCheckpointer | null = null;
+  /** A checkpointer's quiet window: mutations are journalled only, and nothing commits. */
+  #held = false;
 
   /**
    * Statements executed in the open transaction but not committed yet, with their parameters
@@ -241,7 +269,10 @@ export class SqliteStorage implements BrokerStorage {
    */
   #journalStmts: Database.Statement[] = [];
   #journalParams: unknown[][] = [];
-  /** The open transaction is unusable (a statement or COMMIT failed); replay before using it. */
+  /**
+   * The journal is not (all) in an open transaction: a statement or COMMIT failed, or a quiet
+   * window deferred it. Replay it into a new transaction before using the connection.
+   */
   #broken = false;
   #lastError: unknown = null;
   #commitScheduled = false;
@@ -256,12 +287,26 @@ export class SqliteStorage implements BrokerStorage {
       synchronous: options.synchronous ?? 'normal',
       busyTimeoutMs: options.busyTimeoutMs ?? 5000,
       logger: options.logger ?? null,
+      checkpointIntervalMs: options.checkpointIntervalMs,
+      quietAfterFrames: options.quietAfterFrames,
     };
   }
 
   /** Number of successful group commits so far (observability and tests). */
   get commits(): number {
     return this.#commits;
+  }
+
+  /** The checkpointer thread (tests: it, not this connection, checkpoints the WAL). */
+  get checkpointer(): WalCheckpointer | null {
+    return this.#checkpointer;
+  }
+
+  /** This connection's `wal_autocheckpoint` in pages (0: checkpoints are the thread's). */
+  get autocheckpointPages(): number {
+    const db = this.#db;
+    if (db === null) throw new BreakwaterError('BW_ERR_STORAGE', 'storage is not open');
+    return db.pragma('wal_autocheckpoint', { simple: true }) as number;
   }
 
   /** The journal mode and synchronous level in effect on this connection (for start-up logs and tests). */
@@ -289,8 +334,8 @@ export class SqliteStorage implements BrokerStorage {
     try {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${this.#options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      // Keep the -wal file from staying large after a burst (it is truncated at checkpoints).
-      db.pragma('journal_size_limit = 67108864');
+      // Keep the -wal file from staying large after a burst (it is truncated when it starts over).
+      db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
       migrate(db, file);
       this.#stmts = prepare(db);
     } catch (err) {
@@ -299,6 +344,46 @@ export class SqliteStorage implements BrokerStorage {
       throw new BreakwaterError('BW_ERR_STORAGE', `cannot initialise ${file}`, { cause: err });
     }
     this.#db = db;
+    if (file !== ':memory:') this.#startCheckpointer(db, file);
+  }
+
+  /** Checkpoints move to a thread; on any failure SQLite's own (on the event loop) come back. */
+  #startCheckpointer(db: Database.Database, file: string): void {
+    const fallBack = (err: unknown): void => {
+      this.#checkpointer = null;
+      if (db.open) db.pragma(`wal_autocheckpoint = ${SQLITE_DEFAULT_AUTOCHECKPOINT}`);
+      this.#options.logger?.error(
+        { err },
+        'storage: WAL checkpointer thread failed; checkpointing on the event loop',
+      );
+    };
+    try {
+      this.#checkpointer = new WalCheckpointer({
+        file,
+        intervalMs: this.#options.checkpointIntervalMs,
+        quietAfterFrames: this.#options.quietAfterFrames,
+        hold: () => this.#hold(),
+        release: () => this.#release(),
+        onFailure: fallBack,
+      });
+      db.pragma('wal_autocheckpoint = 0');
+    } catch (err) {
+      fallBack(err);
+    }
+  }
+
+  #hold(): void {
+    // Commit this turn's batch now: its frames go into the quiet checkpoint, and no transaction
+    // stays open on a snapshot from before it (the WAL starts over only for a transaction that
+    // begins once the WAL is entirely checkpointed).
+    if (this.#journalStmts.length > 0) this.#commit();
+    this.#held = true;
+    this.#broken = true;
+  }
+
+  #release(): void {
+    this.#held = false;
+    if (this.#journalStmts.length > 0) this.#scheduleCommit();
   }
 
   loadSessions(): SessionRecord[] {
@@ -509,6 +594,12 @@ export class SqliteStorage implements BrokerStorage {
     this.#closed = true;
     const db = this.#db;
     if (db === null) return;
+    // Stop the thread first (it ends a quiet window); then this connection, the last one, removes
+    // the WAL when it closes.
+    const checkpointer = this.#checkpointer;
+    this.#checkpointer = null;
+    if (checkpointer !== null) await checkpointer.close();
+    this.#held = false;
     let failure: BreakwaterError | null = null;
     if (this.#journalStmts.length > 0) {
       // Commit now rather than waiting for the scheduled turn: close() is the last chance.
@@ -533,7 +624,7 @@ export class SqliteStorage implements BrokerStorage {
     this.#commitScheduled = false;
     const db = this.#db;
     const s = this.#stmts;
-    if (db === null || s === null || this.#journalStmts.length === 0) return;
+    if (db === null || s === null || this.#journalStmts.length === 0 || this.#held) return;
     const batch = this.#batch;
     this.#batch = null;
     try {

@@ -14,13 +14,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { BreakwaterError, type OverflowPolicy } from '@breakwater/broker';
+import {
+  BreakwaterError,
+  type OverflowPolicy,
+  SQLITE_DEFAULT_AUTOCHECKPOINT,
+  WalCheckpointer,
+} from '@breakwater/broker';
 import Database from 'better-sqlite3';
 import type { BufferedMessage } from '../types.js';
-import { WalCheckpointer } from './wal-checkpointer.js';
 
-/** SQLite's default `wal_autocheckpoint` (pages), restored if the checkpointer thread fails. */
-const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 const WAL_SIZE_LIMIT = 64 * 2 ** 20;
 
 const migrations: readonly string[] = [
@@ -204,7 +206,7 @@ export class BufferStore {
       this.#db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       this.#db.pragma('busy_timeout = 5000');
       // No checkpoint inside a COMMIT on the event loop: the checkpointer thread does them (its
-      // fsyncs take seconds on a busy disk; see wal-checkpointer.ts).
+      // fsyncs take seconds on a busy disk; see @breakwater/broker's storage/wal-checkpointer.ts).
       this.#db.pragma('wal_autocheckpoint = 0');
       // A WAL that grew during a burst is cut back to this size once it starts over.
       this.#db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
@@ -521,8 +523,8 @@ export class BufferStore {
   }
 
   /**
-   * True during a checkpointer's quiet window: the engine defers `append` (see wal-checkpointer.ts)
-   * and calls it again from `afterHold`. Other writes go on (they are rare, and only cost a retry).
+   * True during a checkpointer's quiet window: the engine defers `append` (see @breakwater/broker's
+   * storage/wal-checkpointer.ts) and calls it again from `afterHold`. Other writes go on (they are rare, and only cost a retry).
    */
   get appendsHeld(): boolean {
     return this.#held;

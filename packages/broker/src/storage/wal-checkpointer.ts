@@ -16,16 +16,22 @@
  * checkpointed. A writer committing every few milliseconds never leaves such a moment (it appends
  * during each checkpoint's fsync), so the WAL would grow without bound. Hence the quiet window:
  * when a checkpoint finds the WAL past `quietAfterFrames` (it has not started over for a while), the worker asks
- * for a pause (`hold`: the engine keeps capturing but defers its appends — PUBACKs wait, the event
- * loop does not), checkpoints the frames appended meanwhile, and releases (`release`); the next append starts
+ * for a pause (`hold`: the caller defers its writes — PUBACKs wait, the event loop does not),
+ * checkpoints the frames appended meanwhile, and releases (`release`); the next append starts
  * the WAL over. The pause never lasts more than `maxQuietMs`; if the disk is slower than that the
  * WAL grows for now and the next checkpoint tries again.
+ *
+ * Used by the broker's storage (storage/sqlite.ts) and by the integration buffer
+ * (@breakwater/integration buffer/store.ts).
  *
  * The worker is eval'd JavaScript (no file to resolve from source or from dist) that loads the same
  * better-sqlite3 the caller uses.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
+
+/** SQLite's default `wal_autocheckpoint` (pages): what a caller restores if the checkpointer fails. */
+export const SQLITE_DEFAULT_AUTOCHECKPOINT = 1000;
 
 /** `PRAGMA wal_checkpoint` result: WAL frames in the log, and how many are in the database file. */
 export interface CheckpointResult {
@@ -128,6 +134,8 @@ export class WalCheckpointer {
         this.#maxLogFrames = Math.max(this.#maxLogFrames, m.result.log);
       }
       if (m.type === 'want-quiet') {
+        // Asked just before close: no window, the caller is about to commit and close.
+        if (this.#closing || this.#failed) return;
         // Between two event-loop turns: no write is in progress on the event-loop connection.
         this.#quietWindows++;
         this.#hold();
