@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Broker, BrokerMetrics, MemoryStorage } from '@breakwater/broker';
 import {
@@ -21,14 +21,7 @@ import {
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { main } from '../src/index.js';
-
-class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += String(chunk);
-    callback();
-  }
-}
+import { OutputSink } from './output-sink.js';
 
 interface Run {
   code: number;
@@ -74,8 +67,8 @@ after(async () => {
 
 /** Runs `breakwater <args>` in-process; URL and key from the environment unless `env` says otherwise. */
 async function cli(args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Run> {
-  const stdout = new Sink();
-  const stderr = new Sink();
+  const stdout = new OutputSink();
+  const stderr = new OutputSink();
   const code = await main(['node', 'breakwater', ...args], {
     stdout,
     stderr,

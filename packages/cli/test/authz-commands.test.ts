@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { Broker, BrokerMetrics, Guard, MemoryStorage } from '@breakwater/broker';
 import {
@@ -18,14 +18,7 @@ import {
 import Fastify, { type FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { main } from '../src/index.js';
-
-class Sink extends Writable {
-  text = '';
-  override _write(chunk: Buffer | string, _encoding: BufferEncoding, callback: () => void): void {
-    this.text += String(chunk);
-    callback();
-  }
-}
+import { OutputSink } from './output-sink.js';
 
 let dir: string;
 let url: string;
@@ -74,8 +67,8 @@ after(async () => {
 });
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new Sink();
-  const stderr = new Sink();
+  const stdout = new OutputSink();
+  const stderr = new OutputSink();
   const code = await main(['node', 'breakwater', ...args], {
     stdout,
     stderr,
