@@ -19,8 +19,10 @@
  *
  * Results go to bench/results/<name>.json and .md (name defaults to the benchmark's).
  */
+
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { getPriority } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { authStormCommand } from './auth-storm/command.js';
@@ -214,6 +216,7 @@ async function main(): Promise<number> {
       churnersPerWorker: Number(values.churners),
       rampPerSec: 500,
       keepaliveSec: Number(values['keepalive-s']),
+      loadNice: getPriority(),
     };
     const name = values.name ?? 'soak';
     const machine = machineInfo();

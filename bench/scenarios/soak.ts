@@ -38,6 +38,8 @@ export interface SoakOptions {
   readonly churnersPerWorker: number;
   readonly rampPerSec: number;
   readonly keepaliveSec: number;
+  /** Scheduling priority (nice) the load generators ran at; absent in reports before it was kept. */
+  readonly loadNice?: number;
 }
 
 export interface SoakSample {
@@ -515,7 +517,7 @@ export function soakMarkdown(
       `every connect; churn: ${opts.rebootsPerSec} devices/s drop without DISCONNECT and return after 1-3 s, ` +
       `${opts.churnersPerWorker * opts.workers} churner loops (connect with a persistent session, SUBSCRIBE, PUBLISH QoS 1, ` +
       'receive it, then DISCONNECT or drop, alternately); one QoS 1 sink subscribed to all telemetry',
-    `- sampled every ${opts.sampleEveryS} s; slopes are least-squares fits over the samples after ${opts.warmupMin} min (ramp and warm-up excluded); the load ran nice -n 10 on a shared 2-core host`,
+    `- sampled every ${opts.sampleEveryS} s; slopes are least-squares fits over the samples after ${opts.warmupMin} min (ramp and warm-up excluded); ${opts.loadNice === undefined ? 'the load ran nice -n 10' : `the load ran at nice ${opts.loadNice}`} on a shared 2-core host`,
     '',
     `## Result: ${r.ok ? 'flat' : 'NOT OK'}`,
     '',
