@@ -22,17 +22,30 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** SIGKILL every child still running and wait for each to exit. */
+/**
+ * Stops every child still running and waits for each to exit: SIGKILL, or with
+ * `BENCH_BROKER_NODE_FLAGS` set (e.g. `--cpu-prof`, whose profile is written at a normal exit)
+ * one after the other, last started first, with SIGTERM and SIGKILL after 15 s.
+ */
 export async function killAll(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once('exit', r));
-      c.kill('SIGKILL');
-      await exited;
-    }),
-  );
+  const stop = async (c: ChildProcess, signal: NodeJS.Signals) => {
+    if (c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill(signal);
+    const t = signal === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 15_000);
+    await exited;
+    if (t !== null) clearTimeout(t);
+  };
+  if (BROKER_NODE_FLAGS.length === 0) {
+    await Promise.all(children.map((c) => stop(c, 'SIGKILL')));
+    return;
+  }
+  // Gently, last started first: the brokers leave while their NATS servers still answer.
+  for (const c of [...children].reverse()) await stop(c, 'SIGTERM');
 }
+
+/** Extra Node flags for the broker processes (profiling: `--cpu-prof --cpu-prof-dir=…`). */
+const BROKER_NODE_FLAGS = (process.env.BENCH_BROKER_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 export function waitPort(port: number, ms: number): Promise<void> {
   const until = Date.now() + ms;
@@ -90,9 +103,13 @@ export function spawnBreakwaterUp(file: string, config: object): ChildProcess {
   writeFileSync(file, JSON.stringify(config));
   const cli = join(ROOT, 'packages/cli/bin/breakwater.js');
   return track(
-    spawn(process.execPath, ['--conditions=source', '--import', 'tsx', cli, 'up', '--config', file], {
-      stdio: 'ignore',
-      cwd: ROOT,
-    }),
+    spawn(
+      process.execPath,
+      [...BROKER_NODE_FLAGS, '--conditions=source', '--import', 'tsx', cli, 'up', '--config', file],
+      {
+        stdio: 'ignore',
+        cwd: ROOT,
+      },
+    ),
   );
 }

@@ -15,7 +15,7 @@
  * with the load generator: a 3-node cluster on 2 cores measures the cost of clustering, not its
  * scale-out.
  *
- *   npm run bench -- cluster [--targets breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1]
+ *   npm run bench -- cluster [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1]
  *                            [--warmup 3] [--window 8]
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
@@ -52,6 +52,8 @@ export interface ClusterBenchOptions {
 interface Deployment {
   /** MQTT ports, one per broker node. */
   ports: number[];
+  /** HTTP ports of the Breakwater nodes (metrics); empty for other targets. */
+  httpPorts: number[];
   /** Every broker-side process (brokers and nats-servers). */
   pids: number[];
   describe: string;
@@ -69,10 +71,17 @@ export interface ClusterFlood {
   brokerSideCpuPercent: number | null;
 }
 
-function startBreakwater(dir: string, name: string, port: number, cluster: string[] | null): ChildProcess {
+function startBreakwater(
+  dir: string,
+  name: string,
+  port: number,
+  httpPort: number,
+  cluster: string[] | null,
+): ChildProcess {
   return spawnBreakwaterUp(join(dir, `${name}.yaml`), {
     listeners: [{ name: 'mqtt', type: 'tcp', host: HOST, port }],
-    http: { enabled: false },
+    // HTTP for /metrics only: after each flood the bench reads where messages were dropped.
+    http: { enabled: true, host: HOST, port: httpPort },
     control: { enabled: false },
     dataDir: join(dir, name),
     log: { level: 'warn', format: 'json' },
@@ -97,6 +106,7 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
       const version = execFileSync(NATS_SERVER, ['--version'], { encoding: 'utf8' }).trim();
       return {
         ports: [mqttPort],
+        httpPorts: [],
         pids: children.map((c) => c.pid!),
         describe: `${version} with an MQTT listener (JetStream on)`,
         stop,
@@ -104,10 +114,12 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
     }
     if (target === 'breakwater-1') {
       const port = await freePort();
-      children.push(startBreakwater(dir, 'single', port, null));
+      const httpPort = await freePort();
+      children.push(startBreakwater(dir, 'single', port, httpPort, null));
       await waitPort(port, 60_000);
       return {
         ports: [port],
+        httpPorts: [httpPort],
         pids: children.map((c) => c.pid!),
         describe: '`breakwater up` (memory storage), one process',
         stop,
@@ -116,11 +128,13 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
     const nats = await startNatsServers(dir, 3);
     children.push(...nats.children);
     const ports = await Promise.all([0, 1, 2].map(() => freePort()));
+    const httpPorts = await Promise.all([0, 1, 2].map(() => freePort()));
     for (const [i, p] of ports.entries())
-      children.push(startBreakwater(dir, `node-${i}`, p, [nats.urls[i]!]));
+      children.push(startBreakwater(dir, `node-${i}`, p, httpPorts[i]!, [nats.urls[i]!]));
     await Promise.all(ports.map((p) => waitPort(p, 90_000)));
     return {
       ports,
+      httpPorts,
       pids: children.map((c) => c.pid!),
       describe: '3 × `breakwater up --cluster` on 3 routed nats-servers (JetStream, R3)',
       stop,
@@ -148,6 +162,28 @@ function assignment(sc: ClusterScenario, ports: number[]): ClientSpec[][] {
     subs.push({ id: `cq1-sub-${i}`, subscribe: { filter: `bench/pair/${i}`, qos: 1 }, port: node(i + 1) });
   }
   return [pubs, subs];
+}
+
+/**
+ * Where the broker dropped messages during the run, per node ("node 0: slow_consumer 1,234"), from
+ * `breakwater_messages_dropped_total`; null when nothing was dropped or there is no HTTP port.
+ */
+async function droppedByNode(httpPorts: number[]): Promise<string | null> {
+  const parts: string[] = [];
+  for (const [i, port] of httpPorts.entries()) {
+    try {
+      // A node may still be working off what the publishers' sockets buffered: give it time.
+      const res = await fetch(`http://${HOST}:${port}/metrics`, { signal: AbortSignal.timeout(60_000) });
+      const text = await res.text();
+      const drops = [...text.matchAll(/^breakwater_messages_dropped_total\{reason="([^"]+)"\} (\d+)/gm)]
+        .filter((m) => Number(m[2]) > 0)
+        .map((m) => `${m[1]} ${fmtNumber(Number(m[2]))}`);
+      if (drops.length > 0) parts.push(`node ${i} dropped: ${drops.join(', ')}`);
+    } catch (err) {
+      parts.push(`node ${i}: metrics unreadable (${(err as Error).message})`);
+    }
+  }
+  return parts.length > 0 ? parts.join('; ') : null;
 }
 
 function rate(a: Stats[], b: Stats[], f: (s: Stats) => number): number {
@@ -194,11 +230,12 @@ async function flood(
     const cpu1 = pids.reduce((s, p) => s + readCpuMs(p), 0);
     const wall = performance.now() - t0;
     await pool.all({ op: 'halt' });
+    const dropped = await droppedByNode(d.httpPorts);
     return {
       target,
       scenario: sc,
       ok: true,
-      note: null,
+      note: dropped,
       receivedPerSec: rate(s0, s1, (s) => s.received),
       sentPerSec: rate(s0, s1, (s) => s.sent),
       brokerSideCpuPercent: ((cpu1 - cpu0) / wall) * 100,

@@ -16,7 +16,7 @@
  */
 import type { ConsumerMessages } from 'nats';
 import type { ClusterContext } from './context.js';
-import { decodeEnvelopeWithOrigin } from './envelope.js';
+import { decodeEnvelopes, type Envelope } from './envelope.js';
 import { inOrder, openReader, type StreamReader } from './stream-reader.js';
 
 const RESTART_DELAY_MS = 250;
@@ -113,15 +113,16 @@ export class DurableFeed {
         this.#lastProgressAt = Date.now();
         if (m.seq <= this.#lastSeq) continue; // a restart may overlap
         this.#lastSeq = m.seq;
-        let env: ReturnType<typeof decodeEnvelopeWithOrigin>;
+        let envelopes: Envelope[];
         try {
-          env = decodeEnvelopeWithOrigin(m.data);
+          envelopes = decodeEnvelopes(m.data, true);
         } catch {
           continue;
         }
-        if (env.origin === self) continue; // routed here when it was published
-        this.#ctx.metrics.received.inc({ kind: 'durable' });
-        host.routeRemote(env.msg, null);
+        // A batch comes from one node: routed here when it was published if that was us.
+        if (envelopes.length === 0 || envelopes[0]!.origin === self) continue;
+        this.#ctx.metrics.received.inc({ kind: 'durable' }, envelopes.length);
+        for (const e of envelopes) host.routeRemote(e.msg, null);
       }
     } catch (err) {
       this.#ctx.logger.warn({ err }, 'durable feed failed');

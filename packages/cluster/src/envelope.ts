@@ -9,10 +9,13 @@
  *   [u16 publisher length · publisher]   [f64 expiresAt epoch ms]
  *   [u32 properties length · properties JSON (correlationData as base64)]
  *   payload (the rest)
+ *
+ * Between nodes, messages travel in batches of such envelopes (`EnvelopeBatch`, version 3).
  */
 import type { Message, StoredPublishProperties } from '@breakwater/broker';
 
 const VERSION = 2;
+const BATCH_VERSION = 3;
 const F_RETAIN = 4;
 const F_PROPS = 8;
 const F_EXPIRY = 16;
@@ -27,42 +30,106 @@ export interface Envelope {
 }
 
 export function encodeEnvelope(msg: Message, origin = ''): Uint8Array {
-  const originLen = origin.length;
-  const topicLen = Buffer.byteLength(msg.topic);
-  const pubLen = msg.publisherId === null ? -1 : Buffer.byteLength(msg.publisherId);
-  let props: Buffer | null = null;
-  if (msg.properties !== null) {
-    const p = msg.properties;
-    const json =
-      p.correlationData !== undefined
-        ? { ...p, correlationData: Buffer.from(p.correlationData).toString('base64') }
-        : p;
-    props = Buffer.from(JSON.stringify(json));
+  const props = propertiesJson(msg);
+  const buf = Buffer.allocUnsafe(envelopeSize(msg, origin, props));
+  writeEnvelope(buf, 0, msg, origin, props);
+  return buf;
+}
+
+/**
+ * Several envelopes as one NATS message (version 3): `u8 3 · (u32 length · envelope)*`. A node
+ * sends what it routed for one topic in one event-loop turn as one batch, so NATS, JetStream and
+ * nats.js pay their per-message cost (protocol line, subject, parse, ack) once per batch: a
+ * flooding publisher's messages otherwise cost more in NATS than in the broker itself. The
+ * messages of a batch share its subject, so NATS's interest matching is unchanged.
+ */
+export class EnvelopeBatch {
+  readonly topic: string;
+  #buf: Buffer;
+  #len = 1;
+  #count = 0;
+  #qos2 = 0;
+
+  constructor(topic: string, initialBytes = 1024) {
+    this.topic = topic;
+    this.#buf = Buffer.allocUnsafe(initialBytes);
+    this.#buf[0] = BATCH_VERSION;
   }
-  const size =
+
+  /** Messages in the batch, and how many of them are QoS 2 (metrics by QoS). */
+  get count(): number {
+    return this.#count;
+  }
+
+  get qos2Count(): number {
+    return this.#qos2;
+  }
+
+  get byteLength(): number {
+    return this.#len;
+  }
+
+  add(msg: Message, origin: string): void {
+    const props = propertiesJson(msg);
+    const size = envelopeSize(msg, origin, props);
+    const need = this.#len + 4 + size;
+    if (need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
+      this.#buf.copy(grown, 0, 0, this.#len);
+      this.#buf = grown;
+    }
+    this.#buf.writeUInt32BE(size, this.#len);
+    writeEnvelope(this.#buf, this.#len + 4, msg, origin, props);
+    this.#len = need;
+    this.#count++;
+    if (msg.qos === 2) this.#qos2++;
+  }
+
+  /** The bytes to send (a view: the batch is not used after this). */
+  bytes(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+function propertiesJson(msg: Message): Buffer | null {
+  const p = msg.properties;
+  if (p === null) return null;
+  const json =
+    p.correlationData !== undefined
+      ? { ...p, correlationData: Buffer.from(p.correlationData).toString('base64') }
+      : p;
+  return Buffer.from(JSON.stringify(json));
+}
+
+function envelopeSize(msg: Message, origin: string, props: Buffer | null): number {
+  return (
     5 +
-    originLen +
-    topicLen +
-    (pubLen >= 0 ? 2 + pubLen : 0) +
+    origin.length +
+    Buffer.byteLength(msg.topic) +
+    (msg.publisherId === null ? 0 : 2 + Buffer.byteLength(msg.publisherId)) +
     (msg.expiresAt !== null ? 8 : 0) +
     (props !== null ? 4 + props.length : 0) +
-    msg.payload.length;
-  const buf = Buffer.allocUnsafe(size);
+    msg.payload.length
+  );
+}
+
+function writeEnvelope(buf: Buffer, at: number, msg: Message, origin: string, props: Buffer | null): void {
   let flags = msg.qos & 3;
   if (msg.retain) flags |= F_RETAIN;
   if (props !== null) flags |= F_PROPS;
   if (msg.expiresAt !== null) flags |= F_EXPIRY;
-  if (pubLen >= 0) flags |= F_PUBLISHER;
-  buf[0] = VERSION;
-  buf[1] = flags;
-  buf[2] = originLen;
-  let o = 3 + buf.write(origin, 3, 'latin1');
+  if (msg.publisherId !== null) flags |= F_PUBLISHER;
+  buf[at] = VERSION;
+  buf[at + 1] = flags;
+  buf[at + 2] = origin.length;
+  let o = at + 3 + buf.write(origin, at + 3, 'latin1');
+  const topicLen = buf.write(msg.topic, o + 2);
   buf.writeUInt16BE(topicLen, o);
-  o += 2;
-  o += buf.write(msg.topic, o);
-  if (pubLen >= 0) {
-    buf.writeUInt16BE(pubLen, o);
-    o += 2 + buf.write(msg.publisherId!, o + 2);
+  o += 2 + topicLen;
+  if (msg.publisherId !== null) {
+    const n = buf.write(msg.publisherId, o + 2);
+    buf.writeUInt16BE(n, o);
+    o += 2 + n;
   }
   if (msg.expiresAt !== null) o = buf.writeDoubleBE(msg.expiresAt, o);
   if (props !== null) {
@@ -70,16 +137,31 @@ export function encodeEnvelope(msg: Message, origin = ''): Uint8Array {
     o += props.copy(buf, o);
   }
   msg.payload.copy(buf, o);
-  return buf;
+}
+
+/**
+ * Every message in `data`, a single envelope or a batch, in order. `withOrigin`: fill in the node
+ * that published each (the durable feed skips its own). Throws EnvelopeError on anything else.
+ */
+export function decodeEnvelopes(data: Uint8Array, withOrigin = false): Envelope[] {
+  if (data.length > 0 && data[0] === BATCH_VERSION) {
+    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const out: Envelope[] = [];
+    let o = 1;
+    while (o < buf.length) {
+      if (o + 4 > buf.length) throw new EnvelopeError('truncated batch');
+      const n = buf.readUInt32BE(o);
+      if (o + 4 + n > buf.length) throw new EnvelopeError('truncated batch');
+      out.push(decode(buf.subarray(o + 4, o + 4 + n), withOrigin));
+      o += 4 + n;
+    }
+    return out;
+  }
+  return [decode(data, withOrigin)];
 }
 
 export function decodeEnvelope(data: Uint8Array): Message {
   return decode(data, false).msg;
-}
-
-/** The message and the node it came from (the durable feed skips a node's own messages). */
-export function decodeEnvelopeWithOrigin(data: Uint8Array): Envelope {
-  return decode(data, true);
 }
 
 function decode(data: Uint8Array, withOrigin: boolean): Envelope {

@@ -1,5 +1,12 @@
 export type { HealthListener } from './context.js';
-export { decodeEnvelope, EnvelopeError, encodeEnvelope } from './envelope.js';
+export {
+  decodeEnvelope,
+  decodeEnvelopes,
+  type Envelope,
+  EnvelopeBatch,
+  EnvelopeError,
+  encodeEnvelope,
+} from './envelope.js';
 export { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 export { ClusterMetrics } from './metrics.js';
 export { mqttMatches } from './mqtt-match.js';

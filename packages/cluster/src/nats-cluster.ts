@@ -49,7 +49,7 @@ import {
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
 import { DurableFeed } from './durable-feed.js';
-import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { decodeEnvelopes, type Envelope, EnvelopeBatch } from './envelope.js';
 import { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
@@ -59,6 +59,12 @@ import { RetainedSync } from './retained-sync.js';
 import { filterSubjects, publishSubject } from './subjects.js';
 
 const FAILED = Symbol('failed');
+/** A batch this large is sent at once rather than at the end of the turn (NATS's max_payload is 1 MiB). */
+const BATCH_BYTES = 64 * 1024;
+
+function sendBatches(cluster: NatsCluster): void {
+  cluster.sendBatches();
+}
 
 interface FilterSub {
   refs: number;
@@ -84,6 +90,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly #feed: DurableFeed;
   #lastFlush: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Messages routed this turn, per topic, not yet sent: QoS 0 and QoS 1/2. */
+  readonly #liveBatches = new Map<string, EnvelopeBatch>();
+  readonly #durableBatches = new Map<string, EnvelopeBatch>();
+  #sendScheduled = false;
+  readonly #forwardedLive: { inc(n: number): void };
+  readonly #forwardedQos1: { inc(n: number): void };
+  readonly #forwardedQos2: { inc(n: number): void };
+  readonly #receivedLive: { inc(n: number): void };
   #knownGood: KnownGoodSync | null = null;
   readonly #knownGoodKv: KV;
 
@@ -96,6 +110,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.options = Object.freeze({ ...options });
     this.logger = options.logger ?? pino({ level: 'silent' });
     this.metrics = new ClusterMetrics(options.registry);
+    // Label lookups hash their label object: bound once, not per message.
+    this.#forwardedLive = this.metrics.forwarded.labels('0');
+    this.#forwardedQos1 = this.metrics.forwarded.labels('1');
+    this.#forwardedQos2 = this.metrics.forwarded.labels('2');
+    this.#receivedLive = this.metrics.received.labels('live');
     this.nc = nc;
     this.js = nc.jetstream({ timeout: options.requestTimeoutMs });
     this.jsm = jsm;
@@ -265,16 +284,51 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
 
   forward(msg: Message): boolean {
     const durable = msg.qos > 0;
-    const subject = publishSubject(this.options.prefix, durable, msg.topic);
-    const data = encodeEnvelope(msg, this.options.nodeId);
-    if (!durable) {
-      this.metrics.forwarded.inc({ qos: '0' });
-      if (!this.nc.isClosed()) this.nc.publish(subject, data);
-      return false;
+    const batches = durable ? this.#durableBatches : this.#liveBatches;
+    let batch = batches.get(msg.topic);
+    if (batch === undefined) {
+      batch = new EnvelopeBatch(msg.topic);
+      batches.set(msg.topic, batch);
+      if (!this.#sendScheduled) {
+        this.#sendScheduled = true;
+        setImmediate(sendBatches, this);
+      }
     }
-    this.metrics.forwarded.inc({ qos: String(msg.qos) });
-    this.track(this.js.publish(subject, data));
-    return true;
+    batch.add(msg, this.options.nodeId);
+    if (batch.byteLength >= BATCH_BYTES) {
+      batches.delete(msg.topic);
+      this.#send(batch, durable);
+    }
+    return durable;
+  }
+
+  /**
+   * Sends every batch collected since the last call: QoS 0 on core NATS, QoS 1/2 to the stream
+   * (tracked for the next flush()). Runs once per event-loop turn in which something was
+   * forwarded, and from flush(), so a PUBACK never waits for a turn to end.
+   */
+  sendBatches(): void {
+    this.#sendScheduled = false;
+    if (this.#liveBatches.size > 0) {
+      for (const batch of this.#liveBatches.values()) this.#send(batch, false);
+      this.#liveBatches.clear();
+    }
+    if (this.#durableBatches.size > 0) {
+      for (const batch of this.#durableBatches.values()) this.#send(batch, true);
+      this.#durableBatches.clear();
+    }
+  }
+
+  #send(batch: EnvelopeBatch, durable: boolean): void {
+    const subject = publishSubject(this.options.prefix, durable, batch.topic);
+    if (!durable) {
+      this.#forwardedLive.inc(batch.count);
+      if (!this.nc.isClosed()) this.nc.publish(subject, batch.bytes());
+      return;
+    }
+    if (batch.qos2Count > 0) this.#forwardedQos2.inc(batch.qos2Count);
+    if (batch.count > batch.qos2Count) this.#forwardedQos1.inc(batch.count - batch.qos2Count);
+    this.track(this.js.publish(subject, batch.bytes()));
   }
 
   track(p: Promise<unknown>): void {
@@ -293,6 +347,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
    * Flushes complete in call order, as the broker's durable acks expect of generations.
    */
   flush(): Promise<void> {
+    this.sendBatches();
     const list = this.#pending;
     this.#pending = [];
     const prev = this.#lastFlush.catch(() => {});
@@ -340,15 +395,16 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   #onRemote(data: Uint8Array, filter: string): void {
-    let msg: Message;
+    let envelopes: Envelope[];
     try {
-      msg = decodeEnvelope(data);
+      envelopes = decodeEnvelopes(data);
     } catch (err) {
       this.logger.warn({ err }, 'undecodable cluster message dropped');
       return;
     }
-    this.metrics.received.inc({ kind: 'live' });
-    this.#host!.routeRemote(msg, filter);
+    this.#receivedLive.inc(envelopes.length);
+    const host = this.#host!;
+    for (const e of envelopes) host.routeRemote(e.msg, filter);
   }
 
   #addShared(filter: string, group: string): void {
@@ -371,14 +427,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
             queue,
             callback: (err, m) => {
               if (err !== null) return;
-              let msg: Message;
+              let envelopes: Envelope[];
               try {
-                msg = decodeEnvelope(m.data);
+                envelopes = decodeEnvelopes(m.data);
               } catch {
                 return;
               }
-              this.metrics.received.inc({ kind: 'shared' });
-              this.#host!.routeShared(msg, group, filter);
+              this.metrics.received.inc({ kind: 'shared' }, envelopes.length);
+              for (const e of envelopes) this.#host!.routeShared(e.msg, group, filter);
             },
           }),
         );

@@ -17,10 +17,10 @@
  * at-least-once; a QoS 2 delivery that was in flight when its node died may be sent twice).
  */
 import { randomBytes } from 'node:crypto';
-import type { ClaimResult, Message, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
+import type { ClaimResult, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
 import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
 import type { ClusterContext } from './context.js';
-import { decodeEnvelope } from './envelope.js';
+import { decodeEnvelopes, type Envelope } from './envelope.js';
 import { mqttMatches } from './mqtt-match.js';
 import { readToEnd } from './stream-reader.js';
 import { clientKey, decodeLevel, filterSubjects } from './subjects.js';
@@ -266,15 +266,17 @@ export class Ownership {
           (m) => {
             if (seen.has(m.seq)) return;
             seen.add(m.seq);
-            let msg: Message;
+            let envelopes: Envelope[];
             try {
-              msg = decodeEnvelope(m.data);
+              envelopes = decodeEnvelopes(m.data);
             } catch {
               return;
             }
-            if (!mqttMatches(sub.topicFilter, msg.topic)) return;
-            this.#ctx.metrics.replayed.inc();
-            host.deliverReplayed(s, msg, sub);
+            for (const { msg } of envelopes) {
+              if (!mqttMatches(sub.topicFilter, msg.topic)) continue;
+              this.#ctx.metrics.replayed.inc();
+              host.deliverReplayed(s, msg, sub);
+            }
           },
           { active: () => !s.ended },
         );

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   decodeEnvelope,
+  decodeEnvelopes,
   decodeTopic,
+  EnvelopeBatch,
   encodeEnvelope,
   encodeTopic,
   filterSubjects,
@@ -82,5 +84,48 @@ describe('envelope', () => {
     };
     assert.deepEqual(decodeEnvelope(encodeEnvelope(msg)), msg);
     assert.throws(() => decodeEnvelope(Buffer.from('hello world')), /not a breakwater envelope/);
+  });
+
+  test('a batch carries its messages in order, each whole, with the node that sent them', () => {
+    const batch = new EnvelopeBatch('fleet/d1/t', 16); // small start: the buffer has to grow
+    const msgs = Array.from({ length: 50 }, (_, i) => ({
+      topic: 'fleet/d1/t',
+      payload: Buffer.from(`payload ${i} ${'x'.repeat(i * 7)}`),
+      qos: (i % 3) as 0 | 1 | 2,
+      retain: false,
+      properties: i % 5 === 0 ? { userProperties: { i: String(i) } } : null,
+      expiresAt: i % 4 === 0 ? 1_800_000_000_000 + i : null,
+      publisherId: i % 2 === 0 ? `dev-${i}` : null,
+      encoded: null,
+    }));
+    for (const m of msgs) batch.add(m, 'node-b');
+    assert.equal(batch.count, 50);
+    assert.equal(batch.qos2Count, msgs.filter((m) => m.qos === 2).length);
+    const back = decodeEnvelopes(batch.bytes(), true);
+    assert.equal(back.length, 50);
+    back.forEach((e, i) => {
+      assert.equal(e.origin, 'node-b');
+      assert.deepEqual({ ...e.msg, payload: Buffer.from(e.msg.payload) }, msgs[i]);
+    });
+    // A single envelope decodes as a list of one.
+    assert.equal(decodeEnvelopes(encodeEnvelope(msgs[3]!, 'n')).length, 1);
+  });
+
+  test('a truncated batch is refused, not misread', () => {
+    const batch = new EnvelopeBatch('t');
+    const m = {
+      topic: 't',
+      payload: Buffer.from('abc'),
+      qos: 0 as const,
+      retain: false,
+      properties: null,
+      expiresAt: null,
+      publisherId: null,
+      encoded: null,
+    };
+    batch.add(m, 'n');
+    batch.add(m, 'n');
+    const bytes = batch.bytes();
+    assert.throws(() => decodeEnvelopes(bytes.subarray(0, bytes.length - 2)), /truncated/);
   });
 });
