@@ -123,7 +123,8 @@ export class DevicePresence {
   /** Each stored device's count since its last prune after this batch; 0 = prune it now. */
   #counts(events: readonly NewDeviceEvent[], stored: ReadonlySet<string>): Map<string, number> {
     const added = new Map<string, number>();
-    for (const e of events) if (stored.has(e.deviceId)) added.set(e.deviceId, (added.get(e.deviceId) ?? 0) + 1);
+    for (const e of events)
+      if (stored.has(e.deviceId)) added.set(e.deviceId, (added.get(e.deviceId) ?? 0) + 1);
     for (const [id, n] of added) {
       const before = this.#sincePrune.get(id);
       added.set(id, before === undefined || before + n >= PRUNE_EVERY ? 0 : before + n);

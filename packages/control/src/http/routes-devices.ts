@@ -13,8 +13,8 @@ import { audit, iso, isoOrNull, type RouteContext } from './context.js';
 import { describeAjvError } from './errors.js';
 import {
   CreateDeviceBody,
-  DeviceEventView,
   DeviceEventsQuery,
+  DeviceEventView,
   DeviceIdParams,
   type DeviceInput,
   DeviceView,
