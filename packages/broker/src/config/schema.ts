@@ -306,6 +306,13 @@ export const ControlSchema = Type.Object(
       description:
         'Directory the web console lists game-day runs from (`breakwater gameday run` writes `./gameday-reports/<run>` by default); relative to the working directory.',
     }),
+    deviceEventsPerDevice: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 200,
+      description:
+        "Events kept in each device's history (connects, disconnects, queue drops by reason; `GET /api/v1/devices/{id}/events`): the newest are kept, older ones pruned as new ones are written.",
+    }),
     storage: Type.Object(
       {
         driver: stringEnum(['sqlite', 'postgres'] as const, {
