@@ -136,7 +136,7 @@ const limitSchemas = {
   queueOverflow: stringEnum(queueOverflowPolicies, {
     default: defaultLimits.queueOverflow,
     description:
-      'A full queue: `drop-new` refuses the new message, `drop-oldest` evicts the oldest queued one, `disconnect` refuses it and closes the connected consumer (v5: DISCONNECT 0x97) keeping its session. Every drop is counted in `breakwater_messages_dropped_total{reason}` (`queue_full`, `queue_bytes_full`, `queue_evicted`) and reported per session (warning log, observer event) at most every 10 s. Default `drop-new`: the only policy that can tell the publisher: an MQTT 5 QoS 1/2 PUBLISH that every matching subscriber refused gets PUBACK/PUBREC 0x97 Quota exceeded instead of a success, while `drop-oldest` discards a message whose publisher was acknowledged long ago.',
+      'A full queue: `drop-new` refuses the new message, `drop-oldest` evicts the oldest queued one, `disconnect` refuses it and closes the connected consumer (v5: DISCONNECT 0x97) keeping its session. Every drop is counted in `breakwater_messages_dropped_total{reason}` (`queue_full`, `queue_bytes_full`, `queue_evicted`) and reported per session (warning log, observer event, the device event history at `GET /api/v1/devices/{id}/events`) at most every 10 s. Default `drop-new`: the only policy that can tell the publisher: an MQTT 5 QoS 1/2 PUBLISH that every matching subscriber refused gets PUBACK/PUBREC 151 Quota exceeded instead of a success, while `drop-oldest` discards a message whose publisher was acknowledged long ago.',
   }),
   queueQos0: Type.Boolean({
     default: defaultLimits.queueQos0,
