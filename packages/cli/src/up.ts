@@ -217,6 +217,7 @@ export async function runUp(flags: UpFlags, io: UpIo): Promise<number> {
         metrics: { registry: metrics.registry },
         alerts: config.alerts,
         gamedayReportsDir: config.control.gamedayReports,
+        deviceEventsPerDevice: config.control.deviceEventsPerDevice,
         ...(integration ? { integration } : {}),
       });
     }

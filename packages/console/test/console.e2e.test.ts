@@ -161,6 +161,11 @@ describe('web console (headless Chromium)', { skip, timeout: 120_000 }, () => {
     await page.goto(`${d.base}/console/#/devices`);
     await page.getByRole('button', { name: 'e2e-device', exact: true }).click();
     await page.getByRole('list', { name: 'Subscriptions' }).getByText('devices/e2e-device/#').waitFor();
+    // …and its session history (GET /api/v1/devices/:id/events) with this connect.
+    await page
+      .getByRole('list', { name: 'Session history' })
+      .getByText('connected', { exact: true })
+      .waitFor();
   });
 
   it('kill switch 1: revoke a device from the device list', async () => {

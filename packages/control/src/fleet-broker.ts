@@ -20,8 +20,8 @@ export interface FleetPresenceListener {
   disconnected(clientId: string, at: number, reason: string): void;
   /**
    * The client's full session queue dropped messages: at most one call per client every 10 s,
-   * with the counts by reason since the previous one (broker queue-drops.ts). For a device's
-   * event history; the control plane keeps none yet.
+   * with the counts by reason since the previous one (broker queue-drops.ts). Kept in the
+   * device's event history (devices/presence.ts).
    */
   messagesDropped?(clientId: string, at: number, dropped: Readonly<Record<string, number>>): void;
 }

@@ -1,7 +1,13 @@
 export * from './alerts/index.js';
 export { generateApiKey, hashApiKey, roleAllows } from './auth/api-keys.js';
 export * from './config-push/index.js';
-export { DevicePresence } from './devices/presence.js';
+export {
+  DEFAULT_DEVICE_EVENTS_PER_DEVICE,
+  DEVICE_EVENT_KINDS,
+  type DeviceEventKind,
+  type DeviceEventRecord,
+} from './devices/events.js';
+export { DevicePresence, type DevicePresenceOptions } from './devices/presence.js';
 export { AttemptLimiter, type AttemptLimiterOptions } from './devices/rate-limit.js';
 export { generateDeviceSecret, hashDeviceSecret, verifyDeviceSecret } from './devices/secret.js';
 export { SelectorResolver } from './devices/selector-resolver.js';

@@ -7,6 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { DevicePresence, PRUNE_EVERY } from '../src/devices/presence.js';
 import { createControlPlane } from '../src/http/app.js';
 import { type Driver, errorOf, type Harness, startControlPlane } from './harness.js';
 
@@ -519,6 +520,134 @@ export function apiSuite(driver: Driver): void {
       await h.cp.presence.flush();
       const d2 = (await h.call('GET', '/api/v1/devices/p-1')).json() as Record<string, unknown>;
       assert.equal(d2.connectionState, 'online');
+    });
+
+    it('device events: connects, disconnects and queue-drop reports (one event per reason) in the history API', async (t) => {
+      const h = await start(t);
+      if (!h) return;
+      await createDevice(h, { id: 'ev-1' });
+      const viewer = await keyFor(h, 'viewer');
+      const t0 = h.clock.now();
+      h.cp.presence.connected('ev-1', t0);
+      h.cp.presence.messagesDropped('ev-1', t0 + 5, { queue_full: 1 });
+      h.cp.presence.messagesDropped('not-a-device', t0 + 5, { queue_full: 9 });
+      h.cp.presence.messagesDropped('ev-1', t0 + 10_005, {
+        queue_full: 250,
+        queue_evicted: 3,
+        queue_bytes_full: 0,
+      });
+      h.cp.presence.disconnected('ev-1', t0 + 10_010, 'KeepAliveTimeout');
+      await h.cp.presence.flush();
+      const res = await h.call('GET', '/api/v1/devices/ev-1/events', { key: viewer });
+      assert.equal(res.statusCode, 200, res.body);
+      const body = res.json() as {
+        items: Array<{
+          seq: number;
+          at: string;
+          kind: string;
+          clientId: string;
+          reason: string | null;
+          count: number | null;
+        }>;
+        nextCursor: string | null;
+      };
+      assert.deepEqual(
+        body.items.map(({ seq: _seq, ...e }) => e),
+        [
+          {
+            at: new Date(t0 + 10_010).toISOString(),
+            kind: 'disconnected',
+            clientId: 'ev-1',
+            reason: 'KeepAliveTimeout',
+            count: null,
+          },
+          {
+            at: new Date(t0 + 10_005).toISOString(),
+            kind: 'messages_dropped',
+            clientId: 'ev-1',
+            reason: 'queue_evicted',
+            count: 3,
+          },
+          {
+            at: new Date(t0 + 10_005).toISOString(),
+            kind: 'messages_dropped',
+            clientId: 'ev-1',
+            reason: 'queue_full',
+            count: 250,
+          },
+          {
+            at: new Date(t0 + 5).toISOString(),
+            kind: 'messages_dropped',
+            clientId: 'ev-1',
+            reason: 'queue_full',
+            count: 1,
+          },
+          { at: new Date(t0).toISOString(), kind: 'connected', clientId: 'ev-1', reason: null, count: null },
+        ],
+      );
+      assert.equal(body.nextCursor, null);
+      const drops = (
+        await h.call('GET', '/api/v1/devices/ev-1/events?kind=messages_dropped&limit=2')
+      ).json() as typeof body;
+      assert.deepEqual(
+        drops.items.map((e) => e.count),
+        [3, 250],
+      );
+      const rest = (
+        await h.call(
+          'GET',
+          `/api/v1/devices/ev-1/events?kind=messages_dropped&limit=2&cursor=${drops.nextCursor}`,
+        )
+      ).json() as typeof body;
+      assert.deepEqual(
+        rest.items.map((e) => e.count),
+        [1],
+      );
+      assert.equal(rest.nextCursor, null);
+      const missing = await h.call('GET', '/api/v1/devices/nope/events');
+      assert.equal(missing.statusCode, 404);
+      assert.equal(errorOf(missing).code, 'BW_ERR_API_NOT_FOUND');
+      const badKind = await h.call('GET', '/api/v1/devices/ev-1/events?kind=rebooted');
+      assert.equal(badKind.statusCode, 400);
+      assert.equal((await h.call('GET', '/api/v1/devices/ev-1/events', { key: null })).statusCode, 401);
+      const spec = (await h.call('GET', '/api/openapi.json')).json() as {
+        paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;
+      };
+      assert.ok(spec.paths['/api/v1/devices/{id}/events']?.get?.responses['200'], 'documented in OpenAPI');
+    });
+
+    it('device events: bounded per device (newest kept), pruned in batches and at first sight after a restart', async (t) => {
+      const h = await start(t, { deviceEventsPerDevice: 5 });
+      if (!h) return;
+      await createDevice(h, { id: 'bd-1' });
+      await createDevice(h, { id: 'bd-2' });
+      const t0 = h.clock.now();
+      const count = async (id: string): Promise<number> =>
+        ((await h.call('GET', `/api/v1/devices/${id}/events?limit=1000`)).json() as { items: unknown[] })
+          .items.length;
+      for (let i = 0; i < 100; i++) h.cp.presence.connected('bd-1', t0 + i);
+      h.cp.presence.connected('bd-2', t0);
+      await h.cp.presence.flush();
+      assert.equal(await count('bd-1'), 5, 'the first batch of a device is pruned to the limit');
+      const newest = (
+        (await h.call('GET', '/api/v1/devices/bd-1/events')).json() as { items: Array<{ at: string }> }
+      ).items[0];
+      assert.equal(newest?.at, new Date(t0 + 99).toISOString(), 'the newest are kept');
+      // Then pruned every PRUNE_EVERY events, not on every write.
+      for (let i = 0; i < PRUNE_EVERY - 1; i++) {
+        h.cp.presence.disconnected('bd-1', t0 + 200 + i, 'x');
+        await h.cp.presence.flush();
+      }
+      assert.equal(await count('bd-1'), 5 + PRUNE_EVERY - 1, 'the bound: limit + PRUNE_EVERY - 1');
+      h.cp.presence.disconnected('bd-1', t0 + 300, 'x');
+      await h.cp.presence.flush();
+      assert.equal(await count('bd-1'), 5);
+      // A new process (another DevicePresence) prunes a device the first time it writes for it.
+      const restarted = new DevicePresence(h.storage, { keepPerDevice: 2 });
+      restarted.connected('bd-1', t0 + 400);
+      await restarted.flush();
+      assert.equal(await count('bd-1'), 2);
+      assert.equal(await count('bd-2'), 1, 'other devices untouched');
     });
 
     it('signing keys: rotate (admin), list shows the retired key with its JWKS horizon', async (t) => {

@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it, type TestContext } from 'node:test';
+import type { NewDeviceEvent } from '../src/devices/events.js';
 import type { NewDevice } from '../src/devices/model.js';
 import { ApiError, DuplicateKeyError } from '../src/errors.js';
 import { SCHEMA_VERSION } from '../src/storage/migrations.js';
@@ -208,6 +209,76 @@ export function storageContract(
         assert.equal(d2?.connectionState, 'online');
         assert.equal(d2?.lastDisconnectReason, 'KeepAliveTimeout', 'kept until the next disconnect');
         assert.equal(await s.devices.get('ghost'), null, 'presence never creates devices');
+      }));
+
+    it('device events: registered devices only, newest first, kind filter, cursor, prune, gone with the device', (t) =>
+      withStorage(t, async (s) => {
+        await s.devices.insert([device('e1'), device('e2')]);
+        const ev = (deviceId: string, at: number, extra: Partial<NewDeviceEvent> = {}): NewDeviceEvent => ({
+          deviceId,
+          at,
+          kind: 'connected',
+          clientId: deviceId,
+          reason: null,
+          count: null,
+          ...extra,
+        });
+        const stored = await s.deviceEvents.append([
+          ev('e1', 10),
+          ev('ghost', 11),
+          ev('e1', 20, { kind: 'messages_dropped', reason: 'queue_full', count: 1 }),
+          ev('e2', 21, { kind: 'disconnected', reason: 'KeepAliveTimeout' }),
+          ev('e1', 30, { kind: 'messages_dropped', reason: 'queue_evicted', count: 4_000_000_000 }),
+          ev('e1', 40, { kind: 'disconnected', reason: 'NormalDisconnection' }),
+        ]);
+        assert.deepEqual([...stored].sort(), ['e1', 'e2'], 'an unknown client id is skipped');
+        assert.deepEqual(await s.deviceEvents.append([]), new Set());
+        const all = await s.deviceEvents.list('e1', {}, 10, null);
+        assert.deepEqual(
+          all.items.map((e) => [e.at, e.kind, e.reason, e.count]),
+          [
+            [40, 'disconnected', 'NormalDisconnection', null],
+            [30, 'messages_dropped', 'queue_evicted', 4_000_000_000],
+            [20, 'messages_dropped', 'queue_full', 1],
+            [10, 'connected', null, null],
+          ],
+        );
+        assert.equal(all.items[0]?.clientId, 'e1');
+        assert.equal(all.items[0]?.deviceId, 'e1');
+        assert.equal(all.nextCursor, null);
+        assert.ok(all.items[0]!.seq > all.items[1]!.seq, 'seq orders the list');
+        const drops = await s.deviceEvents.list('e1', { kind: 'messages_dropped' }, 1, null);
+        assert.deepEqual(
+          drops.items.map((e) => e.reason),
+          ['queue_evicted'],
+        );
+        assert.notEqual(drops.nextCursor, null);
+        const next = await s.deviceEvents.list('e1', { kind: 'messages_dropped' }, 1, drops.nextCursor);
+        assert.deepEqual(
+          next.items.map((e) => e.reason),
+          ['queue_full'],
+        );
+        assert.equal(next.nextCursor, null);
+        await assert.rejects(
+          s.deviceEvents.list('e1', {}, 3, 'not a cursor!'),
+          (err) => err instanceof ApiError && err.field === 'cursor',
+        );
+        // Prune keeps the newest `keep`, and is a no-op at or under it.
+        assert.equal(await s.deviceEvents.prune('e1', 4), 0);
+        assert.equal(await s.deviceEvents.prune('e1', 2), 2);
+        assert.deepEqual(
+          (await s.deviceEvents.list('e1', {}, 10, null)).items.map((e) => e.at),
+          [40, 30],
+        );
+        assert.equal(
+          (await s.deviceEvents.list('e2', {}, 10, null)).items.length,
+          1,
+          'other devices untouched',
+        );
+        // Deleting the device deletes its history: the same id registered again starts clean.
+        assert.equal(await s.devices.delete('e1'), true);
+        await s.devices.insert([device('e1')]);
+        assert.deepEqual((await s.deviceEvents.list('e1', {}, 10, null)).items, []);
       }));
 
     it('audit: append, newest first, filters, cursor pagination', (t) =>

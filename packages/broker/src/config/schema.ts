@@ -136,7 +136,7 @@ const limitSchemas = {
   queueOverflow: stringEnum(queueOverflowPolicies, {
     default: defaultLimits.queueOverflow,
     description:
-      'A full queue: `drop-new` refuses the new message, `drop-oldest` evicts the oldest queued one, `disconnect` refuses it and closes the connected consumer (v5: DISCONNECT 0x97) keeping its session. Every drop is counted in `breakwater_messages_dropped_total{reason}` (`queue_full`, `queue_bytes_full`, `queue_evicted`) and reported per session (warning log, observer event) at most every 10 s. Default `drop-new`: the only policy that can tell the publisher: an MQTT 5 QoS 1/2 PUBLISH that every matching subscriber refused gets PUBACK/PUBREC 0x97 Quota exceeded instead of a success, while `drop-oldest` discards a message whose publisher was acknowledged long ago.',
+      'A full queue: `drop-new` refuses the new message, `drop-oldest` evicts the oldest queued one, `disconnect` refuses it and closes the connected consumer (v5: DISCONNECT 0x97) keeping its session. Every drop is counted in `breakwater_messages_dropped_total{reason}` (`queue_full`, `queue_bytes_full`, `queue_evicted`) and reported per session (warning log, observer event, the device event history at `GET /api/v1/devices/{id}/events`) at most every 10 s. Default `drop-new`: the only policy that can tell the publisher: an MQTT 5 QoS 1/2 PUBLISH that every matching subscriber refused gets PUBACK/PUBREC 151 Quota exceeded instead of a success, while `drop-oldest` discards a message whose publisher was acknowledged long ago.',
   }),
   queueQos0: Type.Boolean({
     default: defaultLimits.queueQos0,
@@ -305,6 +305,13 @@ export const ControlSchema = Type.Object(
       default: 'gameday-reports',
       description:
         'Directory the web console lists game-day runs from (`breakwater gameday run` writes `./gameday-reports/<run>` by default); relative to the working directory.',
+    }),
+    deviceEventsPerDevice: Type.Integer({
+      minimum: 1,
+      maximum: 100_000,
+      default: 200,
+      description:
+        "Events kept in each device's history (connects, disconnects, queue drops by reason; `GET /api/v1/devices/{id}/events`): the newest are kept, older ones pruned as new ones are written.",
     }),
     storage: Type.Object(
       {

@@ -274,6 +274,30 @@ interface SessionView {
   queued: number;
   inflight: number;
 }
+/** GET /api/v1/devices/:id/events: what the broker saw happen to the device's session. */
+interface DeviceEvent {
+  seq: number;
+  at: string;
+  kind: 'connected' | 'disconnected' | 'messages_dropped';
+  clientId: string;
+  reason: string | null;
+  count: number | null;
+}
+
+const DROP_REASONS: Record<string, string> = {
+  queue_full: 'queue full',
+  queue_bytes_full: 'queue bytes full',
+  queue_evicted: 'evicted by newer (drop-oldest)',
+};
+
+function eventText(e: DeviceEvent): string {
+  if (e.kind === 'messages_dropped') {
+    return `dropped ${e.count} message${e.count === 1 ? '' : 's'}: ${DROP_REASONS[e.reason ?? ''] ?? e.reason}`;
+  }
+  if (e.kind === 'disconnected') return e.reason ? `disconnected (${e.reason})` : 'disconnected';
+  return 'connected';
+}
+
 interface AuditItem {
   seq: number;
   at: string;
@@ -287,6 +311,7 @@ function DeviceDetail(props: { id: string; onClose: () => void }) {
   const device = useApi<Device>(`/api/v1/devices/${id}`);
   const config = useApi<ConfigView>(`/api/v1/devices/${id}/config`);
   const events = useApi<{ items: AuditItem[] }>(`/api/v1/audit?targetType=device&targetId=${id}&limit=20`);
+  const history = useApi<{ items: DeviceEvent[] }>(`/api/v1/devices/${id}/events?limit=30`, 5000);
   const session = useApi<{ session: SessionView | null; warnings: string[] }>(
     `/api/v1/devices/${id}/session`,
     5000,
@@ -365,7 +390,18 @@ function DeviceDetail(props: { id: string; onClose: () => void }) {
         ) : (
           <ErrorNote error={config.error} />
         )}
-        <h3>History (audit log)</h3>
+        <h3>Session history</h3>
+        <ErrorNote error={history.error} />
+        <ul class="timeline" aria-label="Session history">
+          {(history.data?.items ?? []).map((e) => (
+            <li key={e.seq} data-kind={e.kind}>
+              <time>{time(e.at)}</time>{' '}
+              <span class={e.kind === 'messages_dropped' ? 'kind warn' : 'kind'}>{eventText(e)}</span>
+            </li>
+          ))}
+          {history.data && history.data.items.length === 0 && <li class="muted">No sessions recorded.</li>}
+        </ul>
+        <h3>Actions (audit log)</h3>
         <ul class="timeline">
           {(events.data?.items ?? []).map((e) => (
             <li key={e.seq}>

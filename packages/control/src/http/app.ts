@@ -93,6 +93,8 @@ export interface ControlPlaneOptions {
   console?: { dir?: string | null; sessionTtlSec?: number };
   /** Where `breakwater gameday run` writes its reports (default `./gameday-reports`). */
   gamedayReportsDir?: string;
+  /** Events kept in each device's history (config `control.deviceEventsPerDevice`, default 200). */
+  deviceEventsPerDevice?: number;
 }
 
 /** Who a Bearer credential (API key or console session token) is, or why it is refused. */
@@ -107,7 +109,7 @@ export interface ControlPlane {
   initialAdminKey: string | null;
   /** Where the first admin key was written (mode 0600). */
   adminKeyFile: string;
-  /** Feed broker connect/disconnect events here. */
+  /** Feed broker connect, disconnect and queue-drop events here. */
   presence: DevicePresence;
   selectors: SelectorResolver;
   issuer: TokenIssuer;
@@ -199,7 +201,10 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
   const sessions = new ConsoleSessionTokens(kek, (options.console?.sessionTtlSec ?? 3600) * 1000);
   await issuer.init();
   const fleet = options.fleet ?? null;
-  const presence = new DevicePresence(storage, options.logger);
+  const presence = new DevicePresence(storage, {
+    logger: options.logger,
+    keepPerDevice: options.deviceEventsPerDevice,
+  });
   // Feature modules push their background services here; start() runs them in order.
   const services: ControlService[] = [];
   const alerting = createAlerting({
@@ -225,6 +230,7 @@ export async function createControlPlane(options: ControlPlaneOptions): Promise<
         stopPresence = fleet.onPresence({
           connected: (id, at) => presence.connected(id, at),
           disconnected: (id, at, reason) => presence.disconnected(id, at, reason),
+          messagesDropped: (id, at, dropped) => presence.messagesDropped(id, at, dropped),
         });
       },
       close: async () => {

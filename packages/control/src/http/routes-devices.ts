@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox';
 import type { ValidateFunction } from 'ajv';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
+import type { DeviceEventFilter, DeviceEventRecord } from '../devices/events.js';
 import type { DeviceFilter, DeviceRecord, NewDevice } from '../devices/model.js';
 import { generateDeviceSecret, hashDeviceSecret } from '../devices/secret.js';
 import { ApiError } from '../errors.js';
@@ -12,6 +13,8 @@ import { audit, iso, isoOrNull, type RouteContext } from './context.js';
 import { describeAjvError } from './errors.js';
 import {
   CreateDeviceBody,
+  DeviceEventsQuery,
+  DeviceEventView,
   DeviceIdParams,
   type DeviceInput,
   DeviceView,
@@ -21,6 +24,7 @@ import {
   ListDevicesQuery,
   MAX_IMPORT_ROWS,
   PatchDeviceBody,
+  page,
   ResolveSelectorBody,
 } from './schemas.js';
 
@@ -36,6 +40,10 @@ export function deviceView(d: DeviceRecord): Static<typeof DeviceView> {
     createdAt: iso(d.createdAt),
     updatedAt: iso(d.updatedAt),
   };
+}
+
+function deviceEventView(e: DeviceEventRecord): Static<typeof DeviceEventView> {
+  return { seq: e.seq, at: iso(e.at), kind: e.kind, clientId: e.clientId, reason: e.reason, count: e.count };
 }
 
 type DeviceInputT = Static<typeof DeviceInput>;
@@ -303,6 +311,29 @@ export function deviceRoutes(app: FastifyInstance, ctx: RouteContext, validateRo
         return { session: null, warnings: ['no broker attached: session state unknown'] };
       }
       return { session: fleet.sessionSummary(request.params.id), warnings: [] };
+    },
+  );
+
+  app.get<{ Params: Static<typeof DeviceIdParams>; Querystring: Static<typeof DeviceEventsQuery> }>(
+    '/v1/devices/:id/events',
+    {
+      config: { access: 'viewer' },
+      schema: {
+        tags: ['devices'],
+        summary:
+          "The device's event history, newest first: connects, disconnects and messages its session queue dropped (by reason). Bounded: the newest `control.deviceEventsPerDevice` events are kept.",
+        params: DeviceIdParams,
+        querystring: DeviceEventsQuery,
+        response: { 200: page(DeviceEventView), ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { id } = request.params;
+      const q = request.query;
+      if (!(await storage.devices.get(id))) throw new ApiError('BW_ERR_API_NOT_FOUND', `device ${id}`);
+      const filter: DeviceEventFilter = q.kind === undefined ? {} : { kind: q.kind };
+      const result = await storage.deviceEvents.list(id, filter, q.limit ?? 100, q.cursor ?? null);
+      return { items: result.items.map(deviceEventView), nextCursor: result.nextCursor };
     },
   );
 

@@ -1,5 +1,6 @@
 /** JSON schemas (TypeBox) for every route: validation, serialization and the OpenAPI document. */
 import { type TSchema, Type } from '@sinclair/typebox';
+import { DEVICE_EVENT_KINDS } from '../devices/events.js';
 import {
   ConnectionStateSchema,
   DeviceIdSchema,
@@ -168,6 +169,37 @@ export const AuditQuery = Type.Object(
     targetId: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
     since: Type.Optional(Type.String({ minLength: 1, description: 'ISO 8601; entries at or after.' })),
     until: Type.Optional(Type.String({ minLength: 1, description: 'ISO 8601; entries before.' })),
+    limit: Type.Optional(Limit),
+    cursor: Type.Optional(Cursor),
+  },
+  strict,
+);
+
+const DeviceEventKind = Type.Union(
+  DEVICE_EVENT_KINDS.map((k) => Type.Literal(k)),
+  {
+    description:
+      'connected / disconnected: the broker accepted or ended a session. messages_dropped: the session queue was full and the broker dropped `count` messages for `reason` since its previous report (at most one report per session every 10 s).',
+  },
+);
+
+export const DeviceEventView = Type.Object({
+  seq: Type.Integer({ description: 'Increases with every stored event; the list is newest first.' }),
+  at: Iso,
+  kind: DeviceEventKind,
+  clientId: Type.String({ description: 'The MQTT client id of the session.' }),
+  reason: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'disconnected: the disconnect reason (e.g. KeepAliveTimeout). messages_dropped: queue_full (the message limit `mqtt.offlineQueueLimit`), queue_bytes_full (`mqtt.offlineQueueBytes`) or queue_evicted (dropped to make room under `mqtt.queueOverflow: drop-oldest`), as in the metric breakwater_messages_dropped_total{reason}.',
+  }),
+  count: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+    description: 'messages_dropped: how many messages; null for other kinds.',
+  }),
+});
+
+export const DeviceEventsQuery = Type.Object(
+  {
+    kind: Type.Optional(DeviceEventKind),
     limit: Type.Optional(Limit),
     cursor: Type.Optional(Cursor),
   },

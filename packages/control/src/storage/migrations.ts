@@ -9,6 +9,7 @@
  * - `{{key}}`: text keys compare bytewise in both (SQLite's default BINARY collation; PostgreSQL
  *   `COLLATE "C"`), so cursor pagination orders ids the same way whatever the server locale.
  */
+import { DEVICE_EVENTS_MIGRATION } from '../devices/migration.js';
 import { INCIDENTS_MIGRATION } from '../incidents/migration.js';
 import { OTA_MIGRATION } from '../ota/migration.js';
 import { REVOCATIONS_MIGRATION } from '../revocation/migration.js';
@@ -99,6 +100,8 @@ const migrations: readonly string[] = [
   REVOCATIONS_MIGRATION,
   // Incidents, their timeline and attached alerts (src/incidents/repository.ts).
   INCIDENTS_MIGRATION,
+  // The device event history: connects, disconnects, queue drops (src/devices/event-repository.ts).
+  DEVICE_EVENTS_MIGRATION,
 ];
 
 const types: Record<StorageDialect, Record<string, string>> = {

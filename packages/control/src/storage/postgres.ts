@@ -64,6 +64,7 @@ export class PostgresControlStorage implements ControlStorage {
   readonly apiKeys: Repositories['apiKeys'];
   readonly audit: Repositories['audit'];
   readonly devices: Repositories['devices'];
+  readonly deviceEvents: Repositories['deviceEvents'];
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
@@ -77,6 +78,7 @@ export class PostgresControlStorage implements ControlStorage {
     this.apiKeys = repos.apiKeys;
     this.audit = repos.audit;
     this.devices = repos.devices;
+    this.deviceEvents = repos.deviceEvents;
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;

@@ -7,6 +7,7 @@ import type { AuditEntry, AuditFilter, AuditRecord, AuditRepository } from '../a
 import type { ApiKeyRecord, ApiKeyRepository, ApiKeyRole } from '../auth/model.js';
 import { SqlConfigPushes } from '../config-push/repository.js';
 import type { ConnectionState } from '../devices/connection-state.js';
+import { SqlDeviceEvents } from '../devices/event-repository.js';
 import type {
   DeviceFilter,
   DevicePatch,
@@ -283,6 +284,8 @@ class SqlDevices implements DeviceRepository {
 
   async delete(id: string): Promise<boolean> {
     await this.db.execute('DELETE FROM device_tags WHERE device_id = $1', [id]);
+    // Its history goes with it: a device registered again later under the same id starts clean.
+    await this.db.execute('DELETE FROM device_events WHERE device_id = $1', [id]);
     return (await this.db.execute('DELETE FROM devices WHERE id = $1', [id])) > 0;
   }
 
@@ -383,6 +386,7 @@ export function sqlRepositories(db: SqlExecutor): Repositories {
     apiKeys: new SqlApiKeys(db),
     audit: new SqlAudit(db),
     devices: new SqlDevices(db),
+    deviceEvents: new SqlDeviceEvents(db),
     signingKeys: new SqlSigningKeys(db),
     configPushes: new SqlConfigPushes(db),
     campaigns: new SqlCampaigns(db),

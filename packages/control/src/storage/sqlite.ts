@@ -121,6 +121,7 @@ export class SqliteControlStorage implements ControlStorage {
   readonly apiKeys: Repositories['apiKeys'];
   readonly audit: Repositories['audit'];
   readonly devices: Repositories['devices'];
+  readonly deviceEvents: Repositories['deviceEvents'];
   readonly signingKeys: Repositories['signingKeys'];
   readonly configPushes: Repositories['configPushes'];
   readonly campaigns: Repositories['campaigns'];
@@ -136,6 +137,7 @@ export class SqliteControlStorage implements ControlStorage {
     this.apiKeys = repos.apiKeys;
     this.audit = repos.audit;
     this.devices = repos.devices;
+    this.deviceEvents = repos.deviceEvents;
     this.signingKeys = repos.signingKeys;
     this.configPushes = repos.configPushes;
     this.campaigns = repos.campaigns;

@@ -12,6 +12,7 @@
 import type { AuditRepository } from '../audit/model.js';
 import type { ApiKeyRepository } from '../auth/model.js';
 import type { ConfigPushRepository } from '../config-push/model.js';
+import type { DeviceEventRepository } from '../devices/events.js';
 import type { DeviceRepository } from '../devices/model.js';
 import type { IncidentRepository } from '../incidents/model.js';
 import type { CampaignRepository } from '../ota/types.js';
@@ -23,6 +24,7 @@ export interface Repositories {
   readonly apiKeys: ApiKeyRepository;
   readonly audit: AuditRepository;
   readonly devices: DeviceRepository;
+  readonly deviceEvents: DeviceEventRepository;
   readonly signingKeys: SigningKeyRepository;
   readonly configPushes: ConfigPushRepository;
   readonly campaigns: CampaignRepository;
