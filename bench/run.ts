@@ -9,6 +9,7 @@
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
  *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
+ *   npm run bench -- socket-floor [--connections 10000] (an idle connection's cost in Node.js itself: net.Socket vs the bare TCP handle)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- authz        (in-process micro-benchmark of the publish authorization: cached decision vs rule walk)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
@@ -50,6 +51,7 @@ import {
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
 import { nodeLossMarkdown, runNodeLoss } from './scenarios/node-loss.js';
 import { runSoak, type SoakOptions, soakMarkdown, soakSvg, writeSoakSvg } from './scenarios/soak.js';
+import { runSocketFloor, socketFloorMarkdown } from './scenarios/socket-floor.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
 import { runTopics } from './scenarios/topics.js';
 
@@ -305,12 +307,23 @@ async function main(): Promise<number> {
     await runAuthz(log);
     return 0;
   }
+  if (kind === 'socket-floor') {
+    const rows = await runSocketFloor(Number(values.connections ?? 10_000), log);
+    const machine = machineInfo();
+    const files = writeResults(
+      values.name ?? 'socket-floor',
+      { benchmark: 'socket-floor', machine, rows },
+      socketFloorMarkdown(machine, rows),
+    );
+    log(`wrote ${files.json} and ${files.md}`);
+    return 0;
+  }
   if (kind === 'fanout-encode') {
     await runFanoutEncode(log);
     return 0;
   }
   process.stderr.write(
-    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|fanout-encode|authz|auth-storm [options] (see bench/run.ts)\n',
+    'usage: npm run bench -- throughput|idle-memory|connect-storm|reboot-storm|soak|topics|socket-floor|fanout-encode|authz|auth-storm [options] (see bench/run.ts)\n',
   );
   return 2;
 }
