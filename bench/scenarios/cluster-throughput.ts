@@ -36,7 +36,11 @@ import {
   waitPort,
 } from './cluster-processes.js';
 
-export const ClusterTargets = ['breakwater-1', 'breakwater-3', 'nats-mqtt'] as const;
+/**
+ * `breakwater-1-nats`: ONE node with `--cluster` on one nats-server, every client on it: what the
+ * cluster seam costs a node by itself (every message also sent to NATS, nobody else to receive it).
+ */
+export const ClusterTargets = ['breakwater-1', 'breakwater-1-nats', 'breakwater-3', 'nats-mqtt'] as const;
 export type ClusterTarget = (typeof ClusterTargets)[number];
 export const ClusterScenarios = ['fan-in', 'qos1'] as const;
 export type ClusterScenario = (typeof ClusterScenarios)[number];
@@ -86,7 +90,7 @@ function startBreakwater(
     dataDir: join(dir, name),
     log: { level: 'warn', format: 'json' },
     storage: { driver: 'memory' },
-    ...(cluster ? { cluster: { servers: cluster, replicas: 3 } } : {}),
+    ...(cluster ? { cluster: { servers: cluster, replicas: cluster.length } } : {}),
   });
 }
 
@@ -125,10 +129,11 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
         stop,
       };
     }
-    const nats = await startNatsServers(dir, 3);
+    const n = target === 'breakwater-3' ? 3 : 1;
+    const nats = await startNatsServers(dir, n);
     children.push(...nats.children);
-    const ports = await Promise.all([0, 1, 2].map(() => freePort()));
-    const httpPorts = await Promise.all([0, 1, 2].map(() => freePort()));
+    const ports = await Promise.all(nats.urls.map(() => freePort()));
+    const httpPorts = await Promise.all(nats.urls.map(() => freePort()));
     for (const [i, p] of ports.entries())
       children.push(startBreakwater(dir, `node-${i}`, p, httpPorts[i]!, [nats.urls[i]!]));
     await Promise.all(ports.map((p) => waitPort(p, 90_000)));
@@ -136,7 +141,10 @@ async function deploy(target: ClusterTarget): Promise<Deployment> {
       ports,
       httpPorts,
       pids: children.map((c) => c.pid!),
-      describe: '3 × `breakwater up --cluster` on 3 routed nats-servers (JetStream, R3)',
+      describe:
+        n === 3
+          ? '3 × `breakwater up --cluster` on 3 routed nats-servers (JetStream, R3)'
+          : '1 × `breakwater up --cluster` on 1 nats-server (JetStream, R1), every client on it',
       stop,
     };
   } catch (err) {

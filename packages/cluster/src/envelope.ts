@@ -1,16 +1,24 @@
 /**
- * The bytes a message travels in between nodes (issue 15): a small binary header, then the
- * payload as is. The topic travels in the envelope (the subject is for NATS's matching only), so a
+ * The bytes messages travel in between nodes (issue 15): a small binary header, then the payload
+ * as is. The topic travels in the envelope (the subject is for NATS's matching only), so a
  * receiver never decodes a subject.
  *
- *   u8 version (2) · u8 flags (bits 0-1 QoS, 2 retain, 3 properties, 4 expiry, 5 publisher)
- *   u8 origin length · origin node id (ASCII; empty for retained entries)
- *   u16 topic length · topic (UTF-8)
+ * One message (version 2; retained entries in KV):
+ *
+ *   u8 version (2) · u8 flags · u8 origin length · origin node id (ASCII; empty for retained)
+ *   u16 topic length · topic (UTF-8) · tail
+ *
+ * A batch (version 3): the messages one node routed for one topic in one event-loop turn. Topic
+ * and origin are written once, so NATS, JetStream and nats.js pay their per-message cost
+ * (protocol line, subject, parse, ack) and the envelope its string writes once per batch:
+ *
+ *   u8 version (3) · u8 origin length · origin · u16 topic length · topic
+ *   then per message: u32 record length · u8 flags · tail
+ *
+ * flags: bits 0-1 QoS, 2 retain, 3 properties, 4 expiry, 5 publisher. tail:
  *   [u16 publisher length · publisher]   [f64 expiresAt epoch ms]
  *   [u32 properties length · properties JSON (correlationData as base64)]
- *   payload (the rest)
- *
- * Between nodes, messages travel in batches of such envelopes (`EnvelopeBatch`, version 3).
+ *   payload (the rest of the envelope or record)
  */
 import type { Message, StoredPublishProperties } from '@breakwater/broker';
 
@@ -31,29 +39,39 @@ export interface Envelope {
 
 export function encodeEnvelope(msg: Message, origin = ''): Uint8Array {
   const props = propertiesJson(msg);
-  const buf = Buffer.allocUnsafe(envelopeSize(msg, origin, props));
-  writeEnvelope(buf, 0, msg, origin, props);
+  const topicLen = Buffer.byteLength(msg.topic);
+  const buf = Buffer.allocUnsafe(5 + origin.length + topicLen + tailSize(msg, props));
+  buf[0] = VERSION;
+  buf[1] = flagsOf(msg, props);
+  buf[2] = origin.length;
+  let o = 3 + buf.write(origin, 3, 'latin1');
+  o = buf.writeUInt16BE(topicLen, o);
+  o += buf.write(msg.topic, o);
+  writeTail(buf, o, msg, props);
   return buf;
 }
 
 /**
- * Several envelopes as one NATS message (version 3): `u8 3 · (u32 length · envelope)*`. A node
- * sends what it routed for one topic in one event-loop turn as one batch, so NATS, JetStream and
- * nats.js pay their per-message cost (protocol line, subject, parse, ack) once per batch: a
- * flooding publisher's messages otherwise cost more in NATS than in the broker itself. The
- * messages of a batch share its subject, so NATS's interest matching is unchanged.
+ * The messages one node routed for one topic in one event-loop turn, as one NATS message
+ * (version 3). A flooding publisher's messages otherwise cost more in NATS than in the broker
+ * itself; the messages of a batch share its subject, so NATS's interest matching is unchanged.
  */
 export class EnvelopeBatch {
   readonly topic: string;
   #buf: Buffer;
-  #len = 1;
+  #len: number;
   #count = 0;
   #qos2 = 0;
 
-  constructor(topic: string, initialBytes = 1024) {
+  constructor(topic: string, origin: string, initialBytes = 2048) {
     this.topic = topic;
-    this.#buf = Buffer.allocUnsafe(initialBytes);
+    const topicLen = Buffer.byteLength(topic);
+    this.#buf = Buffer.allocUnsafe(Math.max(initialBytes, 4 + origin.length + topicLen));
     this.#buf[0] = BATCH_VERSION;
+    this.#buf[1] = origin.length;
+    let o = 2 + this.#buf.write(origin, 2, 'latin1');
+    o = this.#buf.writeUInt16BE(topicLen, o);
+    this.#len = o + this.#buf.write(topic, o);
   }
 
   /** Messages in the batch, and how many of them are QoS 2 (metrics by QoS). */
@@ -69,17 +87,21 @@ export class EnvelopeBatch {
     return this.#len;
   }
 
-  add(msg: Message, origin: string): void {
-    const props = propertiesJson(msg);
-    const size = envelopeSize(msg, origin, props);
+  /** Adds `msg`, whose topic must be the batch's. */
+  add(msg: Message): void {
+    const props = msg.properties === null ? null : propertiesJson(msg);
+    const size = 1 + tailSize(msg, props);
     const need = this.#len + 4 + size;
     if (need > this.#buf.length) {
       const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
       this.#buf.copy(grown, 0, 0, this.#len);
       this.#buf = grown;
     }
-    this.#buf.writeUInt32BE(size, this.#len);
-    writeEnvelope(this.#buf, this.#len + 4, msg, origin, props);
+    const buf = this.#buf;
+    const o = this.#len;
+    buf.writeUInt32BE(size, o);
+    buf[o + 4] = flagsOf(msg, props);
+    writeTail(buf, o + 5, msg, props);
     this.#len = need;
     this.#count++;
     if (msg.qos === 2) this.#qos2++;
@@ -89,6 +111,64 @@ export class EnvelopeBatch {
   bytes(): Uint8Array {
     return this.#buf.subarray(0, this.#len);
   }
+}
+
+export function decodeEnvelope(data: Uint8Array): Message {
+  return decodeSingle(asBuffer(data), false).msg;
+}
+
+/**
+ * Every message in `data`, a single envelope or a batch, in order. `withOrigin`: fill in the node
+ * that published each (the durable feed skips its own). Throws EnvelopeError on anything else.
+ */
+export function decodeEnvelopes(data: Uint8Array, withOrigin = false): Envelope[] {
+  const buf = asBuffer(data);
+  if (buf.length === 0 || buf[0] !== BATCH_VERSION) return [decodeSingle(buf, withOrigin)];
+  if (buf.length < 4) throw new EnvelopeError('truncated batch');
+  const originLen = buf[1]!;
+  const origin = withOrigin ? buf.toString('latin1', 2, 2 + originLen) : '';
+  let o = 2 + originLen;
+  if (o + 2 > buf.length) throw new EnvelopeError('truncated batch');
+  const topicLen = buf.readUInt16BE(o);
+  o += 2;
+  if (o + topicLen > buf.length) throw new EnvelopeError('truncated batch');
+  const topic = buf.toString('utf8', o, o + topicLen);
+  o += topicLen;
+  const out: Envelope[] = [];
+  while (o < buf.length) {
+    if (o + 5 > buf.length) throw new EnvelopeError('truncated batch');
+    const end = o + 4 + buf.readUInt32BE(o);
+    if (end > buf.length) throw new EnvelopeError('truncated batch');
+    out.push({ msg: readTail(buf, o + 5, end, buf[o + 4]!, topic), origin });
+    o = end;
+  }
+  return out;
+}
+
+function decodeSingle(buf: Buffer, withOrigin: boolean): Envelope {
+  if (buf.length < 5 || buf[0] !== VERSION) throw new EnvelopeError('not a breakwater envelope');
+  const flags = buf[1]!;
+  const originLen = buf[2]!;
+  const origin = withOrigin ? buf.toString('latin1', 3, 3 + originLen) : '';
+  let o = 3 + originLen;
+  if (o + 2 > buf.length) throw new EnvelopeError('truncated envelope');
+  const topicLen = buf.readUInt16BE(o);
+  o += 2;
+  const topic = buf.toString('utf8', o, o + topicLen);
+  return { msg: readTail(buf, o + topicLen, buf.length, flags, topic), origin };
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+}
+
+function flagsOf(msg: Message, props: Buffer | null): number {
+  let flags = msg.qos & 3;
+  if (msg.retain) flags |= F_RETAIN;
+  if (props !== null) flags |= F_PROPS;
+  if (msg.expiresAt !== null) flags |= F_EXPIRY;
+  if (msg.publisherId !== null) flags |= F_PUBLISHER;
+  return flags;
 }
 
 function propertiesJson(msg: Message): Buffer | null {
@@ -101,11 +181,8 @@ function propertiesJson(msg: Message): Buffer | null {
   return Buffer.from(JSON.stringify(json));
 }
 
-function envelopeSize(msg: Message, origin: string, props: Buffer | null): number {
+function tailSize(msg: Message, props: Buffer | null): number {
   return (
-    5 +
-    origin.length +
-    Buffer.byteLength(msg.topic) +
     (msg.publisherId === null ? 0 : 2 + Buffer.byteLength(msg.publisherId)) +
     (msg.expiresAt !== null ? 8 : 0) +
     (props !== null ? 4 + props.length : 0) +
@@ -113,19 +190,8 @@ function envelopeSize(msg: Message, origin: string, props: Buffer | null): numbe
   );
 }
 
-function writeEnvelope(buf: Buffer, at: number, msg: Message, origin: string, props: Buffer | null): void {
-  let flags = msg.qos & 3;
-  if (msg.retain) flags |= F_RETAIN;
-  if (props !== null) flags |= F_PROPS;
-  if (msg.expiresAt !== null) flags |= F_EXPIRY;
-  if (msg.publisherId !== null) flags |= F_PUBLISHER;
-  buf[at] = VERSION;
-  buf[at + 1] = flags;
-  buf[at + 2] = origin.length;
-  let o = at + 3 + buf.write(origin, at + 3, 'latin1');
-  const topicLen = buf.write(msg.topic, o + 2);
-  buf.writeUInt16BE(topicLen, o);
-  o += 2 + topicLen;
+function writeTail(buf: Buffer, at: number, msg: Message, props: Buffer | null): void {
+  let o = at;
   if (msg.publisherId !== null) {
     const n = buf.write(msg.publisherId, o + 2);
     buf.writeUInt16BE(n, o);
@@ -139,42 +205,8 @@ function writeEnvelope(buf: Buffer, at: number, msg: Message, origin: string, pr
   msg.payload.copy(buf, o);
 }
 
-/**
- * Every message in `data`, a single envelope or a batch, in order. `withOrigin`: fill in the node
- * that published each (the durable feed skips its own). Throws EnvelopeError on anything else.
- */
-export function decodeEnvelopes(data: Uint8Array, withOrigin = false): Envelope[] {
-  if (data.length > 0 && data[0] === BATCH_VERSION) {
-    const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    const out: Envelope[] = [];
-    let o = 1;
-    while (o < buf.length) {
-      if (o + 4 > buf.length) throw new EnvelopeError('truncated batch');
-      const n = buf.readUInt32BE(o);
-      if (o + 4 + n > buf.length) throw new EnvelopeError('truncated batch');
-      out.push(decode(buf.subarray(o + 4, o + 4 + n), withOrigin));
-      o += 4 + n;
-    }
-    return out;
-  }
-  return [decode(data, withOrigin)];
-}
-
-export function decodeEnvelope(data: Uint8Array): Message {
-  return decode(data, false).msg;
-}
-
-function decode(data: Uint8Array, withOrigin: boolean): Envelope {
-  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (buf.length < 5 || buf[0] !== VERSION) throw new EnvelopeError('not a breakwater envelope');
-  const flags = buf[1]!;
-  const originLen = buf[2]!;
-  const origin = withOrigin ? buf.toString('latin1', 3, 3 + originLen) : '';
-  let o = 3 + originLen;
-  const topicLen = buf.readUInt16BE(o);
-  o += 2;
-  const topic = buf.toString('utf8', o, o + topicLen);
-  o += topicLen;
+function readTail(buf: Buffer, at: number, end: number, flags: number, topic: string): Message {
+  let o = at;
   let publisherId: string | null = null;
   if (flags & F_PUBLISHER) {
     const n = buf.readUInt16BE(o);
@@ -197,10 +229,10 @@ function decode(data: Uint8Array, withOrigin: boolean): Envelope {
     properties = p as StoredPublishProperties;
     o += 4 + n;
   }
-  if (o > buf.length) throw new EnvelopeError('truncated envelope');
-  const msg: Message = {
+  if (o > end) throw new EnvelopeError('truncated envelope');
+  return {
     topic,
-    payload: buf.subarray(o),
+    payload: buf.subarray(o, end),
     qos: (flags & 3) as 0 | 1 | 2,
     retain: (flags & F_RETAIN) !== 0,
     properties,
@@ -208,5 +240,4 @@ function decode(data: Uint8Array, withOrigin: boolean): Envelope {
     publisherId,
     encoded: null,
   };
-  return { msg, origin };
 }

@@ -287,14 +287,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     const batches = durable ? this.#durableBatches : this.#liveBatches;
     let batch = batches.get(msg.topic);
     if (batch === undefined) {
-      batch = new EnvelopeBatch(msg.topic);
+      batch = new EnvelopeBatch(msg.topic, this.options.nodeId);
       batches.set(msg.topic, batch);
       if (!this.#sendScheduled) {
         this.#sendScheduled = true;
         setImmediate(sendBatches, this);
       }
     }
-    batch.add(msg, this.options.nodeId);
+    batch.add(msg);
     if (batch.byteLength >= BATCH_BYTES) {
       batches.delete(msg.topic);
       this.#send(batch, durable);

@@ -87,7 +87,7 @@ describe('envelope', () => {
   });
 
   test('a batch carries its messages in order, each whole, with the node that sent them', () => {
-    const batch = new EnvelopeBatch('fleet/d1/t', 16); // small start: the buffer has to grow
+    const batch = new EnvelopeBatch('fleet/d1/t', 'node-b', 16); // small start: the buffer has to grow
     const msgs = Array.from({ length: 50 }, (_, i) => ({
       topic: 'fleet/d1/t',
       payload: Buffer.from(`payload ${i} ${'x'.repeat(i * 7)}`),
@@ -98,7 +98,7 @@ describe('envelope', () => {
       publisherId: i % 2 === 0 ? `dev-${i}` : null,
       encoded: null,
     }));
-    for (const m of msgs) batch.add(m, 'node-b');
+    for (const m of msgs) batch.add(m);
     assert.equal(batch.count, 50);
     assert.equal(batch.qos2Count, msgs.filter((m) => m.qos === 2).length);
     const back = decodeEnvelopes(batch.bytes(), true);
@@ -112,7 +112,7 @@ describe('envelope', () => {
   });
 
   test('a truncated batch is refused, not misread', () => {
-    const batch = new EnvelopeBatch('t');
+    const batch = new EnvelopeBatch('t', 'n');
     const m = {
       topic: 't',
       payload: Buffer.from('abc'),
@@ -123,8 +123,8 @@ describe('envelope', () => {
       publisherId: null,
       encoded: null,
     };
-    batch.add(m, 'n');
-    batch.add(m, 'n');
+    batch.add(m);
+    batch.add(m);
     const bytes = batch.bytes();
     assert.throws(() => decodeEnvelopes(bytes.subarray(0, bytes.length - 2)), /truncated/);
   });
