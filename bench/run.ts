@@ -13,7 +13,7 @@
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
  *   npm run bench -- authz        (in-process micro-benchmark of the publish authorization: cached decision vs rule walk)
  *   npm run bench -- auth-storm   [--quick] [--devices 5000] (issue 3; bench/auth-storm/README.md)
- *   npm run bench -- node-loss    [--devices 12000] (issue 15 game day: kill -9 of one of 3 nodes)
+ *   npm run bench -- node-loss    [--devices 12000] [--firmware fleet,naive] (issue 15 game day: kill -9 of one of 3 nodes)
  *   npm run bench -- cluster      [--brokers breakwater-1,breakwater-3,nats-mqtt] [--scenarios fan-in,qos1] (issue 15)
  *   npm run bench -- integration  [--messages 100000] [--skip-fan-in] (issue 16: msgs/s per sink, fan-in cost)
  *   common: [--breakwater auto|cli|cli-source|script] [--name <results file name>]
@@ -49,7 +49,13 @@ import {
   stormMarkdown,
 } from './scenarios/fleet-storms.js';
 import { idleMemoryMarkdown, runIdleMemory } from './scenarios/idle-memory.js';
-import { nodeLossMarkdown, runNodeLoss } from './scenarios/node-loss.js';
+import {
+  type NodeLossFirmware,
+  NodeLossFirmwares,
+  type NodeLossResult,
+  nodeLossMarkdown,
+  runNodeLoss,
+} from './scenarios/node-loss.js';
 import { runSoak, type SoakOptions, soakMarkdown, soakSvg, writeSoakSvg } from './scenarios/soak.js';
 import { runSocketFloor, socketFloorMarkdown } from './scenarios/socket-floor.js';
 import { runThroughput, type ScenarioId, ScenarioIds, throughputMarkdown } from './scenarios/throughput.js';
@@ -90,6 +96,7 @@ async function main(): Promise<number> {
     options: {
       brokers: { type: 'string' },
       scenarios: { type: 'string' },
+      firmware: { type: 'string' },
       breakwater: { type: 'string', default: 'auto' },
       name: { type: 'string' },
       warmup: { type: 'string', default: '2' },
@@ -115,12 +122,17 @@ async function main(): Promise<number> {
     const machine = machineInfo();
     const started = Date.now();
     const devices = Number(values.devices ?? 12_000);
-    const result = await runNodeLoss({ devices, log });
+    const results: NodeLossResult[] = [];
+    // Both firmware kinds, each on a fresh cluster: the SDK's fleet policy and fixed 1-s retries.
+    for (const firmware of list<NodeLossFirmware>(values.firmware, NodeLossFirmwares, 'firmware')) {
+      log(`node loss, ${firmware} firmware`);
+      results.push(await runNodeLoss({ devices, firmware, log }));
+    }
     const git = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
     const files = writeResults(
       values.name ?? 'node-loss',
-      { benchmark: 'node-loss', machine, git, result, durationS: (Date.now() - started) / 1000 },
-      nodeLossMarkdown(machine, result, git),
+      { benchmark: 'node-loss', machine, git, results, durationS: (Date.now() - started) / 1000 },
+      nodeLossMarkdown(machine, results, git),
     );
     log(`wrote ${files.json} and ${files.md}`);
     return 0;

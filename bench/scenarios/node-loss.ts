@@ -25,8 +25,13 @@ import { freePort } from '../brokers.js';
 import { fmtNumber, type MachineInfo, machineMarkdown, table } from '../report.js';
 import { HOST, killAll, spawnBreakwaterUp, startNatsServers, waitPort } from './cluster-processes.js';
 
+/** The device firmware: the SDK's fleet policy (jittered backoff) or fixed 1-s retries. */
+export const NodeLossFirmwares = ['fleet', 'naive'] as const;
+export type NodeLossFirmware = (typeof NodeLossFirmwares)[number];
+
 export interface NodeLossOptions {
   devices: number;
+  firmware: NodeLossFirmware;
   log: (line: string) => void;
 }
 
@@ -42,6 +47,7 @@ interface Sample {
 
 export interface NodeLossResult {
   devices: number;
+  firmware: NodeLossFirmware;
   startTo99S: number | null;
   killAtS: number;
   afterKillTo99S: number | null;
@@ -102,7 +108,7 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
       target: { host: HOST, port: mqttPorts[0]! },
       targets: mqttPorts.map((port) => ({ host: HOST, port })),
       devices: opts.devices,
-      policy: 'fleet',
+      policy: opts.firmware,
       rampPerSec: 500,
       maxConnecting: 1000,
       keepaliveSec: 60,
@@ -175,6 +181,7 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
     const afterKill = samples.filter((s) => s.t >= (killAt - started) / 1000 + 1);
     return {
       devices: opts.devices,
+      firmware: opts.firmware,
       startTo99S,
       killAtS: (killAt - started) / 1000,
       afterKillTo99S,
@@ -192,18 +199,23 @@ export async function runNodeLoss(opts: NodeLossOptions): Promise<NodeLossResult
   }
 }
 
-export function nodeLossMarkdown(machine: MachineInfo, r: NodeLossResult, git: string): string {
-  const every = Math.max(1, Math.round(r.samples.length / 40));
-  return [
+const FIRMWARE_TEXT: Record<NodeLossFirmware, string> = {
+  fleet: "the device SDK's fleet reconnect policy (first retry 5-15 s, then 30-120 s)",
+  naive: 'fixed 1-s retries (firmware nobody can change)',
+};
+
+export function nodeLossMarkdown(machine: MachineInfo, results: NodeLossResult[], git: string): string {
+  const lines = [
     '# Game day: node loss (issue 15)',
     '',
     machineMarkdown(machine),
     `- git ${git}`,
-    "- 3 routed nats-servers 2.9.10 (JetStream, R3) and 3 × `breakwater up --cluster` (from source, tsx) on this machine; a simulated fleet (packages/gameday `Fleet`, the device SDK's fleet reconnect policy at real time: first retry 5-15 s, then 30-120 s) in one process, each device with the three node addresses, moving to the next after a failure.",
+    '- 3 routed nats-servers 2.9.10 (JetStream, R3) and 3 × `breakwater up --cluster` (from source, tsx, default protections) on this machine; a simulated fleet (packages/gameday `Fleet`, real time) in one process, each device with the three node addresses, moving to the next after a failure; nothing pre-seeded. One run per firmware, each on a fresh cluster.',
     '- At steady state node 2 is killed (SIGKILL). No auth backend: the backend under load is JetStream (one ownership claim, a KV write, per CONNECT).',
     '',
     table(
       [
+        'firmware',
         'devices',
         'start → 99 % (s)',
         'dropped by the kill',
@@ -213,34 +225,39 @@ export function nodeLossMarkdown(machine: MachineInfo, r: NodeLossResult, git: s
         'JetStream errors',
         'final connections per node',
       ],
-      [
-        [
-          fmtNumber(r.devices),
-          r.startTo99S === null ? 'n/a' : r.startTo99S.toFixed(1),
-          fmtNumber(r.droppedByKill),
-          r.afterKillTo99S === null ? 'not reached' : r.afterKillTo99S.toFixed(1),
-          fmtNumber(r.peakAttemptsPerSec),
-          fmtNumber(r.peakClaimsPerSec),
-          fmtNumber(r.jetstreamErrors),
-          r.finalPerNode.map((n) => fmtNumber(n)).join(' / '),
-        ],
-      ],
+      results.map((r) => [
+        FIRMWARE_TEXT[r.firmware ?? 'fleet'],
+        fmtNumber(r.devices),
+        r.startTo99S === null ? 'n/a' : r.startTo99S.toFixed(1),
+        fmtNumber(r.droppedByKill),
+        r.afterKillTo99S === null ? 'not reached' : r.afterKillTo99S.toFixed(1),
+        fmtNumber(r.peakAttemptsPerSec),
+        fmtNumber(r.peakClaimsPerSec),
+        fmtNumber(r.jetstreamErrors),
+        r.finalPerNode.map((n) => fmtNumber(n)).join(' / '),
+      ]),
     ),
     '',
-    '## Timeline (every few seconds)',
-    '',
-    table(
-      ['t (s)', 'connected', 'attempts (total)', 'claims/s', 'per node'],
-      r.samples
-        .filter((_, i) => i % every === 0)
-        .map((s) => [
-          s.t.toFixed(0),
-          fmtNumber(s.connected),
-          fmtNumber(s.attempts),
-          fmtNumber(s.claimsPerSec),
-          s.perNode.map((n) => fmtNumber(n)).join(' / '),
-        ]),
-    ),
-    '',
-  ].join('\n');
+  ];
+  for (const r of results) {
+    const every = Math.max(1, Math.round(r.samples.length / 40));
+    lines.push(
+      `## Timeline, ${r.firmware ?? 'fleet'} firmware (every few seconds; node 2 killed at ${r.killAtS.toFixed(0)} s)`,
+      '',
+      table(
+        ['t (s)', 'connected', 'attempts (total)', 'claims/s', 'per node'],
+        r.samples
+          .filter((_, i) => i % every === 0)
+          .map((s) => [
+            s.t.toFixed(0),
+            fmtNumber(s.connected),
+            fmtNumber(s.attempts),
+            fmtNumber(s.claimsPerSec),
+            s.perNode.map((n) => fmtNumber(n)).join(' / '),
+          ]),
+      ),
+      '',
+    );
+  }
+  return lines.join('\n');
 }
