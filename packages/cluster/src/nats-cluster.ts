@@ -253,10 +253,8 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.#closed = true;
     await this.flush().catch(() => {});
     await this.liveness.close();
-    this.ownership.close();
-    this.retained.close();
     this.#feed.close();
-    this.#knownGood?.close();
+    await Promise.all([this.ownership.close(), this.retained.close(), this.#knownGood?.close()]);
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }
