@@ -79,6 +79,11 @@ export class Liveness {
     );
   }
 
+  /** The consumer the heartbeat watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
+  }
+
   /**
    * When the watch last brought a heartbeat of `nodeId` (its server timestamp, ms), or 0. Unlike
    * `aliveNodes()` this ignores the direct reads made before firing wills.

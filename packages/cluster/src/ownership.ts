@@ -95,6 +95,11 @@ export class Ownership {
     return this.#watch.stop();
   }
 
+  /** The consumer the session watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
+  }
+
   /** The client ids this node owns now, with their epochs (tests, admin). */
   ownedEpoch(clientId: string): number {
     return this.#owned.get(clientId)?.epoch ?? 0;

@@ -37,6 +37,11 @@ export class RetainedSync {
     return this.#watch.stop();
   }
 
+  /** The consumer the retained watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
+  }
+
   set(rec: RetainedRecord): void {
     const data = encodeEnvelope({
       topic: rec.topic,
