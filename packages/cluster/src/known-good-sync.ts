@@ -13,7 +13,7 @@
 import type { KnownGood } from '@breakwater/broker';
 import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
-import { KvWatcher, type KvWatchEntry } from './kv-watcher.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { encodeLevel } from './subjects.js';
 
 /** What the sync needs of the guard's store (`KnownGoodStore`). */

@@ -32,8 +32,8 @@ import type { Logger } from 'pino';
 import {
   inOrder,
   openReader,
-  type ReadFrom,
   type ReaderContext,
+  type ReadFrom,
   type StreamReader,
 } from './stream-reader.js';
 
@@ -223,6 +223,12 @@ export class KvWatcher {
       await reader.close();
       throw err;
     }
+    if (this.#closed || gen !== this.#generation) {
+      // Replaced (a reconnect) or stopped while the pull started.
+      messages.stop();
+      await reader.close();
+      return;
+    }
     this.#reader = reader;
     this.#messages = messages;
     this.#lastDelivery = 0;
@@ -253,10 +259,7 @@ export class KvWatcher {
           this.#lastSeq = m.seq;
           this.#deliver(m);
         }
-        if (
-          !this.#initialized &&
-          (this.#initialSeen >= this.#initialTotal || m.info.pending === 0)
-        ) {
+        if (!this.#initialized && (this.#initialSeen >= this.#initialTotal || m.info.pending === 0)) {
           this.#markInitialized();
         }
       }

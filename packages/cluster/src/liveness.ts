@@ -18,7 +18,7 @@
 import type { Will } from '@breakwater/broker';
 import type { KV } from 'nats';
 import type { ClusterContext, HealthListener } from './context.js';
-import { KvWatcher, type KvWatchEntry } from './kv-watcher.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import type { Ownership } from './ownership.js';
 import { kvKeys } from './stream-reader.js';
 import { clientKey, decodeLevel, encodeLevel } from './subjects.js';

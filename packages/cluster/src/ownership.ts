@@ -21,7 +21,7 @@ import type { ClaimResult, Message, RemoteSession, RemoteSubscription, Session }
 import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelope } from './envelope.js';
-import { KvWatcher, type KvWatchEntry } from './kv-watcher.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { mqttMatches } from './mqtt-match.js';
 import { readToEnd } from './stream-reader.js';
 import { clientKey, decodeLevel, filterSubjects } from './subjects.js';

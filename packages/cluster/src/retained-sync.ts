@@ -10,7 +10,7 @@ import type { RetainedRecord } from '@breakwater/broker';
 import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
-import { KvWatcher, type KvWatchEntry } from './kv-watcher.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { decodeTopic, encodeTopic } from './subjects.js';
 
 export class RetainedSync {

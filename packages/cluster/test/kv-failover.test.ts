@@ -68,12 +68,16 @@ test("a node whose nats-server is killed keeps following the other nodes' heartb
   // watch could go silent. Placement is the server's random pick: a few tries; without that luck
   // the test still covers a node whose connection moved.
   let a = tc.nodes[0]!;
-  for (let i = 0; i < 12 && (await leaderOf(a, 'nodes', a.cluster.liveness.watchConsumer)) !== killedName; i++) {
+  for (
+    let i = 0;
+    i < 12 && (await leaderOf(a, 'nodes', a.cluster.liveness.watchConsumer)) !== killedName;
+    i++
+  ) {
     await tc.stopNode(a);
     a = await tc.addNode(KILLED);
   }
   for (const n of tc.nodes) n.cluster.setAdvertise(n.broker.url);
-  assert.equal(a.cluster.nc.info?.server_name, killedName, "node a is on the server that dies");
+  assert.equal(a.cluster.nc.info?.server_name, killedName, 'node a is on the server that dies');
   const killed = KILLED;
   let owned: MqttClient | null = null;
   let taker: MqttClient | null = null;
@@ -92,7 +96,9 @@ test("a node whose nats-server is killed keeps following the other nodes' heartb
       leaderOf(a, 'retained', a.cluster.retained.watchConsumer),
       leaderOf(a, 'sessions', a.cluster.ownership.watchConsumer),
     ]);
-    t.diagnostic(`node a's watches (nodes, retained, sessions) on ${where.join(', ')}; killing ${killedName}`);
+    t.diagnostic(
+      `node a's watches (nodes, retained, sessions) on ${where.join(', ')}; killing ${killedName}`,
+    );
     await tc.nats.kill(killed);
     const killedAt = Date.now();
 

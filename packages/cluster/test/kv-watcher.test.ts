@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type NatsClusterHandle, requireNatsServer, startNatsCluster } from '@breakwater/testkit';
-import { connect, type JetStreamManager, type KV, type NatsConnection } from 'nats';
+import { connect, type KV, type NatsConnection } from 'nats';
 import { pino } from 'pino';
 import { type KvWatchEntry, KvWatcher, type KvWatcherContext } from '../src/kv-watcher.js';
 import { ClusterMetrics } from '../src/metrics.js';
@@ -40,7 +40,9 @@ async function contextOf(nc: NatsConnection): Promise<KvWatcherContext> {
 }
 
 async function bucket(nc: NatsConnection, name: string): Promise<KV> {
-  return nc.jetstream({ timeout: TIMEOUT_MS }).views.kv(name, { replicas: 3, history: 1, timeout: TIMEOUT_MS });
+  return nc
+    .jetstream({ timeout: TIMEOUT_MS })
+    .views.kv(name, { replicas: 3, history: 1, timeout: TIMEOUT_MS });
 }
 
 /** What the tests compare: the entry without its buffer view and date. */
@@ -69,6 +71,9 @@ describe('KvWatcher', () => {
     if (!requireNatsServer(t as never)) return;
     nats = await startNatsCluster(3);
     nc = await natsConnect([nats.urls[2]!]);
+    // The buckets up front: after the kill test restarts its server, an R3 bucket cannot be placed
+    // until the others count it online again.
+    for (const name of ['w_order', 'w_kill', 'w_stop']) await bucket(nc, name);
   });
   after(async () => {
     await nc?.close();
@@ -154,7 +159,9 @@ describe('KvWatcher', () => {
       gotUpdates.push({ ...e, value: Buffer.from(e.value) }),
     );
     await u.start();
-    t.diagnostic(`watch consumer on ${await leaderOf(w)}, updates-only on ${await leaderOf(u)}; killing ${killedName}`);
+    t.diagnostic(
+      `watch consumer on ${await leaderOf(w)}, updates-only on ${await leaderOf(u)}; killing ${killedName}`,
+    );
     try {
       assert.equal(got.length, 10, 'initial entries');
       const written: { key: string; rev: number }[] = [];
@@ -176,7 +183,8 @@ describe('KvWatcher', () => {
       });
       for (const list of [got, gotUpdates]) {
         // Each revision once, in order (a replaced consumer resumes after the last delivered).
-        for (let i = 1; i < list.length; i++) assert.ok(list[i]!.revision > list[i - 1]!.revision, 'in order, no duplicate');
+        for (let i = 1; i < list.length; i++)
+          assert.ok(list[i]!.revision > list[i - 1]!.revision, 'in order, no duplicate');
         // Every write of the test is what was written under its key.
         for (const x of written) {
           const e = list.find((y) => y.revision === x.rev)!;
