@@ -63,6 +63,24 @@ async function putRetrying(kv: KV, key: string, value: string): Promise<{ key: s
   }
 }
 
+/** After a server restart: until every replica of `stream` is current again (the next kill keeps quorum). */
+async function replicasCurrent(nc: NatsConnection, stream: string): Promise<void> {
+  const jsm = await nc.jetstreamManager({ timeout: TIMEOUT_MS });
+  await eventually(
+    async () => {
+      const info = await jsm.streams.info(stream).catch(() => null);
+      const replicas = info?.cluster?.replicas ?? [];
+      return (
+        info?.cluster?.leader !== undefined &&
+        replicas.length === 2 &&
+        replicas.every((r) => r.current && !r.offline)
+      );
+    },
+    30_000,
+    `${stream}: every replica current`,
+  );
+}
+
 describe('KvWatcher', () => {
   let nats: NatsClusterHandle | null = null;
   let nc: NatsConnection | null = null;
@@ -73,7 +91,7 @@ describe('KvWatcher', () => {
     nc = await natsConnect([nats.urls[2]!]);
     // The buckets up front: after the kill test restarts its server, an R3 bucket cannot be placed
     // until the others count it online again.
-    for (const name of ['w_order', 'w_kill', 'w_stop']) await bucket(nc, name);
+    for (const name of ['w_order', 'w_stall', 'w_kill', 'w_stop']) await bucket(nc, name);
   });
   after(async () => {
     await nc?.close();
@@ -124,6 +142,55 @@ describe('KvWatcher', () => {
       assert.equal(w.lastRevision, r8);
     } finally {
       await Promise.all([w.stop(), u.stop(), d.stop()]);
+    }
+  });
+
+  test('kill -9 of the server its consumer lives on (the connection stays): replaced, nothing lost or repeated', async (t) => {
+    if (nats === null || nc === null) return t.skip('no nats-server');
+    const KILLED = 1;
+    const killedName = nats.servers[KILLED]!.name;
+    // The watcher's connection stays up (server 2): no reconnect tells it anything; the missed
+    // idle heartbeats and the stall check must.
+    const kv = await bucket(nc, 'w_stall');
+    const ctx = await contextOf(nc);
+    const got: KvWatchEntry[] = [];
+    const open = async () => {
+      const w = new KvWatcher(ctx, { bucket: 'w_stall', include: 'updates-only', what: 'test' }, (e) =>
+        got.push({ ...e, value: Buffer.from(e.value) }),
+      );
+      await w.start();
+      return w;
+    };
+    const leaderOf = async (w: KvWatcher) =>
+      (await ctx.jsm.consumers.info('KV_w_stall', w.consumerName!)).cluster?.leader ?? null;
+    let w = await open();
+    for (let i = 0; i < 12 && (await leaderOf(w)) !== killedName; i++) {
+      await w.stop();
+      w = await open();
+    }
+    const placed = await leaderOf(w);
+    t.diagnostic(`watch consumer on ${placed}; killing ${killedName}`);
+    try {
+      const written: { key: string; rev: number }[] = [];
+      for (let i = 0; i < 10; i++) written.push(await putRetrying(kv, `before-${i}`, String(i)));
+      await eventually(() => got.length === 10, 10_000, 'updates before the kill');
+      const restartsBefore = w.restarts;
+      await nats.kill(KILLED);
+      for (let i = 0; i < 50; i++) written.push(await putRetrying(kv, `after-${i}`, String(i)));
+      const revs = () => new Set(got.map((e) => e.revision));
+      const missing = () => written.filter((x) => !revs().has(x.rev));
+      await eventually(() => missing().length === 0, 30_000, 'every acknowledged update delivered').catch(
+        (err: Error) => {
+          throw new Error(`${err.message}: ${missing().length} of ${written.length} missing`);
+        },
+      );
+      for (let i = 1; i < got.length; i++)
+        assert.ok(got[i]!.revision > got[i - 1]!.revision, 'in order, no duplicate');
+      if (placed === killedName) assert.ok(w.restarts > restartsBefore, 'the dead consumer was replaced');
+    } finally {
+      await w.stop();
+      await nats.start(KILLED);
+      await replicasCurrent(nc, 'KV_w_stall');
     }
   });
 
@@ -197,6 +264,7 @@ describe('KvWatcher', () => {
       await Promise.all([w.stop(), u.stop()]);
       await wnc.close();
       await nats.start(KILLED);
+      await replicasCurrent(nc, 'KV_w_kill');
     }
   });
 
