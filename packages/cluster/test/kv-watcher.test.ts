@@ -89,8 +89,8 @@ describe('KvWatcher', () => {
     if (!requireNatsServer(t as never)) return;
     nats = await startNatsCluster(3);
     nc = await natsConnect([nats.urls[2]!]);
-    // The buckets up front: after the kill test restarts its server, an R3 bucket cannot be placed
-    // until the others count it online again.
+    // The buckets up front: after a kill test restarts its server, an R3 bucket cannot be placed
+    // until the others count it online again (and the kill tests run last for the same reason).
     for (const name of ['w_order', 'w_stall', 'w_kill', 'w_stop']) await bucket(nc, name);
   });
   after(async () => {
@@ -145,6 +145,41 @@ describe('KvWatcher', () => {
     }
   });
 
+  test('stop(): no entry after it, its consumer deleted, no timer left', async (t) => {
+    if (nc === null) return t.skip('no nats-server');
+    const kv = await bucket(nc, 'w_stop');
+    await kv.put('x', '1');
+    const ctx = await contextOf(nc);
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const baseline = timers();
+    const got: string[] = [];
+    const w = new KvWatcher(ctx, { bucket: 'w_stop', include: 'last-value', what: 'test' }, (e) =>
+      got.push(brief(e)),
+    );
+    await w.start();
+    const name = w.consumerName!;
+    await kv.put('x', '2');
+    await eventually(() => got.length === 2, 10_000, 'the update');
+    assert.ok(timers() > baseline, 'the watcher runs timers while it watches');
+    await w.stop();
+    assert.equal(w.consumerName, null);
+    assert.equal(timers(), baseline, 'no timer of the watcher left');
+    const names: string[] = [];
+    for await (const c of await ctx.jsm.consumers.list('KV_w_stop')) names.push(c.name);
+    assert.ok(!names.includes(name), 'the consumer is deleted');
+    await kv.put('x', '3');
+    // A watcher still reading would have it by the time a fresh one has caught up.
+    const later: string[] = [];
+    const w2 = new KvWatcher(ctx, { bucket: 'w_stop', include: 'last-value', what: 'test' }, (e) =>
+      later.push(brief(e)),
+    );
+    await w2.start();
+    await w2.stop();
+    assert.equal(later.length, 1);
+    assert.equal(got.length, 2, 'nothing delivered after stop()');
+    assert.equal(timers(), baseline);
+  });
+
   test('kill -9 of the server its consumer lives on (the connection stays): replaced, nothing lost or repeated', async (t) => {
     if (nats === null || nc === null) return t.skip('no nats-server');
     const KILLED = 1;
@@ -190,7 +225,9 @@ describe('KvWatcher', () => {
     } finally {
       await w.stop();
       await nats.start(KILLED);
+      // The next test kills another server: the bucket it writes must have its quorum back.
       await replicasCurrent(nc, 'KV_w_stall');
+      await replicasCurrent(nc, 'KV_w_kill');
     }
   });
 
@@ -266,40 +303,5 @@ describe('KvWatcher', () => {
       await nats.start(KILLED);
       await replicasCurrent(nc, 'KV_w_kill');
     }
-  });
-
-  test('stop(): no entry after it, its consumer deleted, no timer left', async (t) => {
-    if (nc === null) return t.skip('no nats-server');
-    const kv = await bucket(nc, 'w_stop');
-    await kv.put('x', '1');
-    const ctx = await contextOf(nc);
-    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
-    const baseline = timers();
-    const got: string[] = [];
-    const w = new KvWatcher(ctx, { bucket: 'w_stop', include: 'last-value', what: 'test' }, (e) =>
-      got.push(brief(e)),
-    );
-    await w.start();
-    const name = w.consumerName!;
-    await kv.put('x', '2');
-    await eventually(() => got.length === 2, 10_000, 'the update');
-    assert.ok(timers() > baseline, 'the watcher runs timers while it watches');
-    await w.stop();
-    assert.equal(w.consumerName, null);
-    assert.equal(timers(), baseline, 'no timer of the watcher left');
-    const names: string[] = [];
-    for await (const c of await ctx.jsm.consumers.list('KV_w_stop')) names.push(c.name);
-    assert.ok(!names.includes(name), 'the consumer is deleted');
-    await kv.put('x', '3');
-    // A watcher still reading would have it by the time a fresh one has caught up.
-    const later: string[] = [];
-    const w2 = new KvWatcher(ctx, { bucket: 'w_stop', include: 'last-value', what: 'test' }, (e) =>
-      later.push(brief(e)),
-    );
-    await w2.start();
-    await w2.stop();
-    assert.equal(later.length, 1);
-    assert.equal(got.length, 2, 'nothing delivered after stop()');
-    assert.equal(timers(), baseline);
   });
 });
