@@ -78,7 +78,7 @@ export class DurableFeed {
         () => !this.#closed,
       );
       if (this.#closed || gen !== this.#generation) {
-        reader.close();
+        void reader.close();
         return;
       }
       // Short pulls and heartbeats: a dead consumer is noticed within a few seconds.
@@ -179,7 +179,7 @@ export class DurableFeed {
   #stopConsumer(): void {
     this.#messages?.stop();
     this.#messages = null;
-    this.#reader?.close();
+    void this.#reader?.close();
     this.#reader = null;
   }
 

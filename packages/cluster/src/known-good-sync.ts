@@ -11,8 +11,9 @@
  * node, as deploy/README.md says). Entries expire with the stale-if-error horizon (bucket TTL).
  */
 import type { KnownGood } from '@breakwater/broker';
-import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { encodeLevel } from './subjects.js';
 
 /** What the sync needs of the guard's store (`KnownGoodStore`). */
@@ -30,13 +31,23 @@ export class KnownGoodSync {
   readonly #ctx: ClusterContext;
   readonly #kv: KV;
   readonly #store: SharedKnownGoodStore;
-  #watch: QueuedIterator<KvEntry> | null = null;
+  readonly #watch: KvWatcher;
   #applied = 0;
 
   constructor(ctx: ClusterContext, kv: KV, store: SharedKnownGoodStore) {
     this.#ctx = ctx;
     this.#kv = kv;
     this.#store = store;
+    this.#watch = new KvWatcher(
+      ctx,
+      {
+        bucket: `${ctx.options.prefix}_known_good`,
+        include: 'last-value',
+        ignoreDeletes: true,
+        what: 'known-good',
+      },
+      (e) => this.#apply(e),
+    );
   }
 
   /** Entries confirmed by other nodes and stored here. */
@@ -46,26 +57,20 @@ export class KnownGoodSync {
 
   /** Resolves once every entry already in the bucket is in the local store. */
   async start(): Promise<void> {
-    let initialized!: () => void;
-    const ready = new Promise<void>((r) => {
-      initialized = r;
-    });
-    const w = await this.#kv.watch({
-      include: KvWatchInclude.LastValue,
-      ignoreDeletes: true,
-      initializedFn: () => initialized(),
-    });
-    this.#watch = w;
-    void (async () => {
-      for await (const e of w) this.#apply(e);
-    })().catch((err: unknown) => this.#ctx.logger.error({ err }, 'known-good watch ended'));
+    const ready = this.#watch.start();
+    // Published from now on, as before: a confirmation made during the initial load is not lost.
     this.#store.onConfirmed((e) => this.#publish(e));
-    await ready;
+    try {
+      await ready;
+    } catch (err) {
+      this.#store.onConfirmed(null);
+      throw err;
+    }
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.#store.onConfirmed(null);
-    this.#watch?.stop();
+    await this.#watch.stop();
   }
 
   #publish(e: KnownGood): void {
@@ -77,7 +82,7 @@ export class KnownGoodSync {
     });
   }
 
-  #apply(e: KvEntry): void {
+  #apply(e: KvWatchEntry): void {
     if (e.operation !== 'PUT') return;
     let v: Stored;
     try {

@@ -16,8 +16,9 @@
  * dropped when the client id was claimed again meanwhile (MQTT 5.0 §3.1.3.2.2).
  */
 import type { Will } from '@breakwater/broker';
-import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { KV } from 'nats';
 import type { ClusterContext, HealthListener } from './context.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import type { Ownership } from './ownership.js';
 import { kvKeys } from './stream-reader.js';
 import { clientKey, decodeLevel, encodeLevel } from './subjects.js';
@@ -50,7 +51,9 @@ export class Liveness {
   readonly #armed = new Set<string>();
   readonly #listeners: HealthListener[] = [];
   #timer: NodeJS.Timeout | null = null;
-  #watch: QueuedIterator<KvEntry> | null = null;
+  readonly #watch: KvWatcher;
+  /** Server time of the last heartbeat of each node that the watch delivered (tests, diagnostics). */
+  readonly #heard = new Map<string, number>();
   /** This node's MQTT address, sent with each heartbeat. */
   advertise: string | null;
   #lastBeatOk = 0;
@@ -69,6 +72,24 @@ export class Liveness {
     this.#fired = fired;
     this.#ownership = ownership;
     this.advertise = ctx.options.advertise;
+    this.#watch = new KvWatcher(
+      ctx,
+      { bucket: `${ctx.options.prefix}_nodes`, include: 'last-value', what: 'nodes' },
+      (e) => this.#onBeat(e),
+    );
+  }
+
+  /** The consumer the heartbeat watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
+  }
+
+  /**
+   * When the watch last brought a heartbeat of `nodeId` (its server timestamp, ms), or 0. Unlike
+   * `aliveNodes()` this ignores the direct reads made before firing wills.
+   */
+  heardAt(nodeId: string): number {
+    return this.#heard.get(nodeId) ?? 0;
   }
 
   get healthy(): boolean {
@@ -106,11 +127,7 @@ export class Liveness {
 
   async start(): Promise<void> {
     await this.#beat();
-    const w = await this.#nodes.watch({ include: KvWatchInclude.LastValue });
-    this.#watch = w;
-    void (async () => {
-      for await (const e of w) this.#onBeat(e);
-    })().catch((err: unknown) => this.#ctx.logger.error({ err }, 'node watch ended'));
+    await this.#watch.start();
     this.#timer = setInterval(() => void this.#tick(), this.#ctx.options.heartbeatMs);
     this.#timer.unref();
     // Wills left by nodes that died while no node was watching (e.g. the whole cluster restarted).
@@ -122,7 +139,7 @@ export class Liveness {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#timer !== null) clearInterval(this.#timer);
-    this.#watch?.stop();
+    await this.#watch.stop();
     // A shutdown publishes no wills (as on one node): withdraw ours, then our heartbeat.
     try {
       const all = await this.#willKeys(`${encodeLevel(this.#ctx.options.nodeId)}.>`);
@@ -193,7 +210,7 @@ export class Liveness {
     for (const l of this.#listeners) l(healthy, isolated);
   }
 
-  #onBeat(e: KvEntry): void {
+  #onBeat(e: KvWatchEntry): void {
     const id = decodeLevel(e.key);
     if (e.operation !== 'PUT') {
       // A node that left cleanly (its wills are withdrawn).
@@ -208,6 +225,7 @@ export class Liveness {
     }
     // The server's timestamp, not the writer's clock.
     this.#beats.set(id, { at: e.created.getTime(), address: beat.address });
+    this.#heard.set(id, e.created.getTime());
     this.#dead.delete(id);
   }
 

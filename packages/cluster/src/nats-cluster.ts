@@ -8,15 +8,16 @@
  *   re-checked by the MQTT matcher (router.ts `routeRemote`);
  * - QoS 1/2 through JetStream: the publish goes to `<prefix>.1.<levels>`, captured by the
  *   `<PREFIX>_MSGS` stream, and the PUBACK waits for the stream's ack (`flush()`, wired into the
- *   broker's durable acks). Each node reads the stream with ONE ordered consumer (the durable
- *   feed) and routes what other nodes published through its own subscription tree. Core delivery
- *   would be faster, but a NATS server that dies takes the messages on its routes with it, acked
- *   or not; the ordered consumer resumes after the last sequence it saw, so an acknowledged
+ *   broker's durable acks). Each node reads the stream with ONE supervised pull consumer (the
+ *   durable feed) and routes what other nodes published through its own subscription tree. Core
+ *   delivery would be faster, but a NATS server that dies takes the messages on its routes with
+ *   it, acked or not; the feed resumes after the last sequence it saw, so an acknowledged
  *   message reaches every online subscriber whatever NATS server fails. The price: every node
  *   reads every QoS 1/2 message (nats-server 2.9 has one filter per consumer; with 2.10's
  *   multi-filter consumers the feed could follow the node's distinct filters instead);
  * - ownership of client ids (ownership.ts), retained messages (retained-sync.ts), wills and
- *   heartbeats (liveness.ts) in JetStream KV buckets;
+ *   heartbeats (liveness.ts) in JetStream KV buckets, followed by supervised watches
+ *   (kv-watcher.ts);
  * - shared subscriptions as NATS queue groups (one member cluster-wide gets each message).
  *
  * Two NATS connections: routing with echo off (a node never receives what it forwarded itself:
@@ -272,10 +273,8 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.#closed = true;
     await this.flush().catch(() => {});
     await this.liveness.close();
-    this.ownership.close();
-    this.retained.close();
     this.#feed.close();
-    this.#knownGood?.close();
+    await Promise.all([this.ownership.close(), this.retained.close(), this.#knownGood?.close()]);
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }

@@ -18,9 +18,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ClaimResult, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
-import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelopes, type Envelope } from './envelope.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { mqttMatches } from './mqtt-match.js';
 import { readToEnd } from './stream-reader.js';
 import { clientKey, decodeLevel, filterSubjects } from './subjects.js';
@@ -69,23 +70,34 @@ export class Ownership {
   readonly #claiming = new Map<string, number>();
   readonly #writing = new Set<string>();
   readonly #dirty = new Set<string>();
-  #watch: QueuedIterator<KvEntry> | null = null;
+  readonly #watch: KvWatcher;
 
   constructor(ctx: ClusterContext, kv: KV) {
     this.#ctx = ctx;
     this.#kv = kv;
+    this.#watch = new KvWatcher(
+      ctx,
+      {
+        bucket: `${ctx.options.prefix}_sessions`,
+        include: 'updates-only',
+        ignoreDeletes: true,
+        what: 'sessions',
+      },
+      (e) => this.#onEntry(e),
+    );
   }
 
-  async start(): Promise<void> {
-    const w = await this.#kv.watch({ include: KvWatchInclude.UpdatesOnly, ignoreDeletes: true });
-    this.#watch = w;
-    void (async () => {
-      for await (const e of w) this.#onEntry(e);
-    })().catch((err: unknown) => this.#ctx.logger.error({ err }, 'session watch ended'));
+  start(): Promise<void> {
+    return this.#watch.start();
   }
 
-  close(): void {
-    this.#watch?.stop();
+  close(): Promise<void> {
+    return this.#watch.stop();
+  }
+
+  /** The consumer the session watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
   }
 
   /** The client ids this node owns now, with their epochs (tests, admin). */
@@ -151,7 +163,7 @@ export class Ownership {
     }
   }
 
-  #onEntry(e: KvEntry): void {
+  #onEntry(e: KvWatchEntry): void {
     if (e.operation !== 'PUT') return;
     let rec: SessionRecord;
     try {
@@ -293,7 +305,7 @@ export class Ownership {
   }
 }
 
-function parseRecord(e: KvEntry): SessionRecord {
+function parseRecord(e: { value: Uint8Array }): SessionRecord {
   return JSON.parse(Buffer.from(e.value).toString('utf8')) as SessionRecord;
 }
 

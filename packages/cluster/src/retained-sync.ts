@@ -7,37 +7,39 @@
  * converge on the last write.
  */
 import type { RetainedRecord } from '@breakwater/broker';
-import { type KV, type KvEntry, KvWatchInclude, type QueuedIterator } from 'nats';
+import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope.js';
+import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { decodeTopic, encodeTopic } from './subjects.js';
 
 export class RetainedSync {
   readonly #ctx: ClusterContext;
   readonly #kv: KV;
-  #watch: QueuedIterator<KvEntry> | null = null;
+  readonly #watch: KvWatcher;
 
   constructor(ctx: ClusterContext, kv: KV) {
     this.#ctx = ctx;
     this.#kv = kv;
+    this.#watch = new KvWatcher(
+      ctx,
+      { bucket: `${ctx.options.prefix}_retained`, include: 'last-value', what: 'retained' },
+      (e) => this.#apply(e),
+    );
   }
 
   /** Resolves once every retained message in the bucket is in the local index. */
-  async start(): Promise<void> {
-    let initialized!: () => void;
-    const ready = new Promise<void>((r) => {
-      initialized = r;
-    });
-    const w = await this.#kv.watch({ include: KvWatchInclude.LastValue, initializedFn: () => initialized() });
-    this.#watch = w;
-    void (async () => {
-      for await (const e of w) this.#apply(e);
-    })().catch((err: unknown) => this.#ctx.logger.error({ err }, 'retained watch ended'));
-    await ready;
+  start(): Promise<void> {
+    return this.#watch.start();
   }
 
-  close(): void {
-    this.#watch?.stop();
+  close(): Promise<void> {
+    return this.#watch.stop();
+  }
+
+  /** The consumer the retained watch reads with now (tests, diagnostics). */
+  get watchConsumer(): string | null {
+    return this.#watch.consumerName;
   }
 
   set(rec: RetainedRecord): void {
@@ -58,7 +60,7 @@ export class RetainedSync {
     this.#ctx.track(this.#kv.delete(encodeTopic(topic)));
   }
 
-  #apply(e: KvEntry): void {
+  #apply(e: KvWatchEntry): void {
     const host = this.#ctx.host();
     if (e.operation !== 'PUT') {
       host.applyRetained(decodeTopic(e.key), null);

@@ -25,6 +25,9 @@ import type { ClusterContext } from './context.js';
  */
 export type ReadFrom = { seq: number } | { time: number } | 'last-per-subject';
 
+/** What a reader needs of the node (a KV watcher's tests give it no broker). */
+export type ReaderContext = Pick<ClusterContext, 'js' | 'jsm' | 'metrics' | 'streamName'>;
+
 /** What to read: `stream` (default: the message stream), its subjects matching `filter`. */
 export interface ReaderSpec {
   stream?: string;
@@ -47,8 +50,11 @@ export interface StreamReader {
   readonly consumer: Consumer;
   /** Messages the consumer had to deliver when it was created. */
   readonly pendingAtStart: number;
-  /** Removes the consumer (best effort: one on a dead server cannot be reached; it times out there). */
-  close(): void;
+  /**
+   * Removes the consumer (best effort: one on a dead server cannot be reached; it times out there).
+   * Never rejects; resolves when the server answered or the request timed out.
+   */
+  close(): Promise<void>;
 }
 
 function startOf(from: ReadFrom): Partial<ConsumerConfig> {
@@ -66,7 +72,7 @@ function startOf(from: ReadFrom): Partial<ConsumerConfig> {
  * under a new name, up to `attempts` times, while `active()`.
  */
 export async function openReader(
-  ctx: ClusterContext,
+  ctx: ReaderContext,
   spec: ReaderSpec,
   attempts = 20,
   active: () => boolean = () => true,
@@ -91,7 +97,11 @@ export async function openReader(
         name,
         consumer: ctx.js.consumers.getPullConsumerFor(info),
         pendingAtStart: info.num_pending,
-        close: () => void ctx.jsm.consumers.delete(stream, name).catch(() => {}),
+        close: () =>
+          ctx.jsm.consumers.delete(stream, name).then(
+            () => {},
+            () => {},
+          ),
       };
     } catch (err) {
       lastErr = err;
@@ -124,7 +134,7 @@ export interface ReadBudget {
  * last message read, up to `rounds` consumers. Stops early when `active()` turns false.
  */
 export async function readToEnd(
-  ctx: ClusterContext,
+  ctx: ReaderContext,
   spec: ReaderSpec,
   each: (m: JsMsg) => void,
   { active = () => true, rounds = 10, attempts = 20 }: ReadBudget = {},
@@ -166,7 +176,7 @@ export async function readToEnd(
     } catch (err) {
       lastErr = err;
     } finally {
-      reader.close();
+      void reader.close();
     }
     if (lastSeq > 0) start = { seq: lastSeq + 1 };
   }
@@ -179,7 +189,7 @@ export async function readToEnd(
  * `kv.keys()`, whose ordered consumer has the weaknesses described above.
  */
 export async function kvKeys(
-  ctx: ClusterContext,
+  ctx: ReaderContext,
   bucket: string,
   filter = '>',
   budget: ReadBudget = { rounds: 3, attempts: 5 },
