@@ -17,7 +17,7 @@
 import type { ConsumerMessages } from 'nats';
 import type { ClusterContext } from './context.js';
 import { decodeEnvelopes, type Envelope } from './envelope.js';
-import { inOrder, openReader, type StreamReader } from './stream-reader.js';
+import { inOrder, openReader, type StreamReader, watchConsumerStatus } from './stream-reader.js';
 
 const RESTART_DELAY_MS = 250;
 /** No progress for this long while the stream holds more: the consumer is presumed dead. */
@@ -130,24 +130,12 @@ export class DurableFeed {
     this.#restart(gen, 'ended');
   }
 
-  async #watchStatus(messages: ConsumerMessages, gen: number): Promise<void> {
-    try {
-      for await (const s of await messages.status()) {
-        if (gen !== this.#generation) return;
-        const t = s.type as string;
-        if (
-          (t === 'heartbeats_missed' && Number(s.data) >= 2) ||
-          t === 'consumer_not_found' ||
-          t === 'consumer_deleted' ||
-          t === 'no_responders'
-        ) {
-          this.#restart(gen, t);
-          return;
-        }
-      }
-    } catch {
-      // The status iterator ends with the messages.
-    }
+  #watchStatus(messages: ConsumerMessages, gen: number): Promise<void> {
+    return watchConsumerStatus(
+      messages,
+      () => gen === this.#generation,
+      (reason) => this.#restart(gen, reason),
+    );
   }
 
   /**

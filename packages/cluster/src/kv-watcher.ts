@@ -35,6 +35,7 @@ import {
   type ReaderContext,
   type ReadFrom,
   type StreamReader,
+  watchConsumerStatus,
 } from './stream-reader.js';
 
 export type KvOperation = 'PUT' | 'DEL' | 'PURGE';
@@ -295,24 +296,12 @@ export class KvWatcher {
     this.#ready = null;
   }
 
-  async #watchStatus(messages: ConsumerMessages, gen: number): Promise<void> {
-    try {
-      for await (const s of await messages.status()) {
-        if (gen !== this.#generation) return;
-        const t = s.type as string;
-        if (
-          (t === 'heartbeats_missed' && Number(s.data) >= 2) ||
-          t === 'consumer_not_found' ||
-          t === 'consumer_deleted' ||
-          t === 'no_responders'
-        ) {
-          this.#restart(gen, t);
-          return;
-        }
-      }
-    } catch {
-      // The status iterator ends with the messages.
-    }
+  #watchStatus(messages: ConsumerMessages, gen: number): Promise<void> {
+    return watchConsumerStatus(
+      messages,
+      () => gen === this.#generation,
+      (reason) => this.#restart(gen, reason),
+    );
   }
 
   /**

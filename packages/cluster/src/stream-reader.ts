@@ -16,7 +16,15 @@
  * timeout, and the callers check ordering (delivery sequence) and progress themselves.
  */
 import { randomBytes } from 'node:crypto';
-import { AckPolicy, type Consumer, type ConsumerConfig, DeliverPolicy, type JsMsg, nanos } from 'nats';
+import {
+  AckPolicy,
+  type Consumer,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  DeliverPolicy,
+  type JsMsg,
+  nanos,
+} from 'nats';
 import type { ClusterContext } from './context.js';
 
 /**
@@ -206,4 +214,33 @@ export async function kvKeys(
     budget,
   );
   return [...keys].filter(([, live]) => live).map(([k]) => k);
+}
+
+/**
+ * Follows a pull consumer's status and calls `replace` once when it shows the consumer is lost:
+ * two idle heartbeats missed, the consumer gone, or no responders. Ends quietly with the
+ * messages, or when `current()` turns false (the reader moved on to another consumer).
+ */
+export async function watchConsumerStatus(
+  messages: ConsumerMessages,
+  current: () => boolean,
+  replace: (reason: string) => void,
+): Promise<void> {
+  try {
+    for await (const s of await messages.status()) {
+      if (!current()) return;
+      const t = s.type as string;
+      if (
+        (t === 'heartbeats_missed' && Number(s.data) >= 2) ||
+        t === 'consumer_not_found' ||
+        t === 'consumer_deleted' ||
+        t === 'no_responders'
+      ) {
+        replace(t);
+        return;
+      }
+    }
+  } catch {
+    // The status iterator ends with the messages.
+  }
 }

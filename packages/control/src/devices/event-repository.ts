@@ -2,10 +2,9 @@
  * Device event history storage (table `device_events`, devices/migration.ts). Portable SQL over
  * SqlExecutor, like storage/sql-repositories.ts.
  */
-import { ApiError } from '../errors.js';
 import type { SqlExecutor } from '../storage/executor.js';
 import type { Page } from '../storage/page.js';
-import { decodeCursor, encodeCursor, num, numOrNull, Params, strOrNull } from '../storage/sql-values.js';
+import { encodeCursor, num, numOrNull, Params, seqBefore, strOrNull } from '../storage/sql-values.js';
 import type {
   DeviceEventFilter,
   DeviceEventKind,
@@ -63,15 +62,7 @@ export class SqlDeviceEvents implements DeviceEventRepository {
     const p = new Params();
     const where = [`device_id = ${p.add(deviceId)}`];
     if (filter.kind !== undefined) where.push(`kind = ${p.add(filter.kind)}`);
-    if (cursor !== null) {
-      const seq = decodeCursor(cursor);
-      if (!/^\d+$/.test(seq)) {
-        throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
-          field: 'cursor',
-        });
-      }
-      where.push(`seq < ${p.add(Number(seq))}`);
-    }
+    if (cursor !== null) where.push(seqBefore(cursor, p));
     const rows = await this.db.query(
       `SELECT * FROM device_events WHERE ${where.join(' AND ')} ORDER BY seq DESC LIMIT ${p.add(limit + 1)}`,
       p.values,

@@ -16,7 +16,7 @@ import type {
   NewDevice,
   PresenceUpdate,
 } from '../devices/model.js';
-import { ApiError, DuplicateKeyError } from '../errors.js';
+import { DuplicateKeyError } from '../errors.js';
 import { SqlIncidents } from '../incidents/repository.js';
 import { SqlCampaigns } from '../ota/repository.js';
 import { SqlRevocations } from '../revocation/repository.js';
@@ -24,7 +24,16 @@ import type { Selector } from '../selector.js';
 import type { SigningKeyRecord, SigningKeyRepository } from '../tokens/model.js';
 import { isUniqueViolation, type SqlExecutor } from './executor.js';
 import type { Page } from './page.js';
-import { decodeCursor, encodeCursor, num, numOrNull, Params, type Row, strOrNull } from './sql-values.js';
+import {
+  decodeCursor,
+  encodeCursor,
+  num,
+  numOrNull,
+  Params,
+  type Row,
+  seqBefore,
+  strOrNull,
+} from './sql-values.js';
 import type { Repositories } from './types.js';
 
 async function guardUnique<T>(what: string, op: () => Promise<T>): Promise<T> {
@@ -125,15 +134,7 @@ class SqlAudit implements AuditRepository {
     if (filter.targetId !== undefined) where.push(`target_id = ${p.add(filter.targetId)}`);
     if (filter.since !== undefined) where.push(`at >= ${p.add(filter.since)}`);
     if (filter.until !== undefined) where.push(`at < ${p.add(filter.until)}`);
-    if (cursor !== null) {
-      const seq = decodeCursor(cursor);
-      if (!/^\d+$/.test(seq)) {
-        throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
-          field: 'cursor',
-        });
-      }
-      where.push(`seq < ${p.add(Number(seq))}`);
-    }
+    if (cursor !== null) where.push(seqBefore(cursor, p));
     const rows = await this.db.query(
       `SELECT * FROM audit_log ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY seq DESC LIMIT ${p.add(limit + 1)}`,

@@ -51,3 +51,17 @@ export function decodeCursor(cursor: string): string {
   }
   return value;
 }
+
+/**
+ * The keyset condition `seq < <cursor>` for a page after `cursor` (a cursor this API returned
+ * for a table ordered by `seq DESC`); a 400 naming `cursor` for anything else.
+ */
+export function seqBefore(cursor: string, p: Params): string {
+  const seq = decodeCursor(cursor);
+  if (!/^\d+$/.test(seq)) {
+    throw new ApiError('BW_ERR_API_VALIDATION', 'cursor is not a cursor returned by this API', {
+      field: 'cursor',
+    });
+  }
+  return `seq < ${p.add(Number(seq))}`;
+}
