@@ -9,6 +9,7 @@ export class ClusterMetrics {
   readonly willsFired: Counter;
   readonly replayed: Counter;
   readonly natsConnected: Gauge;
+  readonly natsDisconnects: Counter;
   readonly healthy: Gauge;
   readonly nodesAlive: Gauge;
   readonly natsSubscriptions: Gauge;
@@ -47,6 +48,11 @@ export class ClusterMetrics {
     this.replayed = new Counter({
       name: 'breakwater_cluster_replayed_total',
       help: 'Messages replayed from the stream into sessions resumed on this node',
+      registers,
+    });
+    this.natsDisconnects = new Counter({
+      name: 'breakwater_cluster_nats_disconnects_total',
+      help: 'Times the NATS connection was lost (a server that died, a network cut, or the server closing a slow consumer: what NATS had in flight for this node is lost for QoS 0)',
       registers,
     });
     this.natsConnected = new Gauge({

@@ -480,6 +480,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     for await (const s of this.nc.status()) {
       if (s.type === Events.Disconnect) {
         this.metrics.natsConnected.set(0);
+        this.metrics.natsDisconnects.inc();
         this.logger.warn({ server: s.data }, 'NATS connection lost');
         this.liveness.natsDown();
       } else if (s.type === Events.Reconnect) {

@@ -112,6 +112,8 @@ test("a node whose nats-server is killed keeps following the other nodes' heartb
       "node a hears b's and c's heartbeats after the kill",
     );
     assert.equal(a.cluster.liveness.aliveNodes().length, 3);
+    const lost = await a.cluster.metrics.natsDisconnects.get();
+    assert.equal(lost.values[0]?.value, 1, 'node a counted losing its NATS connection once');
     const other = a.cluster.otherNodeAddress();
     assert.ok(other === b.broker.url || other === c.broker.url, `a live node to redirect to: ${other}`);
 
