@@ -2,16 +2,21 @@
  * QoS 1/2 shared subscriptions with redelivery (issue 15). Core NATS queue groups are at most
  * once: a message in flight to a member whose node dies is gone. So a QoS 1/2 message for
  * `$share/<group>/<filter>` is read from the `<PREFIX>_MSGS` stream instead, through ONE durable
- * pull consumer per (group, filter subject) shared by every node that has a member of the group:
+ * consumer per (group, filter subject) shared by every node that has a member of the group:
  *
  * - explicit acks, `ACK_WAIT_MS`; deliver policy new (the group's position starts when its first
- *   member anywhere subscribed and is kept by the durable, whichever nodes come and go);
- *   replicas as the stream (R3 on a 3-server NATS: the position and the unacked messages survive a
- *   NATS server); `max_ack_pending` bounded; `inactive_threshold`: once no node pulls any more
- *   (the last member left the cluster), JetStream removes it;
- * - each member node pulls at most `LOCAL_CAP` messages it has not settled, so one slow member
- *   cannot hoard the group's messages (the rest go to the nodes that pull);
- * - a message pulled is handed to one local member (router `routeShared`), and acked only once
+ *   member anywhere subscribed and is kept by the durable, whichever nodes come and go); replicas
+ *   as the stream (R3 on a 3-server NATS: the position and the unacked messages survive a NATS
+ *   server); `max_ack_pending` bounded; `inactive_threshold`: once no node listens any more (the
+ *   last member left the cluster), JetStream removes it;
+ * - JetStream pushes to a deliver subject with a deliver group, and every member node listens in
+ *   that NATS queue group, so each message goes to one node. (A pull consumer was the first
+ *   choice, but nats-server 2.9.10 does not share one between pullers: two nodes fetching from the
+ *   same durable, batch 8 or 1, got 200 and 0 of 200 messages — the node that fetched last is
+ *   served first. With the deliver group: 105 and 97.) A node whose members hold `LOCAL_CAP`
+ *   unsettled messages of the group hands further ones back (nak, short delay), so a slow member
+ *   does not hoard the group's messages;
+ * - a message received is handed to one local member (router `routeShared`), and acked only once
  *   that member's flow is complete: its outbox record has left the session's in-flight map and
  *   queue (PUBACK, PUBCOMP — or dropped by expiry or overflow, as on a single node). Until then
  *   the node tells JetStream it is still working on it. If the session ends first (clean session
@@ -24,8 +29,8 @@
  *
  * nats-server 2.9: one filter subject per consumer, so `a/#` (subjects `…a` and `…a.>`) is two
  * consumers. Unlike the stream readers (stream-reader.ts) these consumers cannot take a new name
- * per attempt — every node must find the same one — so a create that times out (placed on a dead
- * server) is retried under the same name; with R3 consumers a quorum of the live servers answers.
+ * per attempt — every node must find the same one — so a create that fails is retried under the
+ * same name; with R3 consumers a quorum of the live servers answers.
  */
 import { createHash } from 'node:crypto';
 import type { OutboxRecord, Session } from '@breakwater/broker';
