@@ -19,13 +19,7 @@ import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import type {
-  ClaimResult,
-  ClusterHost,
-  ClusterOption,
-  ClusterSeam,
-  SharedHandoff,
-} from './cluster-seam.js';
+import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam, SharedHandoff } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
 import { sweepConnection } from './connection-sweep.js';
 import { deliver, resumeDeliveries } from './delivery.js';

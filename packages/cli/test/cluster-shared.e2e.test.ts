@@ -54,7 +54,9 @@ describe('breakwater up --cluster: shared subscriptions survive a member node ki
     silent.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: group, qos: 1 }] } as Packet);
     await silent.next('suback');
     const onB = () =>
-      silent.received.filter((p) => p.cmd === 'publish').map((p) => (p as { payload: Buffer }).payload.toString());
+      silent.received
+        .filter((p) => p.cmd === 'publish')
+        .map((p) => (p as { payload: Buffer }).payload.toString());
 
     // The group's consumer is made asynchronously after the SUBACK (deliver policy new): probe
     // until both members have had a message, so the load below is all in the group.
@@ -92,7 +94,8 @@ describe('breakwater up --cluster: shared subscriptions survive a member node ki
       `every acknowledged message on a (missing ${acked.filter((p) => !onA.has(p)).length} of ${acked.length})`,
     );
     const tookMs = Date.now() - started;
-    for (const p of heldByB) assert.ok(onA.has(p), `${p}, held unacknowledged by b's member, redelivered to a`);
+    for (const p of heldByB)
+      assert.ok(onA.has(p), `${p}, held unacknowledged by b's member, redelivered to a`);
     assert.ok((await metric(a!, 'breakwater_cluster_received_total{kind="shared_redelivered"}')) > 0);
     const dups = [...onA.values()].filter((n) => n > 1).length;
     t.diagnostic(

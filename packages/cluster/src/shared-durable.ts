@@ -163,7 +163,8 @@ export class SharedDurable {
     if (this.#closed || this.#consumers.has(key)) return;
     const prefix = this.ctx.options.prefix;
     const consumers = filterSubjects(prefix, filter, '1').map(
-      (subject) => new GroupConsumer(this, group, filter, subject, consumerName(prefix, group, filter, subject)),
+      (subject) =>
+        new GroupConsumer(this, group, filter, subject, consumerName(prefix, group, filter, subject)),
     );
     this.#consumers.set(key, consumers);
     for (const c of consumers) void c.run();

@@ -70,7 +70,11 @@ describe('cluster: shared subscriptions through group consumers', () => {
     for (const [k, v] of gotB) all.set(k, (all.get(k) ?? 0) + v);
     assert.equal(all.size, want, 'every message arrived');
     const dup = [...all].filter(([, v]) => v !== 1);
-    assert.deepEqual(dup, [], 'no message delivered twice (nor through both the queue group and the consumer)');
+    assert.deepEqual(
+      dup,
+      [],
+      'no message delivered twice (nor through both the queue group and the consumer)',
+    );
     t.diagnostic(`member a got ${total(gotA)}, member b got ${total(gotB)}`);
     // JetStream pushes to a queue group of the member nodes: both take a share.
     assert.ok(total(gotA) > 0 && total(gotB) > 0, `spread over both members: ${total(gotA)}/${total(gotB)}`);
