@@ -22,7 +22,10 @@
  *   the node tells JetStream it is still working on it. If the session ends first (clean session
  *   closed, expired, taken over) it is nak'ed: JetStream gives it to another member. If the node
  *   dies, nobody acks it and JetStream redelivers it to a member on another node after the ack
- *   wait. At least once: a member may see a message again after a node loss or a lost ack.
+ *   wait. At least once: a member may see a message again after a node loss or a lost ack;
+ * - a message queued for (or held by) a persistent member whose client is away is acked: it is as
+ *   safe as that session (the node's storage), as on a single node. Held unacked, such messages
+ *   would fill the group's `max_ack_pending` and stall the group while the member stays away.
  *
  * Completion is found by a sweep every `SWEEP_MS` over the (bounded) set of unsettled handoffs
  * rather than by a hook in the broker's PUBACK path, which stays as it is.
@@ -171,7 +174,7 @@ export class SharedDurable {
   }
 
   /**
-   * The last local member left: stop pulling. What was handed to members is settled as usual (a
+   * The last local member left: stop listening. What was handed to members is settled as usual (a
    * member that unsubscribed still completes the flows in flight).
    */
   remove(key: string): void {
@@ -181,7 +184,7 @@ export class SharedDurable {
     for (const c of consumers) c.stop();
   }
 
-  /** Resolves when every group consumer wanted so far exists and is being pulled from. */
+  /** Resolves when every group consumer wanted so far exists and this node listens to it. */
   async settled(): Promise<void> {
     await Promise.all([...this.#consumers.values()].flat().map((c) => c.ready));
   }
@@ -192,7 +195,7 @@ export class SharedDurable {
   }
 
   /**
-   * Stops pulling; what local members hold is nak'ed so that another member gets it now rather
+   * Stops listening; what local members hold is nak'ed so that another member gets it now rather
    * than after the ack wait (a member here may still complete it: at least once).
    */
   close(): void {
@@ -232,6 +235,13 @@ export class SharedDurable {
     }
     if (to.record === null) {
       m.ack(); // delivered at QoS 0 (the member's granted QoS): done once sent
+      return;
+    }
+    if (to.session.conn === null) {
+      // No member here is online: queued for a persistent one until it returns, as on a single
+      // node. Held unacked, such messages would fill the group's `max_ack_pending` and stall it
+      // cluster-wide while the member stays away; acked, they are as safe as that session.
+      m.ack();
       return;
     }
     this.#held.add({ m, session: to.session, record: to.record, since: Date.now(), consumer: c });
@@ -274,6 +284,9 @@ export class SharedDurable {
 function flowState(h: Handoff, thorough: boolean): 'held' | 'done' | 'lost' {
   const { session: s, record: r } = h;
   if (s.ended) return 'lost';
+  // Kept by a persistent session whose client is away: settled as on a single node (see
+  // `handle`), rather than holding the group's unacked budget for as long as it stays away.
+  if (s.conn === null) return 'done';
   if (r.packetId !== null && s.inflight?.get(r.packetId) === r) return 'held';
   if (r.state !== 'queued') return 'done';
   if (!thorough) return 'held';

@@ -6,10 +6,11 @@
  * packages/cli/test/cluster-shared.e2e.test.ts.)
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { type Packet, RawClient } from '@breakwater/testkit';
-import type { MqttClient } from 'mqtt';
-import { connectTo, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
+import mqtt, { type MqttClient } from 'mqtt';
+import { connectTo, ee, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
 
 /** Counts every copy of every payload `client` receives. */
 function tally(client: MqttClient, into: Map<string, number>): void {
@@ -119,6 +120,57 @@ describe('cluster: shared subscriptions through group consumers', () => {
     await end(worker, pub);
   });
 
+  test('a persistent member whose client is away keeps its share in its session; the group goes on', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    const awayOpts = {
+      clientId: 'sh4-b',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    const away = await connectTo(b!, awayOpts);
+    await away.subscribeAsync('$share/g4/off/+', { qos: 1 });
+    await away.endAsync();
+    const worker = await connectTo(a!, { clientId: 'sh4-a', protocolVersion: 5 });
+    const gotWorker = new Map<string, number>();
+    tally(worker, gotWorker);
+    await worker.subscribeAsync('$share/g4/off/+', { qos: 1 });
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh4-pub', protocolVersion: 5 });
+    const n = 40;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`off/${i}`, `o${i}`, { qos: 1 });
+    // Node b has no member online: what JetStream gives it waits in the away member's session,
+    // settled (acked) there, so nothing is held unacked for as long as the client stays away.
+    await eventually(
+      () => tc!.nodes.every((node) => node.cluster.sharedUnsettled === 0),
+      10_000,
+      'every handoff settled',
+    );
+    // Listening before the CONNACK: the queued messages follow it at once.
+    const back = mqtt.connect(b!, { ...awayOpts, reconnectPeriod: 0 });
+    const gotBack = new Map<string, number>();
+    tally(back, gotBack);
+    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+    assert.equal(connack.sessionPresent, true, 'the session held on b resumes there');
+    await eventually(
+      () => total(gotWorker) + total(gotBack) >= n,
+      10_000,
+      `${n} delivered (worker ${total(gotWorker)}, back ${total(gotBack)})`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const all = new Map<string, number>(gotWorker);
+    for (const [k, v] of gotBack) all.set(k, (all.get(k) ?? 0) + v);
+    assert.equal(all.size, n);
+    assert.deepEqual(
+      [...all].filter(([, v]) => v !== 1),
+      [],
+      'no duplicates',
+    );
+    assert.ok(total(gotBack) > 0, 'the away member kept its share');
+    await end(worker, back, pub);
+  });
+
   test('the group consumer is a shared durable that JetStream removes when no node listens', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const jsm = tc.nodes[0]!.cluster.jsm;
@@ -131,7 +183,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
         assert.ok((ci.config.max_ack_pending ?? 0) > 0, 'max_ack_pending bounded');
       }
     }
-    // g1: `sh` and `sh.>`; g2: `jobs2.*`. One each, whatever the number of member nodes.
-    assert.equal(names.length, 3, `group consumers: ${names}`);
+    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`. One each, whatever the number of member nodes.
+    assert.equal(names.length, 4, `group consumers: ${names}`);
   });
 });
