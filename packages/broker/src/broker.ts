@@ -19,7 +19,7 @@ import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam } from './cluster-seam.js';
+import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam, SharedHandoff } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
 import { sweepConnection } from './connection-sweep.js';
 import { deliver, resumeDeliveries } from './delivery.js';
@@ -392,8 +392,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   }
 
   /** @internal ClusterHost: a NATS queue group picked this node for one shared group's message. */
-  routeShared(msg: Message, shareGroup: string, filter: string): boolean {
-    return this.router.routeShared(msg, shareGroup, filter) > 0;
+  routeShared(msg: Message, shareGroup: string, filter: string): SharedHandoff | null {
+    return this.router.routeShared(msg, shareGroup, filter);
   }
 
   /** @internal ClusterHost: a retained message changed on another node. */

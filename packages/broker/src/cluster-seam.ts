@@ -10,7 +10,7 @@
  * (`retainedSet/Deleted`), durable acknowledgements in durable-acks.ts (`flush`).
  */
 import type { Message, Session, Subscription, Will } from './session.js';
-import type { RetainedRecord } from './storage/types.js';
+import type { OutboxRecord, RetainedRecord } from './storage/types.js';
 
 /** Ownership of a client id won by a connection on this node. */
 export interface ClaimResult {
@@ -75,6 +75,17 @@ export interface ClusterSeam {
   retainedDeleted(topic: string): void;
 }
 
+/**
+ * Where a shared-subscription message went on this node. For a QoS 1/2 delivery `record` is the
+ * member's outbox record: the flow is complete once the record has left the session's in-flight
+ * map and queue (PUBACK, PUBCOMP, or dropped by expiry/overflow), and lost if the session ends
+ * first. Null for a QoS 0 delivery (done when sent).
+ */
+export interface SharedHandoff {
+  session: Session;
+  record: OutboxRecord | null;
+}
+
 /** What a cluster may ask of the broker (implemented by `Broker`). */
 export interface ClusterHost {
   /**
@@ -83,8 +94,12 @@ export interface ClusterHost {
    * copy per session). Never forwarded again.
    */
   routeRemote(msg: Message, filter: string | null): void;
-  /** A message for one shared group on this node (NATS queue group delivery). */
-  routeShared(msg: Message, shareGroup: string, filter: string): boolean;
+  /**
+   * A message for one shared group on this node (a NATS queue group or the group's JetStream
+   * consumer picked this node). Returns the member it went to, or null when no local member took
+   * it (none left, or every queue full): the cluster then lets another member have it.
+   */
+  routeShared(msg: Message, shareGroup: string, filter: string): SharedHandoff | null;
   /** A retained message changed on another node: update the local index only. */
   applyRetained(topic: string, rec: RetainedRecord | null): void;
   /**

@@ -64,7 +64,17 @@ export function deliver(
     }
     return true;
   }
-  const rec = outboxRecord(s, msg, qos, retain, subIds);
+  return deliverOutbox(b, s, outboxRecord(s, msg, qos, retain, subIds));
+}
+
+/**
+ * Deliver one QoS 1/2 outbox record (made by `outboxRecord`): sent when the window has room,
+ * queued otherwise. Returns false when the queue refused it. Split from `deliver` so a caller that
+ * must follow the record (a cluster's shared-subscription handoff) holds it.
+ */
+export function deliverOutbox(b: DeliveryContext, s: Session, rec: OutboxRecord): boolean {
+  const conn = s.conn;
+  const qos = rec.qos;
   if (conn?.connected && s.queuedCount === 0 && s.inflightCount < window(b, conn)) {
     const id = s.allocatePacketId();
     if (id !== 0) {
@@ -76,7 +86,8 @@ export function deliver(
       }
       s.inflightMap().set(id, rec);
       b.metrics.inflight.inc();
-      if (!sendPublish(b, conn, rec, qos, retain, subIds, id, false)) completeOutbound(b, s, id, rec);
+      if (!sendPublish(b, conn, rec, qos, rec.retain, rec.subscriptionIds, id, false))
+        completeOutbound(b, s, id, rec);
       return true;
     }
   }
@@ -101,7 +112,8 @@ export function hasRoom(b: DeliveryContext, s: Session, msg: Message, subQos: nu
   return overLimit(b, q === null ? 0 : q.length, q === null ? 0 : q.bytes, size) === null;
 }
 
-function outboxRecord(
+/** The outbox record of one QoS 1/2 delivery of `msg` to `s`. */
+export function outboxRecord(
   s: Session,
   msg: Message,
   qos: QoS,

@@ -8,6 +8,7 @@ export type {
   ClusterSeam,
   RemoteSession,
   RemoteSubscription,
+  SharedHandoff,
 } from './cluster-seam.js';
 export {
   type AlertRuleId,

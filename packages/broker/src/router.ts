@@ -11,10 +11,11 @@
  * is online, the next member in turn (always a persistent session, since clean sessions end with
  * their connection) gets the message in its offline queue, to be delivered when it returns.
  */
-import type { ClusterSeam } from './cluster-seam.js';
-import { deliver, hasRoom } from './delivery.js';
+import type { ClusterSeam, SharedHandoff } from './cluster-seam.js';
+import { deliver, deliverOutbox, hasRoom, outboxRecord } from './delivery.js';
 import type { DeliveryContext } from './engine-context.js';
 import type { Message, Session, Subscription } from './session.js';
+import type { QoS } from './storage/types.js';
 import type { MatchVisitor, SharedGroup, SubscriptionTree } from './topics/subscription-tree.js';
 
 /** What routing needs of the broker: the subscriptions, in-process taps, and delivery. */
@@ -48,6 +49,8 @@ export class Router implements MatchVisitor<Subscription> {
   #onlyGroup: string | null = null;
   /** Routing a message from another node (no taps: each node taps what is published on it). */
   #remote = false;
+  /** `routeShared`: the member the message went to. */
+  #handoff: SharedHandoff | null = null;
 
   constructor(broker: RouterHost) {
     this.#broker = broker;
@@ -83,17 +86,23 @@ export class Router implements MatchVisitor<Subscription> {
     }
   }
 
-  /** A message for one shared group of this node (a NATS queue group picked this node). */
-  routeShared(msg: Message, group: string, filter: string): number {
+  /**
+   * A message for one shared group of this node (a NATS queue group or the group's JetStream
+   * consumer picked this node). Returns the member that took it, or null.
+   */
+  routeShared(msg: Message, group: string, filter: string): SharedHandoff | null {
     this.#onlyFilter = filter;
     this.#onlyGroup = group;
     this.#remote = true;
+    this.#handoff = null;
     try {
-      return this.#route(msg);
+      this.#route(msg);
+      return this.#handoff;
     } finally {
       this.#onlyFilter = null;
       this.#onlyGroup = null;
       this.#remote = false;
+      this.#handoff = null;
     }
   }
 
@@ -185,6 +194,10 @@ export class Router implements MatchVisitor<Subscription> {
     group.cursor = (pick + 1) % n;
     const sub = members[pick]!.value;
     this.#count++;
+    if (this.#onlyGroup !== null) {
+      if (this.#deliverShared(sub, msg)) this.#accepted++;
+      return;
+    }
     const ok = deliver(
       this.#broker,
       sub.session,
@@ -194,5 +207,22 @@ export class Router implements MatchVisitor<Subscription> {
       sub.subscriptionId !== undefined ? [sub.subscriptionId] : null,
     );
     if (ok) this.#accepted++;
+  }
+
+  /** `routeShared`'s delivery: as `deliver`, keeping the QoS 1/2 record the cluster follows. */
+  #deliverShared(sub: Subscription, msg: Message): boolean {
+    const s = sub.session;
+    const retain = sub.retainAsPublished && msg.retain;
+    const subIds = sub.subscriptionId !== undefined ? [sub.subscriptionId] : null;
+    const qos = Math.min(msg.qos, sub.qos) as QoS;
+    if (qos === 0) {
+      if (!deliver(this.#broker, s, msg, 0, retain, subIds)) return false;
+      this.#handoff = { session: s, record: null };
+      return true;
+    }
+    const rec = outboxRecord(s, msg, qos, retain, subIds);
+    if (!deliverOutbox(this.#broker, s, rec)) return false;
+    this.#handoff = { session: s, record: rec };
+    return true;
   }
 }

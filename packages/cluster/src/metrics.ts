@@ -25,7 +25,7 @@ export class ClusterMetrics {
     });
     this.received = new Counter({
       name: 'breakwater_cluster_received_total',
-      help: 'Messages received from other nodes (live, shared queue group, replay)',
+      help: 'Messages received from other nodes (live, shared: queue group or group consumer, shared_redelivered, replay)',
       labelNames: ['kind'],
       registers,
     });

@@ -18,7 +18,10 @@
  * - ownership of client ids (ownership.ts), retained messages (retained-sync.ts), wills and
  *   heartbeats (liveness.ts) in JetStream KV buckets, followed by supervised watches
  *   (kv-watcher.ts);
- * - shared subscriptions as NATS queue groups (one member cluster-wide gets each message).
+ * - shared subscriptions: QoS 0 through NATS queue groups (one member cluster-wide gets each
+ *   message, at most once); QoS 1/2 through one durable JetStream consumer per group and filter,
+ *   that every node with a member listens to, acked when the member completed the flow, so a
+ *   message held by a member whose node dies goes to another member (shared-durable.ts).
  *
  * Two NATS connections: routing with echo off (a node never receives what it forwarded itself:
  * it routed it locally already), and queue groups with echo on (the member picked may be on the
@@ -57,6 +60,7 @@ import { ClusterMetrics } from './metrics.js';
 import { type ClusterOptions, defaultClusterOptions } from './options.js';
 import { Ownership } from './ownership.js';
 import { RetainedSync } from './retained-sync.js';
+import { SharedDurable } from './shared-durable.js';
 import { filterSubjects, publishSubject } from './subjects.js';
 
 const FAILED = Symbol('failed');
@@ -89,6 +93,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly #shared = new Map<string, FilterSub>();
   #pending: Promise<unknown>[] = [];
   readonly #feed: DurableFeed;
+  readonly #sharedDurable: SharedDurable;
   #lastFlush: Promise<void> = Promise.resolve();
   #closed = false;
   /** Messages routed this turn, per topic, not yet sent: QoS 0 and QoS 1/2. */
@@ -123,6 +128,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.ownership = new Ownership(this, kvs.sessions);
     this.retained = new RetainedSync(this, kvs.retained);
     this.#feed = new DurableFeed(this);
+    this.#sharedDurable = new SharedDurable(this);
     this.#knownGoodKv = kvs.knownGood;
     this.liveness = new Liveness(this, kvs.nodes, kvs.wills, kvs.fired, this.ownership);
   }
@@ -274,6 +280,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     await this.flush().catch(() => {});
     await this.liveness.close();
     this.#feed.close();
+    this.#sharedDurable.close();
     await Promise.all([this.ownership.close(), this.retained.close(), this.#knownGood?.close()]);
     await this.#sharedNc?.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
@@ -390,6 +397,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     if (--entry.refs > 0) return;
     map.delete(key);
     for (const s of entry.subs) s.unsubscribe();
+    if (shareGroup !== null) this.#sharedDurable.remove(key);
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
   }
 
@@ -416,12 +424,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     const created: FilterSub = { refs: 1, subs: [] };
     this.#shared.set(key, created);
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
-    // Queue group per (group, filter): `$share/g/a/+` and `$share/g/a/#` are two subscriptions.
+    // QoS 1/2: the group's durable consumers (redelivered when a member's node dies).
+    this.#sharedDurable.add(key, group, filter);
+    // QoS 0: a queue group per (group, filter): `$share/g/a/+` and `$share/g/a/#` are two.
     const queue = `bwq${createHash('sha1').update(key).digest('hex').slice(0, 20)}`;
     const pending = this.#sharedConnection().then(
       (nc) => {
         if (this.#shared.get(key) !== created) return; // removed meanwhile
-        created.subs = filterSubjects(this.options.prefix, filter).map((subject) =>
+        created.subs = filterSubjects(this.options.prefix, filter, '0').map((subject) =>
           nc.subscribe(subject, {
             queue,
             callback: (err, m) => {
@@ -447,12 +457,18 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     });
   }
 
+  /** QoS 1/2 shared-subscription messages handed to local members and not settled yet. */
+  get sharedUnsettled(): number {
+    return this.#sharedDurable.unsettled;
+  }
+
   /**
-   * Resolves when every NATS subscription made so far is registered with the servers (tests, and
-   * the game day's start line). Route interest between servers follows within milliseconds.
+   * Resolves when every NATS subscription and shared-group consumer made so far is registered
+   * with the servers (tests, and the game day's start line). Route interest between servers follows within milliseconds.
    */
   async settled(): Promise<void> {
     await Promise.all(this.#subscribing);
+    await this.#sharedDurable.settled();
     await this.nc.flush();
     if (this.#sharedNc !== null) await this.#sharedNc.flush();
   }

@@ -68,6 +68,12 @@ export class Ownership {
   /** Newest epoch seen for client ids with a claim in flight here. */
   readonly #fence = new Map<string, number>();
   readonly #claiming = new Map<string, number>();
+  /**
+   * Nonces of this node's claims whose write is not acknowledged yet. The watch may deliver such a
+   * write before its put resolves: it is ours, not a takeover of the session this node still holds
+   * (seen: a persistent session resuming on the node that held it was dropped, session present 0).
+   */
+  readonly #ownWrites = new Set<string>();
   readonly #writing = new Set<string>();
   readonly #dirty = new Set<string>();
   readonly #watch: KvWatcher;
@@ -145,7 +151,13 @@ export class Ownership {
         off: null,
         subs: remote?.subscriptions ?? prev?.subs ?? [],
       };
-      const rev = await this.#kv.put(key, JSON.stringify(rec));
+      this.#ownWrites.add(nonce);
+      let rev: number;
+      try {
+        rev = await this.#kv.put(key, JSON.stringify(rec));
+      } finally {
+        this.#ownWrites.delete(nonce);
+      }
       const fence = this.#fence.get(clientId) ?? 0;
       this.#owned.set(clientId, { epoch: rev, nonce, rev, since, session: null });
       this.#ctx.metrics.claims.inc({
@@ -176,7 +188,8 @@ export class Ownership {
     if (this.#claiming.has(clientId) && epoch > (this.#fence.get(clientId) ?? 0))
       this.#fence.set(clientId, epoch);
     const mine = this.#owned.get(clientId);
-    if (mine === undefined || rec.c === mine.nonce || epoch <= mine.epoch) return;
+    if (mine === undefined || rec.c === mine.nonce || epoch <= mine.epoch || this.#ownWrites.has(rec.c))
+      return;
     // Another connection claimed this client id after us: it wins.
     this.#owned.delete(clientId);
     this.#ctx.metrics.takeovers.inc();

@@ -1,0 +1,325 @@
+/**
+ * QoS 1/2 shared subscriptions with redelivery (issue 15). Core NATS queue groups are at most
+ * once: a message in flight to a member whose node dies is gone. So a QoS 1/2 message for
+ * `$share/<group>/<filter>` is read from the `<PREFIX>_MSGS` stream instead, through ONE durable
+ * consumer per (group, filter subject) shared by every node that has a member of the group:
+ *
+ * - explicit acks, `ACK_WAIT_MS`; deliver policy new (the group's position starts when its first
+ *   member anywhere subscribed and is kept by the durable, whichever nodes come and go); replicas
+ *   as the stream (R3 on a 3-server NATS: the position and the unacked messages survive a NATS
+ *   server); `max_ack_pending` bounded; `inactive_threshold`: once no node listens any more (the
+ *   last member left the cluster), JetStream removes it;
+ * - JetStream pushes to a deliver subject with a deliver group, and every member node listens in
+ *   that NATS queue group, so each message goes to one node. (A pull consumer was the first
+ *   choice, but nats-server 2.9.10 does not share one between pullers: two nodes fetching from the
+ *   same durable, batch 8 or 1, got 200 and 0 of 200 messages — the node that fetched last is
+ *   served first. With the deliver group: 105 and 97.) A node whose members hold `LOCAL_CAP`
+ *   unsettled messages of the group hands further ones back (nak, short delay), so a slow member
+ *   does not hoard the group's messages;
+ * - a message received is handed to one local member (router `routeShared`), and acked only once
+ *   that member's flow is complete: its outbox record has left the session's in-flight map and
+ *   queue (PUBACK, PUBCOMP — or dropped by expiry or overflow, as on a single node). Until then
+ *   the node tells JetStream it is still working on it. If the session ends first (clean session
+ *   closed, expired, taken over) it is nak'ed: JetStream gives it to another member. If the node
+ *   dies, nobody acks it and JetStream redelivers it to a member on another node after the ack
+ *   wait. At least once: a member may see a message again after a node loss or a lost ack;
+ * - a message queued for (or held by) a persistent member whose client is away is acked: it is as
+ *   safe as that session (the node's storage), as on a single node. Held unacked, such messages
+ *   would fill the group's `max_ack_pending` and stall the group while the member stays away.
+ *
+ * Completion is found by a sweep every `SWEEP_MS` over the (bounded) set of unsettled handoffs
+ * rather than by a hook in the broker's PUBACK path, which stays as it is.
+ *
+ * nats-server 2.9: one filter subject per consumer, so `a/#` (subjects `…a` and `…a.>`) is two
+ * consumers. Unlike the stream readers (stream-reader.ts) these consumers cannot take a new name
+ * per attempt — every node must find the same one — so a create that fails is retried under the
+ * same name; with R3 consumers a quorum of the live servers answers.
+ */
+import { createHash } from 'node:crypto';
+import type { OutboxRecord, Session } from '@breakwater/broker';
+import { AckPolicy, DeliverPolicy, type JsMsg, type Subscription as NatsSubscription, nanos } from 'nats';
+// Not re-exported by the package index: turns a pushed message into one that can be acked.
+import { toJsMsg } from 'nats/lib/jetstream/jsmsg.js';
+import type { ClusterContext } from './context.js';
+import { decodeEnvelopes, type Envelope } from './envelope.js';
+import { mqttMatches } from './mqtt-match.js';
+import { filterSubjects } from './subjects.js';
+
+/** JetStream redelivers a message not acked (nor marked in progress) within this. */
+export const ACK_WAIT_MS = 5000;
+/** Unacked messages per group consumer, cluster-wide. */
+const MAX_ACK_PENDING = 1024;
+/** Unsettled deliveries (JetStream messages, each a batch) one node holds per group consumer; more are handed back (nak). */
+const LOCAL_CAP = 64;
+/** A group consumer no node has listened to for this long is removed by JetStream. */
+const INACTIVE_MS = 60_000;
+const SWEEP_MS = 100;
+const RETRY_MS = 250;
+/** How often a node checks that its group consumer still exists (recreated when it does not). */
+const CHECK_MS = 10_000;
+/** A message no local member could take waits this long before JetStream offers it again. */
+const NAK_DELAY_MS = 200;
+
+/**
+ * One JetStream message (a batch of messages one node routed for one topic, envelope.ts) and
+ * what is still open of it: acked once every message in it is settled, nak'ed as a whole when
+ * one was lost (the others may then arrive twice: at least once).
+ */
+interface Delivery {
+  m: JsMsg;
+  open: number;
+  lost: boolean;
+  /** Last time JetStream heard of this message from us (delivery, or `working()`). */
+  since: number;
+  consumer: GroupConsumer;
+}
+
+/** One message of a delivery, held by a local member. */
+interface Handoff {
+  d: Delivery;
+  session: Session;
+  record: OutboxRecord;
+}
+
+/** One durable consumer (one filter subject of one group) and this node's queue subscription to it. */
+class GroupConsumer {
+  held = 0;
+  closed = false;
+  readonly ready: Promise<void>;
+  #resolveReady!: () => void;
+  #sub: NatsSubscription | null = null;
+
+  constructor(
+    readonly owner: SharedDurable,
+    readonly group: string,
+    readonly filter: string,
+    readonly subject: string,
+    readonly name: string,
+  ) {
+    this.ready = new Promise((r) => {
+      this.#resolveReady = r;
+    });
+  }
+
+  /** Makes sure the consumer exists (now, and every `CHECK_MS`) and listens to it. */
+  async run(): Promise<void> {
+    const ctx = this.owner.ctx;
+    const deliverTo = `${ctx.options.prefix}.shd.${this.name}`;
+    while (!this.closed) {
+      try {
+        await this.#ensure(deliverTo);
+        if (this.closed) break;
+        if (this.#sub === null) {
+          this.#sub = ctx.nc.subscribe(deliverTo, {
+            queue: this.name,
+            callback: (err, m) => {
+              if (err === null && m.reply) this.owner.handle(this, toJsMsg(m));
+            },
+          });
+          await ctx.nc.flush();
+        }
+        this.#resolveReady();
+        await sleep(CHECK_MS);
+      } catch (err) {
+        if (this.closed) break;
+        ctx.metrics.jetstreamErrors.inc({ op: 'shared' });
+        ctx.logger.debug({ err, consumer: this.name }, 'shared-subscription consumer not ready; retrying');
+        await sleep(RETRY_MS);
+      }
+    }
+    this.#resolveReady();
+  }
+
+  stop(): void {
+    this.closed = true;
+    this.#sub?.unsubscribe();
+    this.#sub = null;
+  }
+
+  /** Creates the group's consumer unless it exists (another node created it first). */
+  async #ensure(deliverTo: string): Promise<void> {
+    const ctx = this.owner.ctx;
+    try {
+      await ctx.jsm.consumers.info(ctx.streamName, this.name);
+      return;
+    } catch (err) {
+      if (!/consumer not found|10014/i.test(String(err))) throw err;
+    }
+    await ctx.jsm.consumers.add(ctx.streamName, {
+      durable_name: this.name,
+      deliver_subject: deliverTo,
+      // A queue group: JetStream pushes each message to ONE of the nodes listening.
+      deliver_group: this.name,
+      ack_policy: AckPolicy.Explicit,
+      ack_wait: nanos(ACK_WAIT_MS),
+      deliver_policy: DeliverPolicy.New,
+      filter_subject: this.subject,
+      max_ack_pending: MAX_ACK_PENDING,
+      max_deliver: -1,
+      inactive_threshold: nanos(INACTIVE_MS),
+    });
+  }
+}
+
+/** This node's QoS 1/2 shared-subscription consumers and the messages handed to local members. */
+export class SharedDurable {
+  readonly ctx: ClusterContext;
+  readonly #consumers = new Map<string, GroupConsumer[]>();
+  readonly #held = new Set<Handoff>();
+  #sweeper: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(ctx: ClusterContext) {
+    this.ctx = ctx;
+  }
+
+  /** The first local member of `$share/<group>/<filter>` subscribed. */
+  add(key: string, group: string, filter: string): void {
+    if (this.#closed || this.#consumers.has(key)) return;
+    const prefix = this.ctx.options.prefix;
+    const consumers = filterSubjects(prefix, filter, '1').map(
+      (subject) =>
+        new GroupConsumer(this, group, filter, subject, consumerName(prefix, group, filter, subject)),
+    );
+    this.#consumers.set(key, consumers);
+    for (const c of consumers) void c.run();
+  }
+
+  /**
+   * The last local member left: stop listening. What was handed to members is settled as usual (a
+   * member that unsubscribed still completes the flows in flight).
+   */
+  remove(key: string): void {
+    const consumers = this.#consumers.get(key);
+    if (consumers === undefined) return;
+    this.#consumers.delete(key);
+    for (const c of consumers) c.stop();
+  }
+
+  /** Resolves when every group consumer wanted so far exists and this node listens to it. */
+  async settled(): Promise<void> {
+    await Promise.all([...this.#consumers.values()].flat().map((c) => c.ready));
+  }
+
+  /** Messages handed to local members and not settled yet (tests, diagnostics). */
+  get unsettled(): number {
+    return this.#held.size;
+  }
+
+  /**
+   * Stops listening; what local members hold is nak'ed so that another member gets it now rather
+   * than after the ack wait (a member here may still complete it: at least once).
+   */
+  close(): void {
+    this.#closed = true;
+    for (const key of [...this.#consumers.keys()]) this.remove(key);
+    for (const d of new Set([...this.#held].map((h) => h.d))) d.m.nak();
+    this.#held.clear();
+    if (this.#sweeper !== null) clearInterval(this.#sweeper);
+    this.#sweeper = null;
+  }
+
+  handle(c: GroupConsumer, m: JsMsg): void {
+    const ctx = this.ctx;
+    let envelopes: Envelope[];
+    try {
+      envelopes = decodeEnvelopes(m.data);
+    } catch {
+      m.term();
+      return;
+    }
+    if (c.closed || c.held >= LOCAL_CAP) {
+      // No member here any more, or this node's members hold enough: another member may take it.
+      m.nak(NAK_DELAY_MS);
+      return;
+    }
+    const d: Delivery = { m, open: 0, lost: false, since: Date.now(), consumer: c };
+    let taken = 0;
+    for (const { msg } of envelopes) {
+      // NATS wildcards match more than MQTT's (`#` never matches a `$` topic): no member anywhere
+      // takes it.
+      if (!mqttMatches(c.filter, msg.topic)) continue;
+      const to = ctx.host().routeShared(msg, c.group, c.filter);
+      if (to === null) {
+        // No local member could take it: the delivery goes back, for another member to take.
+        d.lost = true;
+        break;
+      }
+      taken++;
+      // Delivered at QoS 0 (the member's granted QoS): done once sent. No member here online:
+      // queued for a persistent one until it returns, as on a single node; held unacked, such
+      // messages would fill the group's `max_ack_pending` and stall it while the member stays away.
+      if (to.record === null || to.session.conn === null) continue;
+      this.#held.add({ d, session: to.session, record: to.record });
+      d.open++;
+    }
+    if (taken > 0)
+      ctx.metrics.received.inc({ kind: m.info.redelivered ? 'shared_redelivered' : 'shared' }, taken);
+    if (d.open === 0) {
+      if (d.lost) m.nak(NAK_DELAY_MS);
+      else m.ack();
+      return;
+    }
+    c.held++;
+    if (this.#sweeper === null) {
+      this.#sweeper = setInterval(() => this.#sweep(), SWEEP_MS);
+      this.#sweeper.unref();
+    }
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    const marked = new Set<Delivery>();
+    for (const h of this.#held) {
+      const d = h.d;
+      const due = now - d.since >= ACK_WAIT_MS / 2;
+      const state = flowState(h, due);
+      if (state === 'held') {
+        if (due && !marked.has(d)) {
+          marked.add(d);
+          d.m.working(); // still with a live member here: not to be redelivered
+        }
+        continue;
+      }
+      if (state === 'lost') d.lost = true;
+      this.#held.delete(h);
+      if (--d.open === 0) {
+        if (d.lost) d.m.nak();
+        else d.m.ack();
+        d.consumer.held--;
+      }
+    }
+    for (const d of marked) d.since = now;
+    if (this.#held.size === 0 && this.#sweeper !== null) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = null;
+    }
+  }
+}
+
+/**
+ * Where a member's QoS 1/2 flow stands: `held` (in flight or queued), `done` (completed, or
+ * dropped under the broker's own rules), `lost` (the session ended with it). A queued record is
+ * looked up in the queue only when `thorough` (O(queue length)); until then it is presumed held.
+ */
+function flowState(h: Handoff, thorough: boolean): 'held' | 'done' | 'lost' {
+  const { session: s, record: r } = h;
+  if (s.ended) return 'lost';
+  // Kept by a persistent session whose client is away: settled as on a single node (see
+  // `handle`), rather than holding the group's unacked budget for as long as it stays away.
+  if (s.conn === null) return 'done';
+  if (r.packetId !== null && s.inflight?.get(r.packetId) === r) return 'held';
+  if (r.state !== 'queued') return 'done';
+  if (!thorough) return 'held';
+  return s.queue?.items.includes(r) === true ? 'held' : 'done';
+}
+
+/** The durable's name: the same on every node for one (group, filter, subject). */
+function consumerName(prefix: string, group: string, filter: string, subject: string): string {
+  const h = createHash('sha1').update(`${prefix}\u0000${group}\u0000${filter}\u0000${subject}`);
+  return `bws_${h.digest('hex').slice(0, 24)}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

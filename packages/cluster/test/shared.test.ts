@@ -1,0 +1,189 @@
+/**
+ * Issue 15: shared subscriptions across nodes. QoS 1/2 messages go through one durable JetStream
+ * consumer per (group, filter) pulled by every member node and acked when the member completed
+ * the flow: one member gets each message while all live, and a message a member could not
+ * complete goes to another member. (The kill -9 of a member's broker process is in
+ * packages/cli/test/cluster-shared.e2e.test.ts.)
+ */
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { after, before, describe, test } from 'node:test';
+import { type Packet, RawClient } from '@breakwater/testkit';
+import mqtt, { type MqttClient } from 'mqtt';
+import { connectTo, ee, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
+
+/** Counts every copy of every payload `client` receives. */
+function tally(client: MqttClient, into: Map<string, number>): void {
+  client.on('message', (_t, p) => {
+    const k = p.toString();
+    into.set(k, (into.get(k) ?? 0) + 1);
+  });
+}
+
+function total(m: Map<string, number>): number {
+  let n = 0;
+  for (const v of m.values()) n += v;
+  return n;
+}
+
+describe('cluster: shared subscriptions through group consumers', () => {
+  let tc: TestCluster | null = null;
+
+  before(async (t) => {
+    tc = await startTestCluster(t as never);
+  });
+  after(async () => {
+    await tc?.close();
+  });
+
+  test('QoS 1 published on c reaches exactly one member (on a or b) while both live', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    const ma = await connectTo(a!, { clientId: 'sh-a', protocolVersion: 5 });
+    const mb = await connectTo(b!, { clientId: 'sh-b', protocolVersion: 5 });
+    await ma.subscribeAsync('$share/g1/sh/#', { qos: 1 });
+    await mb.subscribeAsync('$share/g1/sh/#', { qos: 1 });
+    const gotA = new Map<string, number>();
+    const gotB = new Map<string, number>();
+    tally(ma, gotA);
+    tally(mb, gotB);
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh-pub', protocolVersion: 5 });
+    const n = 200;
+    // `sh/#` matches its parent level too (the second consumer of the group: `…sh`).
+    await pub.publishAsync('sh', 'parent', { qos: 1 });
+    for (let i = 0; i < n; i++) await pub.publishAsync(`sh/${i % 7}`, `m${i}`, { qos: 1 });
+    await pub.publishAsync('sh/0', 'q0', { qos: 0 });
+    const want = n + 2;
+    await eventually(
+      () => total(gotA) + total(gotB) >= want,
+      20_000,
+      `${want} messages delivered (have ${total(gotA) + total(gotB)})`,
+    );
+    // Acks reach JetStream within the sweep; anything redelivered would show up by now.
+    await eventually(
+      () => tc!.nodes.every((node) => node.cluster.sharedUnsettled === 0),
+      10_000,
+      'every handoff settled',
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const all = new Map<string, number>(gotA);
+    for (const [k, v] of gotB) all.set(k, (all.get(k) ?? 0) + v);
+    assert.equal(all.size, want, 'every message arrived');
+    const dup = [...all].filter(([, v]) => v !== 1);
+    assert.deepEqual(
+      dup,
+      [],
+      'no message delivered twice (nor through both the queue group and the consumer)',
+    );
+    t.diagnostic(`member a got ${total(gotA)}, member b got ${total(gotB)}`);
+    // JetStream pushes to a queue group of the member nodes: both take a share.
+    assert.ok(total(gotA) > 0 && total(gotB) > 0, `spread over both members: ${total(gotA)}/${total(gotB)}`);
+    await end(ma, mb, pub);
+  });
+
+  test('a member that ends its session without acking: its messages go to the other member', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    // The member on b takes messages and never acknowledges them (a raw client: mqtt.js acks
+    // every message it emits); clean session, so they end with its connection.
+    const silent = await RawClient.connect(Number(new URL(b!).port), { protocolVersion: 5 });
+    await silent.connect({ clientId: 'sh2-b', clean: true });
+    silent.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g2/jobs2/+', qos: 1 }],
+    } as Packet);
+    await silent.next('suback');
+    const silentGot = () => silent.received.filter((p) => p.cmd === 'publish').length;
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh2-pub', protocolVersion: 5 });
+    const n = 30;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`jobs2/${i}`, `j${i}`, { qos: 1 });
+    await eventually(() => silentGot() === n, 10_000, `the silent member got ${n} (${silentGot()})`);
+    // Held while its session lives: not redelivered (the node keeps them in progress).
+    const worker = await connectTo(a!, { clientId: 'sh2-a', protocolVersion: 5 });
+    const gotWorker = new Map<string, number>();
+    tally(worker, gotWorker);
+    await worker.subscribeAsync('$share/g2/jobs2/+', { qos: 1 });
+    await tc.nodes[0]!.cluster.settled();
+    // Past the consumer's ack wait (5 s): the node keeps what its member holds in progress.
+    await new Promise((r) => setTimeout(r, 6500));
+    assert.equal(gotWorker.size, 0, 'held by the silent member: not redelivered while it lives');
+    silent.socket.destroy(); // the clean session ends with its connection: its messages are nak'ed
+    await eventually(
+      () => gotWorker.size === n,
+      15_000,
+      `every message redelivered to the other member (have ${gotWorker.size})`,
+    );
+    for (let i = 0; i < n; i++) assert.ok(gotWorker.has(`j${i}`), `j${i}`);
+    await end(worker, pub);
+  });
+
+  test('a persistent member whose client is away keeps its share in its session; the group goes on', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    const awayOpts = {
+      clientId: 'sh4-b',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    const away = await connectTo(b!, awayOpts);
+    await away.subscribeAsync('$share/g4/off/+', { qos: 1 });
+    await away.endAsync();
+    const worker = await connectTo(a!, { clientId: 'sh4-a', protocolVersion: 5 });
+    const gotWorker = new Map<string, number>();
+    tally(worker, gotWorker);
+    await worker.subscribeAsync('$share/g4/off/+', { qos: 1 });
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh4-pub', protocolVersion: 5 });
+    const n = 40;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`off/${i}`, `o${i}`, { qos: 1 });
+    // Node b has no member online: what JetStream gives it waits in the away member's session,
+    // settled (acked) there, so nothing is held unacked for as long as the client stays away.
+    await eventually(
+      () => tc!.nodes.every((node) => node.cluster.sharedUnsettled === 0),
+      10_000,
+      'every handoff settled',
+    );
+    // Listening before the CONNACK: the queued messages follow it at once.
+    const back = mqtt.connect(b!, { ...awayOpts, reconnectPeriod: 0 });
+    const gotBack = new Map<string, number>();
+    tally(back, gotBack);
+    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+    assert.equal(connack.sessionPresent, true, 'the session held on b resumes there');
+    await eventually(
+      () => total(gotWorker) + total(gotBack) >= n,
+      10_000,
+      `${n} delivered (worker ${total(gotWorker)}, back ${total(gotBack)})`,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const all = new Map<string, number>(gotWorker);
+    for (const [k, v] of gotBack) all.set(k, (all.get(k) ?? 0) + v);
+    assert.equal(all.size, n);
+    assert.deepEqual(
+      [...all].filter(([, v]) => v !== 1),
+      [],
+      'no duplicates',
+    );
+    assert.ok(total(gotBack) > 0, 'the away member kept its share');
+    await end(worker, back, pub);
+  });
+
+  test('the group consumer is a shared durable that JetStream removes when no node listens', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const jsm = tc.nodes[0]!.cluster.jsm;
+    const names: string[] = [];
+    for await (const ci of jsm.consumers.list(tc.nodes[0]!.cluster.streamName)) {
+      if (ci.name.startsWith('bws_')) {
+        names.push(ci.name);
+        assert.equal(ci.config.ack_policy, 'explicit');
+        assert.ok((ci.config.inactive_threshold ?? 0) > 0, 'inactive_threshold set');
+        assert.ok((ci.config.max_ack_pending ?? 0) > 0, 'max_ack_pending bounded');
+      }
+    }
+    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`. One each, whatever the number of member nodes.
+    assert.equal(names.length, 4, `group consumers: ${names}`);
+  });
+});
