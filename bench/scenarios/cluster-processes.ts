@@ -32,7 +32,7 @@ export async function killAll(children: ChildProcess[]): Promise<void> {
     if (c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise((r) => c.once('exit', r));
     c.kill(signal);
-    const t = signal === 'SIGKILL' ? null : setTimeout(() => c.kill("SIGKILL"), 60_000);
+    const t = signal === 'SIGKILL' ? null : setTimeout(() => c.kill('SIGKILL'), 60_000);
     await exited;
     if (t !== null) clearTimeout(t);
   };
