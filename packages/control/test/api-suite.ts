@@ -240,6 +240,8 @@ export function apiSuite(driver: Driver): void {
           'selector.colour',
         ],
         ['reason too long', 'POST', '/api/v1/devices', { id: 'a', reason: 'x'.repeat(501) }, 'reason'],
+        ['device events: unknown kind', 'GET', '/api/v1/devices/a/events?kind=rebooted', undefined, 'kind'],
+        ['device events: limit 0', 'GET', '/api/v1/devices/a/events?limit=0', undefined, 'limit'],
       ];
       for (const [name, method, url, body, field] of cases) {
         const res = await h.call(method, url, { body });
@@ -609,6 +611,9 @@ export function apiSuite(driver: Driver): void {
       assert.equal(errorOf(missing).code, 'BW_ERR_API_NOT_FOUND');
       const badKind = await h.call('GET', '/api/v1/devices/ev-1/events?kind=rebooted');
       assert.equal(badKind.statusCode, 400);
+      const badCursor = await h.call('GET', '/api/v1/devices/ev-1/events?cursor=%21%21');
+      assert.equal(badCursor.statusCode, 400);
+      assert.equal(errorOf(badCursor).field, 'cursor');
       assert.equal((await h.call('GET', '/api/v1/devices/ev-1/events', { key: null })).statusCode, 401);
       const spec = (await h.call('GET', '/api/openapi.json')).json() as {
         paths: Record<string, Record<string, { responses: Record<string, unknown> }>>;

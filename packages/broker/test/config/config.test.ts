@@ -69,6 +69,21 @@ describe('config: defaults', () => {
     }
   });
 
+  test('control.deviceEventsPerDevice: 200 by default; 0, a fraction or text is refused naming the key', () => {
+    assert.equal(validateConfig({}).control.deviceEventsPerDevice, 200);
+    assert.equal(
+      validateConfig({ control: { deviceEventsPerDevice: 50 } }).control.deviceEventsPerDevice,
+      50,
+    );
+    for (const bad of [0, 2.5, 'many', 1_000_000]) {
+      assert.throws(
+        () => validateConfig({ control: { deviceEventsPerDevice: bad } }),
+        (err: unknown) => err instanceof ConfigError && /control\.deviceEventsPerDevice/.test(err.message),
+        String(bad),
+      );
+    }
+  });
+
   test('mqtt.queueOverflow takes one of its policies only; drop-new is the default', () => {
     assert.equal(validateConfig({}).mqtt.queueOverflow, 'drop-new');
     assert.equal(validateConfig({ mqtt: { queueOverflow: 'disconnect' } }).mqtt.queueOverflow, 'disconnect');
