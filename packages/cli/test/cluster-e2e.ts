@@ -162,7 +162,12 @@ export function publishLoop(url: string, clientId: string, topic: string, prefix
     },
     async stop() {
       stop = true;
-      await Promise.race([done, new Promise((r) => setTimeout(r, 3000))]);
+      // The loop may be inside a connect that resolves later: whatever client it holds when it
+      // ends is closed then too, or its socket and timers keep the test process alive.
+      void done.then(() => (client as MqttClient | null)?.end(true));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([done, new Promise((r) => (timer = setTimeout(r, 3000)))]);
+      clearTimeout(timer);
       (client as MqttClient | null)?.end(true);
     },
   };
