@@ -14,9 +14,11 @@
  *   `STALL_MS` (the consumer lived on a server that died: after the reconnect the client waits on
  *   it forever, with heartbeat monitoring off).
  */
+
+import type { Message } from '@breakwater/broker';
 import type { ConsumerMessages } from 'nats';
 import type { ClusterContext } from './context.js';
-import { decodeEnvelopes, type Envelope } from './envelope.js';
+import { decodeEnvelopes, envelopeOrigin } from './envelope.js';
 import { inOrder, openReader, type StreamReader, watchConsumerStatus } from './stream-reader.js';
 
 const RESTART_DELAY_MS = 250;
@@ -113,16 +115,16 @@ export class DurableFeed {
         this.#lastProgressAt = Date.now();
         if (m.seq <= this.#lastSeq) continue; // a restart may overlap
         this.#lastSeq = m.seq;
-        let envelopes: Envelope[];
+        // A batch comes from one node: routed here when it was published if that was us.
+        if (envelopeOrigin(m.data) === self) continue;
+        let msgs: Message[];
         try {
-          envelopes = decodeEnvelopes(m.data, true);
+          msgs = decodeEnvelopes(m.data);
         } catch {
           continue;
         }
-        // A batch comes from one node: routed here when it was published if that was us.
-        if (envelopes.length === 0 || envelopes[0]!.origin === self) continue;
-        this.#ctx.metrics.received.inc({ kind: 'durable' }, envelopes.length);
-        for (const e of envelopes) host.routeRemote(e.msg, null);
+        this.#ctx.metrics.received.inc({ kind: 'durable' }, msgs.length);
+        for (const msg of msgs) host.routeRemote(msg, null);
       }
     } catch (err) {
       this.#ctx.logger.warn({ err }, 'durable feed failed');

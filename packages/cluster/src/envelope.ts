@@ -31,12 +31,6 @@ const F_PUBLISHER = 32;
 
 export class EnvelopeError extends Error {}
 
-/** A decoded envelope: the message and the node that published it ('' when not said). */
-export interface Envelope {
-  msg: Message;
-  origin: string;
-}
-
 export function encodeEnvelope(msg: Message, origin = ''): Uint8Array {
   const props = propertiesJson(msg);
   const topicLen = Buffer.byteLength(msg.topic);
@@ -114,48 +108,53 @@ export class EnvelopeBatch {
 }
 
 export function decodeEnvelope(data: Uint8Array): Message {
-  return decodeSingle(asBuffer(data), false).msg;
+  return decodeSingle(asBuffer(data));
 }
 
-/**
- * Every message in `data`, a single envelope or a batch, in order. `withOrigin`: fill in the node
- * that published each (the durable feed skips its own). Throws EnvelopeError on anything else.
- */
-export function decodeEnvelopes(data: Uint8Array, withOrigin = false): Envelope[] {
+/** Every message in `data`, a single envelope or a batch, in order. Throws EnvelopeError on anything else. */
+export function decodeEnvelopes(data: Uint8Array): Message[] {
   const buf = asBuffer(data);
-  if (buf.length === 0 || buf[0] !== BATCH_VERSION) return [decodeSingle(buf, withOrigin)];
+  if (buf.length === 0 || buf[0] !== BATCH_VERSION) return [decodeSingle(buf)];
   if (buf.length < 4) throw new EnvelopeError('truncated batch');
-  const originLen = buf[1]!;
-  const origin = withOrigin ? buf.toString('latin1', 2, 2 + originLen) : '';
-  let o = 2 + originLen;
+  let o = 2 + buf[1]!;
   if (o + 2 > buf.length) throw new EnvelopeError('truncated batch');
   const topicLen = buf.readUInt16BE(o);
   o += 2;
   if (o + topicLen > buf.length) throw new EnvelopeError('truncated batch');
   const topic = buf.toString('utf8', o, o + topicLen);
   o += topicLen;
-  const out: Envelope[] = [];
+  const out: Message[] = [];
   while (o < buf.length) {
     if (o + 5 > buf.length) throw new EnvelopeError('truncated batch');
     const end = o + 4 + buf.readUInt32BE(o);
     if (end > buf.length) throw new EnvelopeError('truncated batch');
-    out.push({ msg: readTail(buf, o + 5, end, buf[o + 4]!, topic), origin });
+    out.push(readTail(buf, o + 5, end, buf[o + 4]!, topic));
     o = end;
   }
   return out;
 }
 
-function decodeSingle(buf: Buffer, withOrigin: boolean): Envelope {
+/**
+ * The node that published `data` (a single envelope or a batch: one origin for all of it), read
+ * from the header alone, so a node can skip its own messages without decoding them. '' when
+ * `data` is not an envelope.
+ */
+export function envelopeOrigin(data: Uint8Array): string {
+  const buf = asBuffer(data);
+  if (buf[0] === BATCH_VERSION && buf.length >= 2) return buf.toString('latin1', 2, 2 + buf[1]!);
+  if (buf[0] === VERSION && buf.length >= 3) return buf.toString('latin1', 3, 3 + buf[2]!);
+  return '';
+}
+
+function decodeSingle(buf: Buffer): Message {
   if (buf.length < 5 || buf[0] !== VERSION) throw new EnvelopeError('not a breakwater envelope');
   const flags = buf[1]!;
-  const originLen = buf[2]!;
-  const origin = withOrigin ? buf.toString('latin1', 3, 3 + originLen) : '';
-  let o = 3 + originLen;
+  let o = 3 + buf[2]!;
   if (o + 2 > buf.length) throw new EnvelopeError('truncated envelope');
   const topicLen = buf.readUInt16BE(o);
   o += 2;
   const topic = buf.toString('utf8', o, o + topicLen);
-  return { msg: readTail(buf, o + topicLen, buf.length, flags, topic), origin };
+  return readTail(buf, o + topicLen, buf.length, flags, topic);
 }
 
 function asBuffer(data: Uint8Array): Buffer {

@@ -2,10 +2,10 @@ export type { HealthListener } from './context.js';
 export {
   decodeEnvelope,
   decodeEnvelopes,
-  type Envelope,
   EnvelopeBatch,
   EnvelopeError,
   encodeEnvelope,
+  envelopeOrigin,
 } from './envelope.js';
 export { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 export { ClusterMetrics } from './metrics.js';

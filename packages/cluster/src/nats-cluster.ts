@@ -53,7 +53,7 @@ import {
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
 import { DurableFeed } from './durable-feed.js';
-import { decodeEnvelopes, type Envelope, EnvelopeBatch } from './envelope.js';
+import { decodeEnvelopes, EnvelopeBatch } from './envelope.js';
 import { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
@@ -402,16 +402,16 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   #onRemote(data: Uint8Array, filter: string): void {
-    let envelopes: Envelope[];
+    let msgs: Message[];
     try {
-      envelopes = decodeEnvelopes(data);
+      msgs = decodeEnvelopes(data);
     } catch (err) {
       this.logger.warn({ err }, 'undecodable cluster message dropped');
       return;
     }
-    this.#receivedLive.inc(envelopes.length);
+    this.#receivedLive.inc(msgs.length);
     const host = this.#host!;
-    for (const e of envelopes) host.routeRemote(e.msg, filter);
+    for (const msg of msgs) host.routeRemote(msg, filter);
   }
 
   #addShared(filter: string, group: string): void {
@@ -436,14 +436,14 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
             queue,
             callback: (err, m) => {
               if (err !== null) return;
-              let envelopes: Envelope[];
+              let msgs: Message[];
               try {
-                envelopes = decodeEnvelopes(m.data);
+                msgs = decodeEnvelopes(m.data);
               } catch {
                 return;
               }
-              this.metrics.received.inc({ kind: 'shared' }, envelopes.length);
-              for (const e of envelopes) this.#host!.routeShared(e.msg, group, filter);
+              this.metrics.received.inc({ kind: 'shared' }, msgs.length);
+              for (const msg of msgs) this.#host!.routeShared(msg, group, filter);
             },
           }),
         );

@@ -17,10 +17,10 @@
  * at-least-once; a QoS 2 delivery that was in flight when its node died may be sent twice).
  */
 import { randomBytes } from 'node:crypto';
-import type { ClaimResult, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
+import type { ClaimResult, Message, RemoteSession, RemoteSubscription, Session } from '@breakwater/broker';
 import type { KV } from 'nats';
 import type { ClusterContext } from './context.js';
-import { decodeEnvelopes, type Envelope } from './envelope.js';
+import { decodeEnvelopes } from './envelope.js';
 import { type KvWatchEntry, KvWatcher } from './kv-watcher.js';
 import { mqttMatches } from './mqtt-match.js';
 import { readToEnd } from './stream-reader.js';
@@ -291,13 +291,13 @@ export class Ownership {
           (m) => {
             if (seen.has(m.seq)) return;
             seen.add(m.seq);
-            let envelopes: Envelope[];
+            let msgs: Message[];
             try {
-              envelopes = decodeEnvelopes(m.data);
+              msgs = decodeEnvelopes(m.data);
             } catch {
               return;
             }
-            for (const { msg } of envelopes) {
+            for (const msg of msgs) {
               if (!mqttMatches(sub.topicFilter, msg.topic)) continue;
               this.#ctx.metrics.replayed.inc();
               host.deliverReplayed(s, msg, sub);

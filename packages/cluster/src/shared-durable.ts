@@ -36,12 +36,12 @@
  * same name; with R3 consumers a quorum of the live servers answers.
  */
 import { createHash } from 'node:crypto';
-import type { OutboxRecord, Session } from '@breakwater/broker';
+import type { Message, OutboxRecord, Session } from '@breakwater/broker';
 import { AckPolicy, DeliverPolicy, type JsMsg, type Subscription as NatsSubscription, nanos } from 'nats';
 // Not re-exported by the package index: turns a pushed message into one that can be acked.
 import { toJsMsg } from 'nats/lib/jetstream/jsmsg.js';
 import type { ClusterContext } from './context.js';
-import { decodeEnvelopes, type Envelope } from './envelope.js';
+import { decodeEnvelopes } from './envelope.js';
 import { mqttMatches } from './mqtt-match.js';
 import { filterSubjects } from './subjects.js';
 
@@ -221,9 +221,9 @@ export class SharedDurable {
 
   handle(c: GroupConsumer, m: JsMsg): void {
     const ctx = this.ctx;
-    let envelopes: Envelope[];
+    let msgs: Message[];
     try {
-      envelopes = decodeEnvelopes(m.data);
+      msgs = decodeEnvelopes(m.data);
     } catch {
       m.term();
       return;
@@ -235,7 +235,7 @@ export class SharedDurable {
     }
     const d: Delivery = { m, open: 0, lost: false, since: Date.now(), consumer: c };
     let taken = 0;
-    for (const { msg } of envelopes) {
+    for (const msg of msgs) {
       // NATS wildcards match more than MQTT's (`#` never matches a `$` topic): no member anywhere
       // takes it.
       if (!mqttMatches(c.filter, msg.topic)) continue;
