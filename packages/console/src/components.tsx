@@ -43,8 +43,11 @@ export interface ConfirmRequest {
   run: (reason: string) => Promise<unknown>;
 }
 
-/** A modal that states the effect of an action and sends it only on an explicit confirm. */
-export function Confirm(props: { request: ConfirmRequest | null; onClose: (done: boolean) => void }) {
+/**
+ * A modal that states the effect of an action and sends it only on an explicit confirm. `onClose`
+ * runs whenever it closes (the page clears its request); `onDone` after the action succeeded.
+ */
+export function Confirm(props: { request: ConfirmRequest | null; onClose: () => void; onDone: () => void }) {
   const [reason, setReason] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -55,7 +58,7 @@ export function Confirm(props: { request: ConfirmRequest | null; onClose: (done:
   useEffect(() => {
     if (!r) return;
     const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onClose(false);
+      if (e.key === 'Escape') onClose();
     };
     document.addEventListener('keydown', onKey);
     return () => document.removeEventListener('keydown', onKey);
@@ -73,7 +76,8 @@ export function Confirm(props: { request: ConfirmRequest | null; onClose: (done:
     setError(null);
     try {
       await r.run(reason.trim());
-      props.onClose(true);
+      props.onClose();
+      props.onDone();
     } catch (err) {
       setError((err as Error).message);
       setBusy(false);
@@ -102,7 +106,7 @@ export function Confirm(props: { request: ConfirmRequest | null; onClose: (done:
         )}
         <ErrorNote error={error} />
         <div class="dialog-actions">
-          <button type="button" onClick={() => props.onClose(false)}>
+          <button type="button" onClick={() => props.onClose()}>
             Cancel
           </button>
           <button

@@ -211,12 +211,10 @@ export function Campaigns() {
       )}
       <Confirm
         request={confirm}
-        onClose={(done) => {
-          setConfirm(null);
-          if (done) {
-            list.reload();
-            detail.reload();
-          }
+        onClose={() => setConfirm(null)}
+        onDone={() => {
+          list.reload();
+          detail.reload();
         }}
       />
     </div>

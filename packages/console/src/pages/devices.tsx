@@ -249,12 +249,10 @@ export function Devices() {
       </div>
       <Confirm
         request={confirm}
-        onClose={(done) => {
-          setConfirm(null);
-          if (done) {
-            setSelected(new Set());
-            setGeneration((g) => g + 1);
-          }
+        onClose={() => setConfirm(null)}
+        onDone={() => {
+          setSelected(new Set());
+          setGeneration((g) => g + 1);
         }}
       />
     </div>

@@ -238,12 +238,10 @@ export function Guard() {
       </Section>
       <Confirm
         request={confirm}
-        onClose={(done) => {
-          setConfirm(null);
-          if (done) {
-            listeners.reload();
-            bans.reload();
-          }
+        onClose={() => setConfirm(null)}
+        onDone={() => {
+          listeners.reload();
+          bans.reload();
         }}
       />
     </div>

@@ -206,12 +206,10 @@ export function Incidents() {
       )}
       <Confirm
         request={confirm}
-        onClose={(done) => {
-          setConfirm(null);
-          if (done) {
-            detail.reload();
-            incidents.reload();
-          }
+        onClose={() => setConfirm(null)}
+        onDone={() => {
+          detail.reload();
+          incidents.reload();
         }}
       />
     </div>
