@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, w
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { liveChildren } from './loadgen/pool.js';
 
 export const BrokerNames = ['breakwater', 'mosquitto', 'aedes'] as const;
@@ -41,7 +41,38 @@ export interface RunningBroker {
   /** CPU time the broker process has used, milliseconds (utime + stime). */
   cpuMs(): number;
   alive(): boolean;
+  /**
+   * Node.js brokers started with `gcOnSignal`: a full garbage collection in the broker, then its
+   * memory report (bench/peers/gc-on-signal.mjs). Null for the others (Mosquitto has no
+   * collector, and needs none).
+   */
+  collectGarbage(): Promise<NodeMemoryReport | null>;
   stop(): Promise<void>;
+}
+
+/** What bench/peers/gc-on-signal.mjs reports after a full GC. */
+export interface NodeMemoryReport {
+  rssKiB: number;
+  /** Live bytes in the V8 heap. */
+  heapUsed: number;
+  /** Resident bytes of the V8 heap's pages (live, garbage and free). */
+  heapResident: number;
+}
+
+async function collectGarbage(child: ChildProcess, reportFile: string): Promise<NodeMemoryReport | null> {
+  rmSync(reportFile, { force: true });
+  if (!child.kill('SIGUSR2')) return null;
+  for (let i = 0; i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (existsSync(reportFile)) {
+      try {
+        return JSON.parse(readFileSync(reportFile, 'utf8')) as NodeMemoryReport;
+      } catch {
+        // Being written: read again.
+      }
+    }
+  }
+  return null;
 }
 
 export async function freePort(): Promise<number> {
@@ -113,8 +144,10 @@ async function launch(
   args: string[],
   port: number,
   cleanup: () => void,
+  memoryReport: string | null = null,
 ): Promise<RunningBroker> {
-  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const env = memoryReport === null ? process.env : { ...process.env, BENCH_MEMORY_REPORT: memoryReport };
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'], env });
   liveChildren.add(child);
   child.once('exit', () => liveChildren.delete(child));
   let stderr = '';
@@ -140,6 +173,7 @@ async function launch(
     rssKiB: () => readRssKiB(pid),
     cpuMs: () => readCpuMs(pid),
     alive: () => child.exitCode === null && child.signalCode === null,
+    collectGarbage: () => (memoryReport === null ? Promise.resolve(null) : collectGarbage(child, memoryReport)),
     async stop() {
       await stopChild(child);
       cleanup();
@@ -203,6 +237,11 @@ export interface StartOptions {
   readonly breakwaterConfig?: string;
   /** Breakwater's HTTP port (/metrics); default 0 (any free port, not reported). */
   readonly httpPort?: number;
+  /**
+   * Node.js brokers: start with --expose-gc and bench/peers/gc-on-signal.mjs preloaded, so that
+   * `collectGarbage()` works (the idle-memory bench).
+   */
+  readonly gcOnSignal?: boolean;
 }
 
 /**
@@ -229,6 +268,8 @@ export async function startBroker(
 ): Promise<RunningBroker> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
+  const gc = options.gcOnSignal === true ? join(dir, 'memory-report.json') : null;
+  const gcFlags = gc ? ['--expose-gc', '--import', pathToFileURL(join(ROOT, 'bench/peers/gc-on-signal.mjs')).href] : [];
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   switch (name) {
     case 'mosquitto': {
@@ -258,9 +299,10 @@ export async function startBroker(
         name,
         packageVersion('node_modules/aedes'),
         process.execPath,
-        [...NODE_TSX, join(ROOT, 'bench/peers/aedes-server.ts'), String(port)],
+        [...gcFlags, ...NODE_TSX, join(ROOT, 'bench/peers/aedes-server.ts'), String(port)],
         port,
         cleanup,
+        gc,
       );
     case 'breakwater': {
       const version = breakwaterVersion();
@@ -275,24 +317,24 @@ export async function startBroker(
       const candidates: [BreakwaterLaunch, string[]][] = [];
       const cliBuilt = distIsFresh(['packages/cli', 'packages/broker']);
       if (breakwater === 'cli' || (breakwater === 'auto' && cliBuilt)) {
-        candidates.push(['cli', [join(ROOT, 'packages/cli/bin/breakwater.js'), ...upArgs]]);
+        candidates.push(['cli', [...gcFlags, join(ROOT, 'packages/cli/bin/breakwater.js'), ...upArgs]]);
       }
       if (breakwater === 'cli-source' || (breakwater === 'auto' && !cliBuilt)) {
         candidates.push([
           'cli-source',
-          [...NODE_TSX, join(ROOT, 'bench/peers/breakwater-cli.ts'), ...upArgs],
+          [...gcFlags, ...NODE_TSX, join(ROOT, 'bench/peers/breakwater-cli.ts'), ...upArgs],
         ]);
       }
       if (breakwater === 'script' || breakwater === 'auto') {
         candidates.push([
           'script',
-          [...NODE_TSX, join(ROOT, 'bench/peers/breakwater-server.ts'), String(port)],
+          [...gcFlags, ...NODE_TSX, join(ROOT, 'bench/peers/breakwater-server.ts'), String(port)],
         ]);
       }
       let lastError: Error | null = null;
       for (const [mode, args] of candidates) {
         try {
-          return await launch(name, version, process.execPath, args, port, cleanup);
+          return await launch(name, version, process.execPath, args, port, cleanup, gc);
         } catch (err) {
           lastError = err as Error;
           process.stderr.write(`bench: breakwater via ${mode} did not start (${lastError.message})\n`);

@@ -4,7 +4,7 @@
  *
  *   npm run bench -- throughput   [--brokers breakwater,mosquitto,aedes] [--scenarios fan-in,fan-out,qos1-pairs]
  *                                 [--warmup 2] [--window 6] [--latency-load 0.5]
- *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--connects-per-sec 600]
+ *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--warmup-connections 5000] [--connects-per-sec 600]
  *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
  *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
@@ -104,6 +104,7 @@ async function main(): Promise<number> {
       'latency-load': { type: 'string', default: '0.5' },
       connections: { type: 'string' },
       'connects-per-sec': { type: 'string', default: '600' },
+      'warmup-connections': { type: 'string' },
       devices: { type: 'string' },
       'max-connecting': { type: 'string', default: '200' },
       'reboot-fraction': { type: 'string', default: '0.333' },
@@ -293,6 +294,7 @@ async function main(): Promise<number> {
       breakwater,
       connections: Number(values.connections ?? 10_000),
       connectsPerSec: Number(values['connects-per-sec']),
+      warmupConnections: Number(values['warmup-connections'] ?? 5_000),
     };
     const { results, brokers: infos } = await runIdleMemory(opts, log);
     const name = values.name ?? 'idle-memory';

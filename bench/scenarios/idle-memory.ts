@@ -11,7 +11,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Fleet } from '@breakwater/gameday';
-import { type BreakwaterLaunch, type BrokerName, type RunningBroker, startBroker } from '../brokers.js';
+import {
+  type BreakwaterLaunch,
+  type BrokerName,
+  type NodeMemoryReport,
+  type RunningBroker,
+  startBroker,
+} from '../brokers.js';
 import { fmtNumber, fmtRatio, type MachineInfo, machineMarkdown, table } from '../report.js';
 import type { BrokerInfo } from './throughput.js';
 
@@ -21,6 +27,8 @@ export interface IdleMemoryOptions {
   readonly connections: number;
   /** Connection ramp, CONNECTs per second (below Breakwater's default admission rate). */
   readonly connectsPerSec: number;
+  /** Idle connections made (and held) before the first reading; see measure(). */
+  readonly warmupConnections: number;
 }
 
 export interface IdleMemoryResult {
@@ -30,19 +38,68 @@ export interface IdleMemoryResult {
   readonly rssBeforeKiB: number | null;
   readonly rssAfterKiB: number | null;
   readonly kibPerConnection: number | null;
+  /**
+   * The garbage-independent figure: live V8 heap plus RSS outside the V8 heap per connection
+   * (Node.js brokers), RSS per connection (Mosquitto). The row's ratio uses it.
+   */
+  readonly liveKibPerConnection: number | null;
+  /** Node.js brokers: live V8 heap bytes per connection. */
+  readonly heapBytesPerConnection: number | null;
 }
 
-/** Waits until RSS stops moving (< 0.5 % over 2 s) or 15 s pass; returns the last reading. */
-async function settledRss(broker: RunningBroker): Promise<number> {
+/**
+ * Waits until RSS stops moving (< 0.5 % over 2 s) or 15 s pass; returns the last reading. A
+ * Node.js broker first gets a full garbage collection (RunningBroker.collectGarbage), so neither
+ * reading counts garbage that happens not to be collected yet: without it, five runs of the same
+ * Breakwater measured -0.37 to 2.11 KiB per connection.
+ */
+async function settledRss(broker: RunningBroker): Promise<{ rssKiB: number; report: NodeMemoryReport | null }> {
   const deadline = Date.now() + 15_000;
   let last = broker.rssKiB();
   while (Date.now() < deadline) {
     await sleep(2000);
     const now = broker.rssKiB();
-    if (Math.abs(now - last) < last * 0.005) return now;
+    if (Math.abs(now - last) < last * 0.005) break;
     last = now;
   }
-  return last;
+  const report = await broker.collectGarbage();
+  return { rssKiB: report?.rssKiB ?? broker.rssKiB(), report };
+}
+
+/**
+ * KiB per connection that does not depend on when garbage is collected: for a Node.js broker,
+ * live V8 heap bytes plus RSS outside the V8 heap (native handles, malloc); for Mosquitto, RSS.
+ */
+function liveKiB(r: { rssKiB: number; report: NodeMemoryReport | null }): number {
+  if (r.report === null) return r.rssKiB;
+  return r.report.heapUsed / 1024 + (r.report.rssKiB - r.report.heapResident / 1024);
+}
+
+/** Connects `devices` idle MQTT 3.1.1 clients; resolves once all are connected (or after 120 s). */
+async function connectFleet(
+  broker: RunningBroker,
+  devices: number,
+  idPrefix: string,
+  connectsPerSec: number,
+): Promise<{ fleet: Fleet; done: boolean }> {
+  const fleet = new Fleet({
+    target: { host: broker.host, port: broker.port },
+    devices,
+    idPrefix,
+    protocolVersion: 4,
+    keepaliveSec: 600,
+    rampPerSec: connectsPerSec,
+    // A refused device retries after 1 s: the run measures the connections it holds at the end.
+    policy: 'naive',
+    sourceAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'],
+    connectTimeoutMs: 30_000,
+  });
+  await fleet.start();
+  const done = await fleet
+    .waitFor((s) => s.connected === s.devices, 120_000)
+    .then(() => true)
+    .catch(() => false);
+  return { fleet, done };
 }
 
 async function measure(
@@ -51,28 +108,20 @@ async function measure(
   infos: Partial<Record<BrokerName, BrokerInfo>>,
 ): Promise<IdleMemoryResult> {
   let broker: RunningBroker | null = null;
-  let fleet: Fleet | null = null;
+  const fleets: Fleet[] = [];
   try {
-    broker = await startBroker(name, opts.breakwater);
+    broker = await startBroker(name, opts.breakwater, { gcOnSignal: true });
     infos[name] ??= { version: broker.version, launch: broker.launch };
+    // Warm-up connections first: the heap pages a Node.js broker freed after startup would
+    // otherwise be reused by the first connections and hide their cost. The measured connections
+    // come on top of them, so the figure is the slope, what each further connection costs.
+    if (opts.warmupConnections > 0) {
+      const warm = await connectFleet(broker, opts.warmupConnections, 'warm-', opts.connectsPerSec);
+      fleets.push(warm.fleet);
+    }
     const before = await settledRss(broker);
-    fleet = new Fleet({
-      target: { host: broker.host, port: broker.port },
-      devices: opts.connections,
-      idPrefix: 'idle-',
-      protocolVersion: 4,
-      keepaliveSec: 600,
-      rampPerSec: opts.connectsPerSec,
-      // A refused device retries after 1 s: the run measures the connections it holds at the end.
-      policy: 'naive',
-      sourceAddresses: ['127.0.0.1', '127.0.0.2', '127.0.0.3', '127.0.0.4'],
-      connectTimeoutMs: 30_000,
-    });
-    await fleet.start();
-    const done = await fleet
-      .waitFor((s) => s.connected === s.devices, 120_000)
-      .then(() => true)
-      .catch(() => false);
+    const { fleet, done } = await connectFleet(broker, opts.connections, 'idle-', opts.connectsPerSec);
+    fleets.push(fleet);
     const after = await settledRss(broker);
     if (!broker.alive()) throw new Error('broker exited');
     const s = fleet.stats();
@@ -84,13 +133,20 @@ async function measure(
     const dropped = Object.values(s.disconnectsByServer).reduce((a, v) => a + v, 0);
     if (dropped > 0) notes.push(`${dropped} connections closed by the broker while idle`);
     if (!done) notes.push(`only ${held} of ${s.devices} connected after 120 s`);
+    const warmHeld = fleets.length > 1 ? fleets[0]!.stats().connected : 0;
+    if (warmHeld < opts.warmupConnections) notes.push(`${warmHeld} of ${opts.warmupConnections} warm-up connections held`);
     return {
       ok: held > 0,
       note: notes.length ? notes.join('; ') : null,
       connections: held,
-      rssBeforeKiB: before,
-      rssAfterKiB: after,
-      kibPerConnection: held > 0 ? (after - before) / held : null,
+      rssBeforeKiB: before.rssKiB,
+      rssAfterKiB: after.rssKiB,
+      kibPerConnection: held > 0 ? (after.rssKiB - before.rssKiB) / held : null,
+      liveKibPerConnection: held > 0 ? (liveKiB(after) - liveKiB(before)) / held : null,
+      heapBytesPerConnection:
+        held > 0 && after.report !== null && before.report !== null
+          ? (after.report.heapUsed - before.report.heapUsed) / held
+          : null,
     };
   } catch (err) {
     return {
@@ -100,9 +156,11 @@ async function measure(
       rssBeforeKiB: null,
       rssAfterKiB: null,
       kibPerConnection: null,
+      liveKibPerConnection: null,
+      heapBytesPerConnection: null,
     };
   } finally {
-    await fleet?.stop();
+    for (const f of fleets) await f.stop();
     await broker?.stop();
   }
 }
@@ -120,7 +178,7 @@ export async function runIdleMemory(
     const r = await measure(name, opts, infos);
     results[name] = r;
     log(
-      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.kibPerConnection, 2)} KiB/conn over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
+      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.liveKibPerConnection, 2)} live KiB/conn (RSS ${fmtNumber(r.kibPerConnection, 2)}) over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
     );
   }
   return { results, brokers: infos };
@@ -137,22 +195,25 @@ export function idleMemoryMarkdown(
     out.push(`- ${name} ${info.version}: \`${info.launch}\``);
   out.push(
     '',
-    `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s) from the game-day fleet simulator, paced at ${fmtNumber(opts.connectsPerSec)} CONNECTs/s (below Breakwater's default admission rate; every broker in its default configuration). ` +
-      'Broker RSS (VmRSS) once it settles before and after connecting; KiB/conn = difference / connections. ' +
-      'Ratio is Breakwater / peer: below 1 is better.',
+    `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s) from the game-day fleet simulator, on top of ${fmtNumber(opts.warmupConnections)} warm-up connections held throughout, paced at ${fmtNumber(opts.connectsPerSec)} CONNECTs/s (below Breakwater's default admission rate; every broker in its default configuration). ` +
+      'Readings before and after the measured connections, so each figure is what one more connection costs. ' +
+      'RSS alone is not repeatable for a garbage-collected broker (runs of the same Breakwater gave -0.37 to 2.11 KiB/conn: garbage not yet collected, freed pages reused), so the Node.js brokers (Breakwater, Aedes) run a full GC before each reading and report their memory (bench/peers/gc-on-signal.mjs, preloaded with --expose-gc). ' +
+      '**live KiB/conn** = live V8 heap + RSS outside the V8 heap (native handles, malloc), per connection; for Mosquitto, which has no collector, it is RSS per connection. The ratio (Breakwater / peer, below 1 is better) uses it. RSS KiB/conn is the plain RSS difference after the GC, for reference.',
     '',
   );
   const bw = results.breakwater;
   out.push(
     table(
-      ['broker', 'connections', 'RSS before KiB', 'RSS after KiB', 'KiB/conn', 'ratio BW/peer', 'notes'],
+      ['broker', 'connections', 'live KiB/conn', 'heap B/conn', 'RSS before KiB', 'RSS after KiB', 'RSS KiB/conn', 'ratio BW/peer', 'notes'],
       Object.entries(results).map(([name, r]) => [
         name,
         fmtNumber(r.connections),
+        r.ok ? fmtNumber(r.liveKibPerConnection, 2) : 'n/a',
+        r.heapBytesPerConnection === null ? '' : fmtNumber(r.heapBytesPerConnection, 0),
         fmtNumber(r.rssBeforeKiB),
         fmtNumber(r.rssAfterKiB),
         r.ok ? fmtNumber(r.kibPerConnection, 2) : 'n/a',
-        name !== 'breakwater' && bw?.ok && r.ok ? fmtRatio(bw.kibPerConnection, r.kibPerConnection) : '',
+        name !== 'breakwater' && bw?.ok && r.ok ? fmtRatio(bw.liveKibPerConnection, r.liveKibPerConnection) : '',
         r.note ?? '',
       ]),
     ),

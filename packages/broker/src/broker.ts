@@ -15,9 +15,9 @@
  * with them and survive a restart (session-registry.ts).
  */
 import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import type mqtt from 'mqtt-packet';
 import { type Logger, pino } from 'pino';
+import type { ByteStream } from './byte-stream.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam, SharedHandoff } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
@@ -174,7 +174,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   }
 
   /** Serve one client over any duplex stream (TCP, TLS, WebSocket, in-memory pair). */
-  handle(stream: Duplex, info: ConnectionInfo): void {
+  handle(stream: ByteStream, info: ConnectionInfo): void {
     if (this.#closing) {
       if (this.admission?.takeHeldRefusal(stream) !== undefined) this.admission.releaseTarpitSlot();
       stream.destroy();

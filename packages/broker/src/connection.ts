@@ -6,8 +6,8 @@
  * closure per connection. Stream events go to module-level functions that find the connection
  * through a symbol on the stream; timeouts are deadlines checked by the broker's shared sweep.
  */
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
+import type { ByteStream } from './byte-stream.js';
 import type { Clock } from './clock.js';
 import type { EngineCounters } from './engine-counters.js';
 import type { AdmissionRefusal } from './guard/admission/verdict.js';
@@ -30,7 +30,7 @@ export const ConnState = {
 export type ConnStateValue = (typeof ConnState)[keyof typeof ConnState];
 
 const kConn = Symbol('breakwater.connection');
-type StreamWithConn = Duplex & { [kConn]?: Connection };
+type StreamWithConn = ByteStream & { [kConn]?: Connection };
 
 /** QoS 0 messages are dropped (counted as slow_consumer) while more than this is buffered unsent. */
 const QOS0_BUFFER_LIMIT = 4 * 1024 * 1024;
@@ -63,7 +63,7 @@ function onStreamClose(this: StreamWithConn): void {
 function onStreamDrain(this: StreamWithConn): void {
   this[kConn]?.onDrain();
 }
-function destroyStream(this: Duplex): void {
+function destroyStream(this: ByteStream): void {
   this.destroy();
 }
 function uncorkConnection(conn: Connection): void {
@@ -168,7 +168,7 @@ export class Connection implements FrameSink {
    */
   refusal: AdmissionRefusal | null = null;
 
-  constructor(broker: ConnectionHost, stream: Duplex, info: ConnectionInfo, now: number) {
+  constructor(broker: ConnectionHost, stream: ByteStream, info: ConnectionInfo, now: number) {
     this.broker = broker;
     this.stream = stream as StreamWithConn;
     this.info = info;

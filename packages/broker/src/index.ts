@@ -1,4 +1,5 @@
 export { Broker, type ServerPublish, type SessionSummary } from './broker.js';
+export type { ByteStream } from './byte-stream.js';
 export { type Clock, systemClock, type TimerHandle } from './clock.js';
 export type {
   ClaimResult,
@@ -102,5 +103,8 @@ export {
   PortInUseError,
   urlHost,
 } from './transports/listeners.js';
+export { createTcpServer, type TcpEngine, type TcpServer } from './transports/tcp.js';
+export { TcpHandleServer } from './transports/tcp-handle-server.js';
+export { TcpHandleStream } from './transports/tcp-handle-stream.js';
 export type { ListenerAddress, ListenerSpec, StreamHandler } from './transports/types.js';
 export { WebSocketDuplex } from './transports/ws.js';

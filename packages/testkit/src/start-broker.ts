@@ -1,7 +1,10 @@
 import { once } from 'node:events';
-import net from 'node:net';
+import type net from 'node:net';
 import {
   Broker,
+  type ByteStream,
+  createTcpServer,
+  type TcpEngine,
   type BrokerHooks,
   type BrokerLimits,
   BrokerMetrics,
@@ -22,6 +25,8 @@ export interface TestBrokerOptions {
   port?: number;
   /** Join a cluster (issue 15). */
   cluster?: ClusterBinding;
+  /** How the listener holds connections: the broker's default (`handle`) unless a test says. */
+  engine?: TcpEngine;
 }
 
 export interface TestBroker {
@@ -51,18 +56,14 @@ export async function startBroker(options: TestBrokerOptions = {}): Promise<Test
   });
   await broker.start();
   const listener = options.listener ?? 'test';
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
+  const sockets = new Set<ByteStream>();
+  // The broker's own TCP listener (the engine `breakwater up` runs), not a stand-in.
+  const server = createTcpServer(broker, listener, options.engine ?? 'handle');
+  server.on('connection', (socket: ByteStream) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
-    broker.handle(socket, {
-      listener,
-      transport: 'tcp',
-      remoteAddress: socket.remoteAddress,
-      remotePort: socket.remotePort,
-    });
   });
-  server.listen(options.port ?? 0, '127.0.0.1');
+  server.listen({ port: options.port ?? 0, host: '127.0.0.1' });
   await once(server, 'listening');
   const port = (server.address() as net.AddressInfo).port;
   return {

@@ -70,6 +70,12 @@ export const ListenerSchema = Type.Object(
       Type.String({ pattern: '^/', description: 'WebSocket path (ws/wss only). Default `/mqtt`.' }),
     ),
     tls: Type.Optional(TlsFilesSchema),
+    engine: Type.Optional(
+      stringEnum(['handle', 'net'] as const, {
+        description:
+          "How a tcp listener holds its connections. `handle` (default): on Node's internal TCP handle, about 2 KiB less per idle connection than `net`, node:net's Socket (bench/results/socket-floor.md). `handle` falls back to `net`, with a warning, on a Node.js without that binding. Ignored by tls, ws and wss listeners.",
+      }),
+    ),
     maxConnections: Type.Optional(
       Type.Integer({ minimum: 1, description: 'Sockets beyond this many are refused at accept.' }),
     ),

@@ -1,11 +1,11 @@
-import { once } from 'node:events';
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocketServer } from 'ws';
 import { BreakwaterError } from '../errors.js';
 import type { AdmissionGate } from '../guard/admission/gate.js';
 import { type BrokerLimits, defaultLimits } from '../options.js';
-import { createTcpServer } from './tcp.js';
+import type { ByteStream } from '../byte-stream.js';
+import { createTcpServer, type TcpServer } from './tcp.js';
 import { createTlsServer } from './tls.js';
 import type { ListenerAddress, ListenerSpec, StreamHandler } from './types.js';
 import { createWebSocketServer } from './ws.js';
@@ -57,11 +57,12 @@ export function listenError(
  * TLS/WS refusals are not answered: that would mean paying for a handshake under exactly the
  * pressure being refused.
  */
-function admissionCheck(gate: AdmissionGate, spec: ListenerSpec): (socket: net.Socket) => void {
+function admissionCheck(gate: AdmissionGate, spec: ListenerSpec): (socket: ByteStream) => void {
   const name = spec.name;
   const onClose = () => gate.onConnectionClosed(name);
   return (socket) => {
-    const v = gate.onAccept(name, socket.remoteAddress);
+    // No peer address: reading it allocates per socket, and the gate does not use it at accept.
+    const v = gate.onAccept(name, undefined);
     if (v.ok) {
       // on, not once: 'close' fires once anyway, and once() allocates a wrapper per socket.
       socket.on('close', onClose);
@@ -85,7 +86,7 @@ export const DEFAULT_LISTEN_BACKLOG = 4096;
 
 /** Listens and resolves with the bound port, or rejects with the raw listen error. */
 export async function listenOn(
-  server: net.Server,
+  server: net.Server | TcpServer,
   port: number,
   host: string,
   backlog = DEFAULT_LISTEN_BACKLOG,
@@ -106,6 +107,10 @@ export async function listenOn(
   return (server.address() as net.AddressInfo).port;
 }
 
+function closed(socket: ByteStream): Promise<void> {
+  return new Promise<void>((resolve) => socket.once('close', () => resolve()));
+}
+
 /** `0.0.0.0` is not something to connect to; print the loopback address instead. */
 export function urlHost(host: string): string {
   if (host === '0.0.0.0') return '127.0.0.1';
@@ -115,14 +120,14 @@ export function urlHost(host: string): string {
 
 /** The per-listener socket set, on the server object: reached from its sockets via `socket.server`. */
 const kSockets = Symbol('breakwater.sockets');
-type TrackingServer = net.Server & { [kSockets]?: Set<net.Socket> };
+type TrackingServer = TcpServer & { [kSockets]?: Set<ByteStream> };
 
 // One shared pair of functions instead of a closure per socket (idle memory: DESIGN.md, issue 2).
-function trackSocket(this: TrackingServer, socket: net.Socket): void {
+function trackSocket(this: TrackingServer, socket: ByteStream): void {
   this[kSockets]?.add(socket);
   socket.on('close', untrackSocket);
 }
-function untrackSocket(this: net.Socket & { server?: TrackingServer }): void {
+function untrackSocket(this: ByteStream & { server?: TrackingServer | null }): void {
   this.server?.[kSockets]?.delete(this);
 }
 
@@ -130,10 +135,10 @@ const schemes = { tcp: 'mqtt', tls: 'mqtts', ws: 'ws', wss: 'wss' } as const;
 
 interface Entry {
   spec: ListenerSpec;
-  server: net.Server;
+  server: TcpServer;
   wss: WebSocketServer | undefined;
   /** Raw TCP sockets of this server (also before a TLS or WebSocket handshake completes). */
-  sockets: Set<net.Socket>;
+  sockets: Set<ByteStream>;
   address: ListenerAddress | undefined;
   closed: Promise<void> | undefined;
 }
@@ -162,11 +167,16 @@ export class Listeners {
     // A frame may carry more than one packet (a client may batch), so allow two maximal packets.
     const maxPayload = 2 * (options.limits?.maxPacketSize ?? defaultLimits.maxPacketSize) + 16;
     this.#entries = specs.map((spec) => {
-      let server: net.Server;
+      let server: TcpServer;
       let wss: WebSocketServer | undefined;
       switch (spec.type) {
         case 'tcp':
-          server = createTcpServer(handler, spec.name);
+          server = createTcpServer(handler, spec.name, spec.engine ?? 'handle', () =>
+            this.#logger?.warn(
+              { listener: spec.name, node: process.version },
+              "this Node.js has no usable internal TCP handle binding: listener uses node:net (about 2 KiB more per idle connection)",
+            ),
+          );
           break;
         case 'tls':
           server = createTlsServer(handler, spec.name, spec.tls!, handshakeTimeoutMs);
@@ -264,7 +274,7 @@ export class Listeners {
       const grace = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, options.graceMs ?? 2000);
       });
-      await Promise.race([grace, Promise.all(open.map((s) => once(s, 'close').catch(() => {})))]);
+      await Promise.race([grace, Promise.all(open.map((s) => closed(s)))]);
       clearTimeout(timer);
     }
     for (const entry of this.#entries) {

@@ -1,6 +1,14 @@
 import net from 'node:net';
 import type { ConnectionInfo } from '../options.js';
+import { loadTcpBinding } from './tcp-binding.js';
+import { TcpHandleServer } from './tcp-handle-server.js';
 import type { StreamHandler } from './types.js';
+
+/** Where a TCP connection's peer address is read from: a net.Socket or a TcpHandleStream. */
+interface PeerSource {
+  readonly remoteAddress: string | undefined;
+  readonly remotePort: number | undefined;
+}
 
 /**
  * Peer info of a TCP connection, read from the socket only when asked. `socket.remoteAddress`
@@ -9,9 +17,9 @@ import type { StreamHandler } from './types.js';
  */
 class TcpConnectionInfo implements ConnectionInfo {
   readonly listener: string;
-  readonly #socket: net.Socket;
+  readonly #socket: PeerSource;
 
-  constructor(listener: string, socket: net.Socket) {
+  constructor(listener: string, socket: PeerSource) {
     this.listener = listener;
     this.#socket = socket;
   }
@@ -30,10 +38,36 @@ class TcpConnectionInfo implements ConnectionInfo {
 }
 
 /**
+ * How plain-TCP connections are held: `handle` (the default) on Node's internal TCP handle
+ * (tcp-handle-stream.ts: ~2 KiB less per idle connection), `net` on node:net's Socket.
+ */
+export type TcpEngine = 'handle' | 'net';
+
+/** What a plain-TCP listener serves with: a net.Server, or its handle-based twin. */
+export type TcpServer = net.Server | TcpHandleServer;
+
+/**
  * Plain MQTT over TCP: every accepted socket goes straight to `handler.handle()`. Nagle is off
  * because the broker already batches its writes per tick; waiting for ACKs would only add latency.
+ * The `handle` engine falls back to `net` (and says so through `onFallback`) on a Node.js whose
+ * internal TCP binding does not have the expected shape.
  */
-export function createTcpServer(handler: StreamHandler, listener: string): net.Server {
+export function createTcpServer(
+  handler: StreamHandler,
+  listener: string,
+  engine: TcpEngine = 'handle',
+  onFallback?: () => void,
+): TcpServer {
+  const binding = engine === 'handle' ? loadTcpBinding() : null;
+  if (binding !== null) {
+    const server = new TcpHandleServer(binding);
+    server.on('connection', (stream) => {
+      if (stream.destroyed) return;
+      handler.handle(stream, new TcpConnectionInfo(listener, stream));
+    });
+    return server;
+  }
+  if (engine === 'handle') onFallback?.();
   return net.createServer({ noDelay: true }, (socket) => {
     // Destroyed by admission control at accept (Listeners): nothing to serve.
     if (socket.destroyed) return;

@@ -1,10 +1,10 @@
-import type { Duplex } from 'node:stream';
+import type { ByteStream } from '../byte-stream.js';
 import type { ListenerConfig } from '../config/schema.js';
 import type { ConnectionInfo } from '../options.js';
 
 /** What a transport hands accepted streams to: the Broker, or a stub in tests. */
 export interface StreamHandler {
-  handle(stream: Duplex, info: ConnectionInfo): void;
+  handle(stream: ByteStream, info: ConnectionInfo): void;
 }
 
 /** A listener as the transports need it: the validated config plus how an operator changes its port. */
