@@ -389,6 +389,10 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
   }
 
+  sharedGroupReady(filter: string, shareGroup: string): Promise<void> | null {
+    return this.#sharedDurable.ready(sharedKey(shareGroup, filter), shareGroup, filter);
+  }
+
   filterRemoved(filter: string, shareGroup: string | null): void {
     const map = shareGroup === null ? this.#filters : this.#shared;
     const key = shareGroup === null ? filter : sharedKey(shareGroup, filter);

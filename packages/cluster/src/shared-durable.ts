@@ -27,6 +27,12 @@
  *   safe as that session (the node's storage), as on a single node. Held unacked, such messages
  *   would fill the group's `max_ack_pending` and stall the group while the member stays away.
  *
+ * The SUBACK of a QoS 1/2 member waits for the group's consumers to exist (`ready`, called by the
+ * broker's SUBSCRIBE handler before it installs the subscription): the group's position starts
+ * there, so a message published after the SUBACK is the group's even if this node listens a few
+ * milliseconds later (JetStream keeps it for the consumer). One that cannot be made refuses the
+ * subscription (0x80).
+ *
  * Completion is found by a sweep every `SWEEP_MS` over the (bounded) set of unsettled handoffs
  * rather than by a hook in the broker's PUBACK path, which stays as it is.
  *
@@ -85,6 +91,8 @@ interface Handoff {
 class GroupConsumer {
   held = 0;
   closed = false;
+  /** The consumer was found or created at least once (a member's SUBACK need not wait for it). */
+  exists = false;
   readonly ready: Promise<void>;
   #resolveReady!: () => void;
   #sub: NatsSubscription | null = null;
@@ -104,10 +112,11 @@ class GroupConsumer {
   /** Makes sure the consumer exists (now, and every `CHECK_MS`) and listens to it. */
   async run(): Promise<void> {
     const ctx = this.owner.ctx;
-    const deliverTo = `${ctx.options.prefix}.shd.${this.name}`;
+    const deliverTo = deliverSubject(ctx, this.name);
     while (!this.closed) {
       try {
-        await this.#ensure(deliverTo);
+        await ensureGroupConsumer(ctx, this.name, this.subject);
+        this.exists = true;
         if (this.closed) break;
         if (this.#sub === null) {
           this.#sub = ctx.nc.subscribe(deliverTo, {
@@ -135,28 +144,40 @@ class GroupConsumer {
     this.#sub?.unsubscribe();
     this.#sub = null;
   }
+}
 
-  /** Creates the group's consumer unless it exists (another node created it first). */
-  async #ensure(deliverTo: string): Promise<void> {
-    const ctx = this.owner.ctx;
-    try {
-      await ctx.jsm.consumers.info(ctx.streamName, this.name);
-      return;
-    } catch (err) {
-      if (!/consumer not found|10014/i.test(String(err))) throw err;
-    }
+/** Where JetStream pushes the messages of the group consumer `name`. */
+function deliverSubject(ctx: ClusterContext, name: string): string {
+  return `${ctx.options.prefix}.shd.${name}`;
+}
+
+/** Creates the group consumer `name` unless it exists (another node created it first). */
+async function ensureGroupConsumer(ctx: ClusterContext, name: string, subject: string): Promise<void> {
+  try {
+    await ctx.jsm.consumers.info(ctx.streamName, name);
+    return;
+  } catch (err) {
+    if (!/consumer not found|10014/i.test(String(err))) throw err;
+  }
+  try {
     await ctx.jsm.consumers.add(ctx.streamName, {
-      durable_name: this.name,
-      deliver_subject: deliverTo,
+      durable_name: name,
+      deliver_subject: deliverSubject(ctx, name),
       // A queue group: JetStream pushes each message to ONE of the nodes listening.
-      deliver_group: this.name,
+      deliver_group: name,
       ack_policy: AckPolicy.Explicit,
       ack_wait: nanos(ACK_WAIT_MS),
       deliver_policy: DeliverPolicy.New,
-      filter_subject: this.subject,
+      filter_subject: subject,
       max_ack_pending: MAX_ACK_PENDING,
       max_deliver: -1,
       inactive_threshold: nanos(INACTIVE_MS),
+    });
+  } catch (err) {
+    // Another node created it meanwhile (with another configuration: refused as a duplicate);
+    // theirs is the group's consumer.
+    await ctx.jsm.consumers.info(ctx.streamName, name).catch(() => {
+      throw err;
     });
   }
 }
@@ -166,6 +187,8 @@ export class SharedDurable {
   readonly ctx: ClusterContext;
   readonly #consumers = new Map<string, GroupConsumer[]>();
   readonly #held = new Set<Handoff>();
+  /** Group consumers being made for a member's SUBACK, by group key. */
+  readonly #preparing = new Map<string, Promise<void>>();
   #sweeper: NodeJS.Timeout | null = null;
   #closed = false;
 
@@ -183,6 +206,44 @@ export class SharedDurable {
     );
     this.#consumers.set(key, consumers);
     for (const c of consumers) void c.run();
+  }
+
+  /**
+   * A QoS 1/2 member of `$share/<group>/<filter>` is about to subscribe on this node: resolves once
+   * the group's consumers exist in JetStream (found, or created by this call), so that what is
+   * published from then on is the group's, even before this node listens (JetStream keeps it
+   * for the consumer). Rejects when they cannot be made within about `requestTimeoutMs` (logged,
+   * counted as a JetStream error `shared_subscribe`). Null when this node found them already.
+   */
+  ready(key: string, group: string, filter: string): Promise<void> | null {
+    if (this.#closed) return Promise.reject(new Error('the cluster is closed'));
+    if (this.#consumers.get(key)?.every((c) => c.exists) === true) return null;
+    const pending = this.#preparing.get(key);
+    if (pending !== undefined) return pending;
+    const ctx = this.ctx;
+    const prefix = ctx.options.prefix;
+    const made = Promise.all(
+      filterSubjects(prefix, filter, '1').map((subject) =>
+        withRetries(ctx.options.requestTimeoutMs, () =>
+          ensureGroupConsumer(ctx, consumerName(prefix, group, filter, subject), subject),
+        ),
+      ),
+    ).then(
+      () => {
+        this.#preparing.delete(key);
+      },
+      (err: unknown) => {
+        this.#preparing.delete(key);
+        ctx.metrics.jetstreamErrors.inc({ op: 'shared_subscribe' });
+        ctx.logger.warn(
+          { err, group, filter },
+          'shared-subscription group consumer not made: subscription refused',
+        );
+        throw err;
+      },
+    );
+    this.#preparing.set(key, made);
+    return made;
   }
 
   /**
@@ -318,6 +379,19 @@ function flowState(h: Handoff, thorough: boolean): 'held' | 'done' | 'lost' {
 function consumerName(prefix: string, group: string, filter: string, subject: string): string {
   const h = createHash('sha1').update(`${prefix}\u0000${group}\u0000${filter}\u0000${subject}`);
   return `bws_${h.digest('hex').slice(0, 24)}`;
+}
+
+/** Runs `op`, again after `RETRY_MS` while it fails and `ms` has not passed since the start. */
+async function withRetries(ms: number, op: () => Promise<void>): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      return await op();
+    } catch (err) {
+      if (Date.now() + RETRY_MS >= until) throw err;
+      await sleep(RETRY_MS);
+    }
+  }
 }
 
 function sleep(ms: number): Promise<void> {

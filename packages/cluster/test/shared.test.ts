@@ -10,7 +10,16 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { type Packet, RawClient } from '@breakwater/testkit';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectTo, ee, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
+import {
+  collect,
+  connectTo,
+  ee,
+  end,
+  eventually,
+  type Node,
+  startTestCluster,
+  type TestCluster,
+} from './helpers.js';
 
 /** Counts every copy of every payload `client` receives. */
 function tally(client: MqttClient, into: Map<string, number>): void {
@@ -18,6 +27,11 @@ function tally(client: MqttClient, into: Map<string, number>): void {
     const k = p.toString();
     into.set(k, (into.get(k) ?? 0) + 1);
   });
+}
+
+async function jetstreamErrors(node: Node, op: string): Promise<number> {
+  const m = await node.cluster.metrics.jetstreamErrors.get();
+  return m.values.find((v) => v.labels.op === op)?.value ?? 0;
 }
 
 function total(m: Map<string, number>): number {
@@ -185,5 +199,69 @@ describe('cluster: shared subscriptions through group consumers', () => {
     }
     // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`. One each, whatever the number of member nodes.
     assert.equal(names.length, 4, `group consumers: ${names}`);
+  });
+
+  test("QoS 1 published on another node right after the first member's SUBACK reaches the group (20 groups)", async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, , c] = tc.nodes.map((n) => n.broker.url);
+    const pub = await connectTo(c!, { clientId: 'sh5-pub', protocolVersion: 5 });
+    for (let i = 0; i < 20; i++) {
+      // A new group each time: this member is its first, anywhere in the cluster.
+      const member = await connectTo(a!, { clientId: `sh5-m${i}`, protocolVersion: 5 });
+      const granted = await member.subscribeAsync(`$share/g5x${i}/first/${i}`, { qos: 1 });
+      assert.equal(granted[0]?.qos, 1, 'granted QoS 1');
+      const got = collect(member, 1, 10_000);
+      await pub.publishAsync(`first/${i}`, `f${i}`, { qos: 1 });
+      const [m] = await got;
+      assert.equal(m?.payload, `f${i}`, `iteration ${i}`);
+      await end(member);
+    }
+    await end(pub);
+  });
+
+  test('the SUBACK that waits for a new group consumer is not overtaken by the next SUBACK', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const b = tc.nodes[1]!.broker.url;
+    const raw = await RawClient.connect(Number(new URL(b).port), { protocolVersion: 5 });
+    await raw.connect({ clientId: 'sh6-b', clean: true });
+    // Pipelined: the first waits for its group consumer, the second needs nothing.
+    raw.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g6/order/+', qos: 1 }],
+    } as Packet);
+    raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'order/plain', qos: 1 }] } as Packet);
+    const first = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    const second = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    assert.deepEqual([first.messageId, second.messageId], [1, 2], 'SUBACKs in SUBSCRIBE order');
+    assert.deepEqual(first.granted, [1]);
+    assert.deepEqual(second.granted, [1]);
+    await raw.end();
+  });
+
+  // Last: it deletes the message stream.
+  test('a group consumer that cannot be made: SUBACK 0x80, the subscription not installed, the next SUBACK after it', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const node = tc.nodes[1]!;
+    await node.cluster.jsm.streams.delete(node.cluster.streamName);
+    const subscriptions = async () => (await node.broker.metrics.subscriptions.get()).values[0]?.value ?? 0;
+    const before = await subscriptions();
+    const failuresBefore = await jetstreamErrors(node, 'shared_subscribe');
+    const raw = await RawClient.connect(Number(new URL(node.broker.url).port), { protocolVersion: 5 });
+    await raw.connect({ clientId: 'sh7-b', clean: true });
+    raw.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g7/gone/+', qos: 1 }],
+    } as Packet);
+    raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'gone/plain', qos: 1 }] } as Packet);
+    const first = (await raw.next('suback', 15_000)) as Packet & { messageId: number; granted: number[] };
+    const second = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    assert.deepEqual([first.messageId, second.messageId], [1, 2], 'SUBACKs in SUBSCRIBE order');
+    assert.deepEqual(first.granted, [0x80], 'Unspecified error');
+    assert.deepEqual(second.granted, [1]);
+    assert.equal(await subscriptions(), before + 1, 'only the plain subscription was installed');
+    assert.equal(await jetstreamErrors(node, 'shared_subscribe'), failuresBefore + 1, 'counted');
+    await raw.end();
   });
 });
