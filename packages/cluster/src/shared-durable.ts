@@ -4,7 +4,7 @@
  * `$share/<group>/<filter>` is read from the `<PREFIX>_MSGS` stream instead, through ONE durable
  * consumer per (group, filter subject) shared by every node that has a member of the group:
  *
- * - explicit acks, `ACK_WAIT_MS`; deliver policy new (the group's position starts when its first
+ * - explicit acks, `sharedAckWaitMs` (options.ts: the four `shared*` options); deliver policy new (the group's position starts when its first
  *   member anywhere subscribed and is kept by the durable, whichever nodes come and go); replicas
  *   as the stream (R3 on a 3-server NATS: the position and the unacked messages survive a NATS
  *   server); `max_ack_pending` bounded; `inactive_threshold`: once no node listens any more (the
@@ -13,7 +13,7 @@
  *   that NATS queue group, so each message goes to one node. (A pull consumer was the first
  *   choice, but nats-server 2.9.10 does not share one between pullers: two nodes fetching from the
  *   same durable, batch 8 or 1, got 200 and 0 of 200 messages — the node that fetched last is
- *   served first. With the deliver group: 105 and 97.) A node whose members hold `LOCAL_CAP`
+ *   served first. With the deliver group: 105 and 97.) A node whose members hold `sharedInFlightPerNode`
  *   unsettled messages of the group hands further ones back (nak, short delay), so a slow member
  *   does not hoard the group's messages;
  * - a message received is handed to one local member (router `routeShared`), and acked only once
@@ -51,14 +51,6 @@ import { decodeEnvelopes } from './envelope.js';
 import { mqttMatches } from './mqtt-match.js';
 import { filterSubjects } from './subjects.js';
 
-/** JetStream redelivers a message not acked (nor marked in progress) within this. */
-export const ACK_WAIT_MS = 5000;
-/** Unacked messages per group consumer, cluster-wide. */
-const MAX_ACK_PENDING = 1024;
-/** Unsettled deliveries (JetStream messages, each a batch) one node holds per group consumer; more are handed back (nak). */
-const LOCAL_CAP = 64;
-/** A group consumer no node has listened to for this long is removed by JetStream. */
-const INACTIVE_MS = 60_000;
 const SWEEP_MS = 100;
 const RETRY_MS = 250;
 /** How often a node checks that its group consumer still exists (recreated when it does not). */
@@ -153,6 +145,7 @@ function deliverSubject(ctx: ClusterContext, name: string): string {
 
 /** Creates the group consumer `name` unless it exists (another node created it first). */
 async function ensureGroupConsumer(ctx: ClusterContext, name: string, subject: string): Promise<void> {
+  const o = ctx.options;
   try {
     await ctx.jsm.consumers.info(ctx.streamName, name);
     return;
@@ -166,12 +159,12 @@ async function ensureGroupConsumer(ctx: ClusterContext, name: string, subject: s
       // A queue group: JetStream pushes each message to ONE of the nodes listening.
       deliver_group: name,
       ack_policy: AckPolicy.Explicit,
-      ack_wait: nanos(ACK_WAIT_MS),
+      ack_wait: nanos(o.sharedAckWaitMs),
       deliver_policy: DeliverPolicy.New,
       filter_subject: subject,
-      max_ack_pending: MAX_ACK_PENDING,
+      max_ack_pending: o.sharedMaxAckPending,
       max_deliver: -1,
-      inactive_threshold: nanos(INACTIVE_MS),
+      inactive_threshold: nanos(o.sharedInactiveMs),
     });
   } catch (err) {
     // Another node created it meanwhile (with another configuration: refused as a duplicate);
@@ -191,9 +184,14 @@ export class SharedDurable {
   readonly #preparing = new Map<string, Promise<void>>();
   #sweeper: NodeJS.Timeout | null = null;
   #closed = false;
+  readonly #inFlightPerNode: number;
+  /** A delivery held this long is marked in progress (half the ack wait: JetStream keeps it ours). */
+  readonly #markAfterMs: number;
 
   constructor(ctx: ClusterContext) {
     this.ctx = ctx;
+    this.#inFlightPerNode = ctx.options.sharedInFlightPerNode;
+    this.#markAfterMs = ctx.options.sharedAckWaitMs / 2;
   }
 
   /** The first local member of `$share/<group>/<filter>` subscribed. */
@@ -289,7 +287,7 @@ export class SharedDurable {
       m.term();
       return;
     }
-    if (c.closed || c.held >= LOCAL_CAP) {
+    if (c.closed || c.held >= this.#inFlightPerNode) {
       // No member here any more, or this node's members hold enough: another member may take it.
       m.nak(NAK_DELAY_MS);
       return;
@@ -333,7 +331,7 @@ export class SharedDurable {
     const marked = new Set<Delivery>();
     for (const h of this.#held) {
       const d = h.d;
-      const due = now - d.since >= ACK_WAIT_MS / 2;
+      const due = now - d.since >= this.#markAfterMs;
       const state = flowState(h, due);
       if (state === 'held') {
         if (due && !marked.has(d)) {
