@@ -239,6 +239,55 @@ describe('cluster: shared subscriptions through group consumers', () => {
     await raw.end();
   });
 
+  test('the cluster.shared* options: the consumer is created with them, and a node holds at most sharedInFlightPerNode', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const d = await tc.addNode(0, {
+      sharedAckWaitMs: 7000,
+      sharedMaxAckPending: 300,
+      sharedInactiveMs: 30_000,
+      sharedInFlightPerNode: 2,
+    });
+    try {
+      // The member on d never acknowledges: what d hands it stays unsettled there.
+      const silent = await RawClient.connect(Number(new URL(d.broker.url).port), { protocolVersion: 5 });
+      await silent.connect({ clientId: 'sh8-d', clean: true });
+      silent.send({
+        cmd: 'subscribe',
+        messageId: 1,
+        subscriptions: [{ topic: '$share/g8/cap/+', qos: 1 }],
+      } as Packet);
+      await silent.next('suback');
+      const infos = [];
+      for await (const ci of d.cluster.jsm.consumers.list(d.cluster.streamName)) {
+        if (ci.name.startsWith('bws_') && ci.config.filter_subject?.includes('.cap.')) infos.push(ci);
+      }
+      assert.equal(infos.length, 1, 'the group consumer, created by d');
+      assert.equal(infos[0]!.config.ack_wait, 7000 * 1e6);
+      assert.equal(infos[0]!.config.max_ack_pending, 300);
+      assert.equal(infos[0]!.config.inactive_threshold, 30_000 * 1e6);
+      const worker = await connectTo(tc.nodes[0]!.broker.url, { clientId: 'sh8-a', protocolVersion: 5 });
+      const gotWorker = new Map<string, number>();
+      tally(worker, gotWorker);
+      await worker.subscribeAsync('$share/g8/cap/+', { qos: 1 });
+      await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+      const pub = await connectTo(tc.nodes[2]!.broker.url, { clientId: 'sh8-pub', protocolVersion: 5 });
+      const n = 20;
+      for (let i = 0; i < n; i++) await pub.publishAsync(`cap/${i}`, `c${i}`, { qos: 1 });
+      const silentGot = () => silent.received.filter((p) => p.cmd === 'publish').length;
+      await eventually(
+        () => silentGot() + gotWorker.size >= n,
+        15_000,
+        `${n} delivered (silent ${silentGot()}, worker ${gotWorker.size})`,
+      );
+      assert.ok(silentGot() <= 2, `d held at most 2 (its member got ${silentGot()})`);
+      silent.socket.destroy(); // its clean session ends: what it held goes to the worker
+      await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
+      await end(worker, pub);
+    } finally {
+      await tc.stopNode(d);
+    }
+  });
+
   // Last: it deletes the message stream.
   test('a group consumer that cannot be made: SUBACK 0x80, the subscription not installed, the next SUBACK after it', async (t) => {
     if (tc === null) return t.skip('no NATS');
