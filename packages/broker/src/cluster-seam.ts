@@ -106,8 +106,22 @@ export interface ClusterHost {
    * A message for one shared group on this node (a NATS queue group or the group's JetStream
    * consumer picked this node). Returns the member it went to, or null when no local member took
    * it (none left, or every queue full): the cluster then lets another member have it.
+   * `onlineOnly`: a member whose client is away does not take it (it is not queued in its
+   * session); 'away' when the group's members here are all away.
    */
-  routeShared(msg: Message, shareGroup: string, filter: string): SharedHandoff | null;
+  routeShared(
+    msg: Message,
+    shareGroup: string,
+    filter: string,
+    onlineOnly: boolean,
+  ): SharedHandoff | 'away' | null;
+  /**
+   * The client of `s` went away holding `rec` (a shared-subscription handoff): takes it back from
+   * the session when it is still queued or a QoS 1 PUBLISH not acknowledged — true, and the
+   * cluster offers it to another member. False when it stays with the session (a QoS 2 flow under
+   * way, or no longer held).
+   */
+  withdrawShared(s: Session, rec: OutboxRecord): boolean;
   /** A retained message changed on another node: update the local index only. */
   applyRetained(topic: string, rec: RetainedRecord | null): void;
   /**

@@ -13,8 +13,8 @@
  *   that NATS queue group, so each message goes to one node. (A pull consumer was the first
  *   choice, but nats-server 2.9.10 does not share one between pullers: two nodes fetching from the
  *   same durable, batch 8 or 1, got 200 and 0 of 200 messages — the node that fetched last is
- *   served first. With the deliver group: 105 and 97.) A node whose members hold `sharedInFlightPerNode`
- *   unsettled messages of the group hands further ones back (nak, short delay), so a slow member
+ *   served first. With the deliver group: 105 and 97.) A node whose members hold
+ *   `sharedInFlightPerNode` unsettled messages of the group hands further ones back (nak), so a slow member
  *   does not hoard the group's messages;
  * - a message received is handed to one local member (router `routeShared`), and acked only once
  *   that member's flow is complete: its outbox record has left the session's in-flight map and
@@ -23,9 +23,17 @@
  *   closed, expired, taken over) it is nak'ed: JetStream gives it to another member. If the node
  *   dies, nobody acks it and JetStream redelivers it to a member on another node after the ack
  *   wait. At least once: a member may see a message again after a node loss or a lost ack;
- * - a message queued for (or held by) a persistent member whose client is away is acked: it is as
- *   safe as that session (the node's storage), as on a single node. Held unacked, such messages
- *   would fill the group's `max_ack_pending` and stall the group while the member stays away.
+ * - only a member whose client is connected takes a message: one queued in the session of a
+ *   persistent member whose client is away would be lost with its node, and missed when the
+ *   client resumes on another node (a resume replays the session's own filters, not its shared
+ *   ones). With no member online here the message is nak'ed (delay doubling up to the ack wait):
+ *   JetStream offers it to the group again, to a member online elsewhere, or to this one once
+ *   back, on whichever node. When a member's client goes away, what it was not sent and the QoS 1
+ *   messages it did not acknowledge are taken back from its session and nak'ed the same way
+ *   (MQTT 5.0 §4.8.2); a QoS 2 flow under way stays with it and is acked (exactly once with
+ *   that client; held unacked it would tie up the group's `max_ack_pending` while it is away).
+ *   While no member is online anywhere, the group's unacked messages circle and the rest wait in
+ *   the stream, for at most its `streamMaxAgeSec`;
  *
  * The SUBACK of a QoS 1/2 member waits for the group's consumers to exist (`ready`, called by the
  * broker's SUBSCRIBE handler before it installs the subscription): the group's position starts
@@ -42,7 +50,7 @@
  * same name; with R3 consumers a quorum of the live servers answers.
  */
 import { createHash } from 'node:crypto';
-import type { Message, OutboxRecord, Session } from '@breakwater/broker';
+import type { ClusterHost, Message, OutboxRecord, Session } from '@breakwater/broker';
 import { AckPolicy, DeliverPolicy, type JsMsg, type Subscription as NatsSubscription, nanos } from 'nats';
 // Not re-exported by the package index: turns a pushed message into one that can be acked.
 import { toJsMsg } from 'nats/lib/jetstream/jsmsg.js';
@@ -66,11 +74,15 @@ const NAK_DELAY_MS = 200;
 interface Delivery {
   m: JsMsg;
   open: number;
-  lost: boolean;
+  /** Why it goes back to the group (nak) once settled; null: acked. */
+  lost: HandBack | null;
   /** Last time JetStream heard of this message from us (delivery, or `working()`). */
   since: number;
   consumer: GroupConsumer;
 }
+
+/** Why a delivery is handed back (the label of `breakwater_cluster_shared_handed_back_total`). */
+type HandBack = 'none_online' | 'no_member' | 'node_full' | 'taken_back' | 'session_ended';
 
 /** One message of a delivery, held by a local member. */
 interface Handoff {
@@ -88,6 +100,8 @@ class GroupConsumer {
   readonly ready: Promise<void>;
   #resolveReady!: () => void;
   #sub: NatsSubscription | null = null;
+  /** Set while this node does not listen because none of its members is online (`pause`). */
+  #pause: NodeJS.Timeout | null = null;
 
   constructor(
     readonly owner: SharedDurable,
@@ -104,19 +118,13 @@ class GroupConsumer {
   /** Makes sure the consumer exists (now, and every `CHECK_MS`) and listens to it. */
   async run(): Promise<void> {
     const ctx = this.owner.ctx;
-    const deliverTo = deliverSubject(ctx, this.name);
     while (!this.closed) {
       try {
         await ensureGroupConsumer(ctx, this.name, this.subject);
         this.exists = true;
         if (this.closed) break;
-        if (this.#sub === null) {
-          this.#sub = ctx.nc.subscribe(deliverTo, {
-            queue: this.name,
-            callback: (err, m) => {
-              if (err === null && m.reply) this.owner.handle(this, toJsMsg(m));
-            },
-          });
+        if (this.#sub === null && this.#pause === null) {
+          this.#listen();
           await ctx.nc.flush();
         }
         this.#resolveReady();
@@ -131,8 +139,42 @@ class GroupConsumer {
     this.#resolveReady();
   }
 
+  #listen(): void {
+    this.#sub = this.owner.ctx.nc.subscribe(deliverSubject(this.owner.ctx, this.name), {
+      queue: this.name,
+      callback: (err, m) => {
+        if (err === null && m.reply) this.owner.handle(this, toJsMsg(m));
+      },
+    });
+  }
+
+  /**
+   * The group's members here are all away: stop listening for `ms`, so that JetStream gives the
+   * group's messages to the nodes that listen (a NATS queue group picks among its members with
+   * no regard for what they can take: a node handing every message back would get it again and
+   * again). Listening again after `ms` keeps the consumer from being removed as inactive when no
+   * node has a member online (what such a node is offered meanwhile goes back).
+   */
+  pause(ms: number): void {
+    if (this.closed || this.#pause !== null) return;
+    this.#sub?.unsubscribe();
+    this.#sub = null;
+    this.#pause = setTimeout(() => this.resume(), ms);
+    this.#pause.unref();
+  }
+
+  /** A member of the group is online here (again), or the pause is over: listen. */
+  resume(): void {
+    if (this.#pause === null) return;
+    clearTimeout(this.#pause);
+    this.#pause = null;
+    if (!this.closed && this.#sub === null && this.exists) this.#listen();
+  }
+
   stop(): void {
     this.closed = true;
+    if (this.#pause !== null) clearTimeout(this.#pause);
+    this.#pause = null;
     this.#sub?.unsubscribe();
     this.#sub = null;
   }
@@ -185,12 +227,15 @@ export class SharedDurable {
   #sweeper: NodeJS.Timeout | null = null;
   #closed = false;
   readonly #inFlightPerNode: number;
+  /** How long a node whose members are all away stops listening to a group consumer. */
+  readonly #pauseMs: number;
   /** A delivery held this long is marked in progress (half the ack wait: JetStream keeps it ours). */
   readonly #markAfterMs: number;
 
   constructor(ctx: ClusterContext) {
     this.ctx = ctx;
     this.#inFlightPerNode = ctx.options.sharedInFlightPerNode;
+    this.#pauseMs = Math.min(ctx.options.sharedAckWaitMs, ctx.options.sharedInactiveMs / 4);
     this.#markAfterMs = ctx.options.sharedAckWaitMs / 2;
   }
 
@@ -215,6 +260,7 @@ export class SharedDurable {
    */
   ready(key: string, group: string, filter: string): Promise<void> | null {
     if (this.#closed) return Promise.reject(new Error('the cluster is closed'));
+    this.memberOnline(key);
     if (this.#consumers.get(key)?.every((c) => c.exists) === true) return null;
     const pending = this.#preparing.get(key);
     if (pending !== undefined) return pending;
@@ -242,6 +288,12 @@ export class SharedDurable {
     );
     this.#preparing.set(key, made);
     return made;
+  }
+
+  /** A member of the group `key` is online on this node: its consumers listen (again). */
+  memberOnline(key: string): void {
+    const consumers = this.#consumers.get(key);
+    if (consumers !== undefined) for (const c of consumers) c.resume();
   }
 
   /**
@@ -289,33 +341,41 @@ export class SharedDurable {
     }
     if (c.closed || c.held >= this.#inFlightPerNode) {
       // No member here any more, or this node's members hold enough: another member may take it.
-      m.nak(NAK_DELAY_MS);
+      this.#handBack(m, c.closed ? 'no_member' : 'node_full', NAK_DELAY_MS);
       return;
     }
-    const d: Delivery = { m, open: 0, lost: false, since: Date.now(), consumer: c };
+    const d: Delivery = { m, open: 0, lost: null, since: Date.now(), consumer: c };
     let taken = 0;
     for (const msg of msgs) {
       // NATS wildcards match more than MQTT's (`#` never matches a `$` topic): no member anywhere
       // takes it.
       if (!mqttMatches(c.filter, msg.topic)) continue;
-      const to = ctx.host().routeShared(msg, c.group, c.filter);
+      // Only to a member whose client is here: one queued in the session of a member that is away
+      // would be lost with this node, and missed if the client comes back on another node.
+      const to = ctx.host().routeShared(msg, c.group, c.filter, true);
+      if (to === 'away') {
+        // Every member here is away: the delivery goes back, for a member online elsewhere (or
+        // one of these once back), and this node stops listening meanwhile.
+        d.lost = 'none_online';
+        c.pause(this.#pauseMs);
+        break;
+      }
       if (to === null) {
-        // No local member could take it: the delivery goes back, for another member to take.
-        d.lost = true;
+        // No local member could take it (none left, or every queue full): the delivery goes
+        // back, for another member to take.
+        d.lost = 'no_member';
         break;
       }
       taken++;
-      // Delivered at QoS 0 (the member's granted QoS): done once sent. No member here online:
-      // queued for a persistent one until it returns, as on a single node; held unacked, such
-      // messages would fill the group's `max_ack_pending` and stall it while the member stays away.
-      if (to.record === null || to.session.conn === null) continue;
+      // Delivered at QoS 0 (the member's granted QoS): done once sent.
+      if (to.record === null) continue;
       this.#held.add({ d, session: to.session, record: to.record });
       d.open++;
     }
     if (taken > 0)
       ctx.metrics.received.inc({ kind: m.info.redelivered ? 'shared_redelivered' : 'shared' }, taken);
     if (d.open === 0) {
-      if (d.lost) m.nak(NAK_DELAY_MS);
+      if (d.lost !== null) this.#handBack(m, d.lost, NAK_DELAY_MS);
       else m.ack();
       return;
     }
@@ -326,13 +386,19 @@ export class SharedDurable {
     }
   }
 
+  #handBack(m: JsMsg, why: HandBack, delayMs: number): void {
+    this.ctx.metrics.sharedHandedBack.inc({ reason: why });
+    if (delayMs > 0) m.nak(delayMs);
+    else m.nak();
+  }
+
   #sweep(): void {
     const now = Date.now();
     const marked = new Set<Delivery>();
     for (const h of this.#held) {
       const d = h.d;
       const due = now - d.since >= this.#markAfterMs;
-      const state = flowState(h, due);
+      const state = flowState(h, due, this.ctx.host());
       if (state === 'held') {
         if (due && !marked.has(d)) {
           marked.add(d);
@@ -340,10 +406,10 @@ export class SharedDurable {
         }
         continue;
       }
-      if (state === 'lost') d.lost = true;
+      if (state !== 'done') d.lost = state;
       this.#held.delete(h);
       if (--d.open === 0) {
-        if (d.lost) d.m.nak();
+        if (d.lost !== null) this.#handBack(d.m, d.lost, 0);
         else d.m.ack();
         d.consumer.held--;
       }
@@ -358,15 +424,22 @@ export class SharedDurable {
 
 /**
  * Where a member's QoS 1/2 flow stands: `held` (in flight or queued), `done` (completed, or
- * dropped under the broker's own rules), `lost` (the session ended with it). A queued record is
- * looked up in the queue only when `thorough` (O(queue length)); until then it is presumed held.
+ * dropped under the broker's own rules), `session_ended` (with it), `taken_back` (its client went
+ * away and it was taken back). A queued record is looked up in the queue only when `thorough`
+ * (O(queue length)); until then it is presumed held.
  */
-function flowState(h: Handoff, thorough: boolean): 'held' | 'done' | 'lost' {
+function flowState(
+  h: Handoff,
+  thorough: boolean,
+  host: ClusterHost,
+): 'held' | 'done' | 'session_ended' | 'taken_back' {
   const { session: s, record: r } = h;
-  if (s.ended) return 'lost';
-  // Kept by a persistent session whose client is away: settled as on a single node (see
-  // `handle`), rather than holding the group's unacked budget for as long as it stays away.
-  if (s.conn === null) return 'done';
+  if (s.ended) return 'session_ended';
+  // The client of a persistent session went away: what it was not sent, or a QoS 1 it did not
+  // acknowledge, is taken back from the session and goes to another member (MQTT 5.0 §4.8.2), or
+  // to this one when it is back, wherever. A QoS 2 flow under way stays with it (exactly once),
+  // settled as on a single node rather than holding the group's unacked budget meanwhile.
+  if (s.conn === null) return host.withdrawShared(s, r) ? 'taken_back' : 'done';
   if (r.packetId !== null && s.inflight?.get(r.packetId) === r) return 'held';
   if (r.state !== 'queued') return 'done';
   if (!thorough) return 'held';

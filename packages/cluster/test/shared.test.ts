@@ -29,6 +29,12 @@ function tally(client: MqttClient, into: Map<string, number>): void {
   });
 }
 
+/** Shared-subscription deliveries `node` handed back to JetStream for `reason`. */
+async function handedBack(node: Node, reason: string): Promise<number> {
+  const m = await node.cluster.metrics.sharedHandedBack.get();
+  return m.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
 async function jetstreamErrors(node: Node, op: string): Promise<number> {
   const m = await node.cluster.metrics.jetstreamErrors.get();
   return m.values.find((v) => v.labels.op === op)?.value ?? 0;
@@ -134,7 +140,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
     await end(worker, pub);
   });
 
-  test('a persistent member whose client is away keeps its share in its session; the group goes on', async (t) => {
+  test('a persistent member whose client is away takes nothing: the member online gets the whole share', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b, c] = tc.nodes.map((n) => n.broker.url);
     const awayOpts = {
@@ -154,35 +160,95 @@ describe('cluster: shared subscriptions through group consumers', () => {
     const pub = await connectTo(c!, { clientId: 'sh4-pub', protocolVersion: 5 });
     const n = 40;
     for (let i = 0; i < n; i++) await pub.publishAsync(`off/${i}`, `o${i}`, { qos: 1 });
-    // Node b has no member online: what JetStream gives it waits in the away member's session,
-    // settled (acked) there, so nothing is held unacked for as long as the client stays away.
+    // What JetStream offers node b (no member online there) goes back, and on to the worker.
+    await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
     await eventually(
       () => tc!.nodes.every((node) => node.cluster.sharedUnsettled === 0),
       10_000,
       'every handoff settled',
     );
-    // Listening before the CONNACK: the queued messages follow it at once.
+    // Listening before the CONNACK: anything queued in its session would follow at once.
     const back = mqtt.connect(b!, { ...awayOpts, reconnectPeriod: 0 });
     const gotBack = new Map<string, number>();
     tally(back, gotBack);
     const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
     assert.equal(connack.sessionPresent, true, 'the session held on b resumes there');
+    await pub.publishAsync('off/last', 'last', { qos: 1 }); // after it in the group's order
     await eventually(
-      () => total(gotWorker) + total(gotBack) >= n,
+      () => gotWorker.has('last') || gotBack.has('last'),
       10_000,
-      `${n} delivered (worker ${total(gotWorker)}, back ${total(gotBack)})`,
+      'the last message delivered',
     );
-    await new Promise((r) => setTimeout(r, 500));
-    const all = new Map<string, number>(gotWorker);
-    for (const [k, v] of gotBack) all.set(k, (all.get(k) ?? 0) + v);
-    assert.equal(all.size, n);
+    for (let i = 0; i < n; i++) assert.ok(!gotBack.has(`o${i}`), `o${i} not queued for the away member`);
     assert.deepEqual(
-      [...all].filter(([, v]) => v !== 1),
+      [...gotWorker].filter(([, v]) => v !== 1),
       [],
       'no duplicates',
     );
-    assert.ok(total(gotBack) > 0, 'the away member kept its share');
     await end(worker, back, pub);
+  });
+
+  test('the only member away: what is published meanwhile reaches it when it resumes on another node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    const opts = {
+      clientId: 'sh9',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    const first = await connectTo(b!, opts);
+    await first.subscribeAsync('$share/g9/away/+', { qos: 1 });
+    await first.endAsync();
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh9-pub', protocolVersion: 5 });
+    const before = await handedBack(tc.nodes[1]!, 'none_online');
+    const n = 20;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`away/${i}`, `w${i}`, { qos: 1 });
+    // Node b, the only one listening to the group, was offered them and handed back what it got
+    // (no member online there; it then stops listening for a while) before the resume.
+    await eventually(
+      async () => (await handedBack(tc!.nodes[1]!, 'none_online')) > before,
+      10_000,
+      'node b handed the messages back',
+    );
+    const back = mqtt.connect(a!, { ...opts, reconnectPeriod: 0 });
+    const got = new Map<string, number>();
+    tally(back, got);
+    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+    assert.equal(connack.sessionPresent, true, 'the session came along to a');
+    await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
+    await end(back, pub);
+  });
+
+  test('a member whose client goes away: its unacknowledged QoS 1 messages go to the other member', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    // Persistent, never acknowledges (raw client), then its connection drops: the session stays.
+    const silent = await RawClient.connect(Number(new URL(b!).port), { protocolVersion: 5 });
+    await silent.connect({ clientId: 'sh10-b', clean: false, properties: { sessionExpiryInterval: 300 } });
+    silent.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g10/held/+', qos: 1 }],
+    } as Packet);
+    await silent.next('suback');
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh10-pub', protocolVersion: 5 });
+    const n = 10;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`held/${i}`, `h${i}`, { qos: 1 });
+    const silentGot = () => silent.received.filter((p) => p.cmd === 'publish').length;
+    await eventually(() => silentGot() === n, 10_000, `the silent member got ${n} (${silentGot()})`);
+    const worker = await connectTo(a!, { clientId: 'sh10-a', protocolVersion: 5 });
+    const gotWorker = new Map<string, number>();
+    tally(worker, gotWorker);
+    await worker.subscribeAsync('$share/g10/held/+', { qos: 1 });
+    await tc.nodes[0]!.cluster.settled();
+    const before = await handedBack(tc.nodes[1]!, 'taken_back');
+    silent.socket.destroy();
+    await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
+    assert.equal(await handedBack(tc.nodes[1]!, 'taken_back'), before + n, 'taken back from the session');
+    await end(worker, pub);
   });
 
   test('the group consumer is a shared durable that JetStream removes when no node listens', async (t) => {
@@ -197,8 +263,9 @@ describe('cluster: shared subscriptions through group consumers', () => {
         assert.ok((ci.config.max_ack_pending ?? 0) > 0, 'max_ack_pending bounded');
       }
     }
-    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`. One each, whatever the number of member nodes.
-    assert.equal(names.length, 4, `group consumers: ${names}`);
+    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`; g9: `away.*`; g10: `held.*`. One each,
+    // whatever the number of member nodes.
+    assert.equal(names.length, 6, `group consumers: ${names}`);
   });
 
   test("QoS 1 published on another node right after the first member's SUBACK reaches the group (20 groups)", async (t) => {
