@@ -221,6 +221,42 @@ describe('cluster: shared subscriptions through group consumers', () => {
     await end(back, pub);
   });
 
+  test('the only member away and its node gone: what is published meanwhile reaches it on another node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const d = await tc.addNode(1);
+    const opts = {
+      clientId: 'sh11',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    try {
+      const first = await connectTo(d.broker.url, opts);
+      await first.subscribeAsync('$share/g11/gone2/+', { qos: 1 });
+      await first.endAsync();
+      await d.cluster.settled();
+      const pub = await connectTo(tc.nodes[2]!.broker.url, { clientId: 'sh11-pub', protocolVersion: 5 });
+      const before = await handedBack(d, 'none_online');
+      const n = 20;
+      for (let i = 0; i < n; i++) await pub.publishAsync(`gone2/${i}`, `z${i}`, { qos: 1 });
+      await eventually(
+        async () => (await handedBack(d, 'none_online')) > before,
+        10_000,
+        'node d was offered them',
+      );
+      await tc.stopNode(d); // with its memory storage: what it had queued would be gone
+      const back = mqtt.connect(tc.nodes[0]!.broker.url, { ...opts, reconnectPeriod: 0 });
+      const got = new Map<string, number>();
+      tally(back, got);
+      const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+      assert.equal(connack.sessionPresent, true, 'the session came along to a');
+      await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
+      await end(back, pub);
+    } finally {
+      if (tc.nodes.includes(d)) await tc.stopNode(d);
+    }
+  });
+
   test('a member whose client goes away: its unacknowledged QoS 1 messages go to the other member', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b, c] = tc.nodes.map((n) => n.broker.url);
@@ -263,9 +299,9 @@ describe('cluster: shared subscriptions through group consumers', () => {
         assert.ok((ci.config.max_ack_pending ?? 0) > 0, 'max_ack_pending bounded');
       }
     }
-    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`; g9: `away.*`; g10: `held.*`. One each,
-    // whatever the number of member nodes.
-    assert.equal(names.length, 6, `group consumers: ${names}`);
+    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`; g9: `away.*`; g10: `held.*`; g11:
+    // `gone2.*`. One each, whatever the number of member nodes.
+    assert.equal(names.length, 7, `group consumers: ${names}`);
   });
 
   test("QoS 1 published on another node right after the first member's SUBACK reaches the group (20 groups)", async (t) => {
