@@ -404,16 +404,24 @@ describe('cluster: shared subscriptions through group consumers', () => {
     raw.send({
       cmd: 'subscribe',
       messageId: 1,
-      subscriptions: [{ topic: '$share/g7/gone/+', qos: 1 }],
+      subscriptions: [
+        { topic: '$share/g7/gone/+', qos: 1 },
+        { topic: 'gone/#/bad', qos: 1 },
+        { topic: '$share/g7b/gone/+', qos: 2 },
+      ],
     } as Packet);
     raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'gone/plain', qos: 1 }] } as Packet);
     const first = (await raw.next('suback', 15_000)) as Packet & { messageId: number; granted: number[] };
     const second = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
     assert.deepEqual([first.messageId, second.messageId], [1, 2], 'SUBACKs in SUBSCRIBE order');
-    assert.deepEqual(first.granted, [0x80], 'Unspecified error');
+    assert.deepEqual(first.granted, [0x80, 0x8f, 0x80], 'Unspecified error; the invalid filter 0x8F');
     assert.deepEqual(second.granted, [1]);
     assert.equal(await subscriptions(), before + 1, 'only the plain subscription was installed');
-    assert.equal(await jetstreamErrors(node, 'shared_subscribe'), failuresBefore + 1, 'counted');
+    assert.equal(
+      await jetstreamErrors(node, 'shared_subscribe'),
+      failuresBefore + 2,
+      'counted, once per group',
+    );
     await raw.end();
   });
 });

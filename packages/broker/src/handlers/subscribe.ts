@@ -27,8 +27,8 @@ export function handleSubscribe(b: HandlerContext, conn: Connection, p: mqtt.ISu
   }
   // One entry per filter, in order: the subscription to install, or the SUBACK's failure code.
   const plan: (Subscription | number)[] = [];
-  // Per entry of `plan` once one waits: resolves true when the subscription's group could not be made.
-  let refused: (Promise<boolean> | null)[] | null = null;
+  // The entries of `plan` that wait for their group: resolves true when it could not be made.
+  let waits: { at: number; refused: Promise<boolean> }[] | null = null;
   const authorize = b.hooks?.authorizeSubscribe;
   for (const req of p.subscriptions) {
     const parsed = parseTopicFilter(req.topic);
@@ -72,19 +72,23 @@ export function handleSubscribe(b: HandlerContext, conn: Connection, p: mqtt.ISu
         ? b.cluster.sharedGroupReady(parsed.filter, parsed.shareGroup)
         : null;
     if (ready !== null) {
-      refused ??= new Array<Promise<boolean> | null>(plan.length - 1).fill(null);
-      refused.push(ready.then(isFalse, isTrue));
-    } else if (refused !== null) refused.push(null);
+      const wait = { at: plan.length - 1, refused: ready.then(isFalse, isTrue) };
+      if (waits === null) waits = [wait];
+      else waits.push(wait);
+    }
   }
-  if (refused === null) {
+  if (waits === null) {
     subscribeAll(b, conn, p.messageId!, plan, null);
     return;
   }
   // Reading stays suspended meanwhile: a later SUBSCRIBE (or anything else) from this connection
   // waits, so its SUBACK cannot overtake this one [MQTT-3.8.4-?].
   conn.suspend();
-  void Promise.all(refused).then((failed) => {
+  const pending = waits;
+  void Promise.all(pending.map((w) => w.refused)).then((refused) => {
     if (conn.state === ConnState.Closed || conn.session !== s) return;
+    const failed = new Set<number>();
+    for (let i = 0; i < pending.length; i++) if (refused[i]) failed.add(pending[i]!.at);
     subscribeAll(b, conn, p.messageId!, plan, failed);
     conn.resume();
   });
@@ -102,7 +106,7 @@ function subscribeAll(
   conn: Connection,
   messageId: number,
   plan: (Subscription | number)[],
-  failed: (boolean | null)[] | null,
+  failed: ReadonlySet<number> | null,
 ): void {
   const s = conn.session!;
   const granted: number[] = [];
@@ -113,7 +117,7 @@ function subscribeAll(
       granted.push(sub);
       continue;
     }
-    if (failed?.[i] === true) {
+    if (failed?.has(i) === true) {
       // The cluster could not make the group's delivery (logged and counted there).
       granted.push(ReasonCode.UnspecifiedError); // v3.1.1: 0x80 Failure, the same byte
       continue;
