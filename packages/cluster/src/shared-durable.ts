@@ -4,8 +4,8 @@
  * `$share/<group>/<filter>` is read from the `<PREFIX>_MSGS` stream instead, through ONE durable
  * consumer per (group, filter subject) shared by every node that has a member of the group:
  *
- * - explicit acks, `sharedAckWaitMs` (options.ts: the four `shared*` options); deliver policy new (the group's position starts when its first
- *   member anywhere subscribed and is kept by the durable, whichever nodes come and go); replicas
+ * - explicit acks, `sharedAckWaitMs` (options.ts: the four `shared*` options); deliver policy
+ *   new (the group's position starts when its first member anywhere subscribed and is kept by the durable, whichever nodes come and go); replicas
  *   as the stream (R3 on a 3-server NATS: the position and the unacked messages survive a NATS
  *   server); `max_ack_pending` bounded; `inactive_threshold`: once no node listens any more (the
  *   last member left the cluster), JetStream removes it;
@@ -14,8 +14,8 @@
  *   choice, but nats-server 2.9.10 does not share one between pullers: two nodes fetching from the
  *   same durable, batch 8 or 1, got 200 and 0 of 200 messages — the node that fetched last is
  *   served first. With the deliver group: 105 and 97.) A node whose members hold
- *   `sharedInFlightPerNode` unsettled messages of the group hands further ones back (nak), so a slow member
- *   does not hoard the group's messages;
+ *   `sharedInFlightPerNode` unsettled messages of the group hands further ones back (nak), so a
+ *   slow member does not hoard the group's messages;
  * - a message received is handed to one local member (router `routeShared`), and acked only once
  *   that member's flow is complete: its outbox record has left the session's in-flight map and
  *   queue (PUBACK, PUBCOMP — or dropped by expiry or overflow, as on a single node). Until then
@@ -26,14 +26,15 @@
  * - only a member whose client is connected takes a message: one queued in the session of a
  *   persistent member whose client is away would be lost with its node, and missed when the
  *   client resumes on another node (a resume replays the session's own filters, not its shared
- *   ones). With no member online here the message is nak'ed (delay doubling up to the ack wait):
- *   JetStream offers it to the group again, to a member online elsewhere, or to this one once
- *   back, on whichever node. When a member's client goes away, what it was not sent and the QoS 1
- *   messages it did not acknowledge are taken back from its session and nak'ed the same way
- *   (MQTT 5.0 §4.8.2); a QoS 2 flow under way stays with it and is acked (exactly once with
- *   that client; held unacked it would tie up the group's `max_ack_pending` while it is away).
- *   While no member is online anywhere, the group's unacked messages circle and the rest wait in
- *   the stream, for at most its `streamMaxAgeSec`;
+ *   ones). With no member online here the message is nak'ed and the node stops listening to the
+ *   group for a while (`GroupConsumer.pause`; a member coming online here ends it): JetStream
+ *   offers it again, to a member online elsewhere, or to this one once back, on whichever node.
+ *   When a member's client goes away, what it was not sent and the QoS 1 messages it did not
+ *   acknowledge are taken back from its session and nak'ed (MQTT 5.0 §4.8.2); a QoS 2 flow under
+ *   way stays with it and is acked (exactly once with that client; held unacked it would tie up
+ *   the group's `max_ack_pending` while it is away). While no member is online anywhere, the
+ *   group's unacked messages wait in the consumer and the rest in the stream, for at most its
+ *   `streamMaxAgeSec`;
  *
  * The SUBACK of a QoS 1/2 member waits for the group's consumers to exist (`ready`, called by the
  * broker's SUBSCRIBE handler before it installs the subscription): the group's position starts
