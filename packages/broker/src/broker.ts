@@ -22,7 +22,7 @@ import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { ClaimResult, ClusterHost, ClusterOption, ClusterSeam, SharedHandoff } from './cluster-seam.js';
 import { Connection, type ConnectionHost, ConnState, type ConnStateValue } from './connection.js';
 import { sweepConnection } from './connection-sweep.js';
-import { deliver, resumeDeliveries } from './delivery.js';
+import { deliver, resumeDeliveries, withdrawOutbound } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
@@ -52,7 +52,7 @@ import { RetainedStore } from './retained-store.js';
 import { Router } from './router.js';
 import type { Message, Session, Subscription, Will } from './session.js';
 import { SessionRegistry } from './session-registry.js';
-import type { BrokerStorage, QoS, RetainedRecord } from './storage/types.js';
+import type { BrokerStorage, OutboxRecord, QoS, RetainedRecord } from './storage/types.js';
 import type { RetainedIndex } from './topics/retained-index.js';
 import type { SubscriptionTree } from './topics/subscription-tree.js';
 import { isValidTopicName } from './topics/validate.js';
@@ -392,8 +392,18 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   }
 
   /** @internal ClusterHost: a NATS queue group picked this node for one shared group's message. */
-  routeShared(msg: Message, shareGroup: string, filter: string): SharedHandoff | null {
-    return this.router.routeShared(msg, shareGroup, filter);
+  routeShared(
+    msg: Message,
+    shareGroup: string,
+    filter: string,
+    onlineOnly: boolean,
+  ): SharedHandoff | 'away' | null {
+    return this.router.routeShared(msg, shareGroup, filter, onlineOnly);
+  }
+
+  /** @internal ClusterHost: a shared-subscription message taken back from a client that went away. */
+  withdrawShared(s: Session, rec: OutboxRecord): boolean {
+    return withdrawOutbound(this, s, rec);
   }
 
   /** @internal ClusterHost: a retained message changed on another node. */

@@ -7,7 +7,8 @@
  * The calls sit where the state they concern lives: routing in router.ts (`forward`), the
  * subscription index and ownership in session-registry.ts (`filterAdded/Removed`, `claim`,
  * `sessionChanged`, `willArmed/Disarmed`), retained messages in retained-store.ts
- * (`retainedSet/Deleted`), durable acknowledgements in durable-acks.ts (`flush`).
+ * (`retainedSet/Deleted`), durable acknowledgements in durable-acks.ts (`flush`), the SUBACK of
+ * a shared subscription in handlers/subscribe.ts (`sharedGroupReady`).
  */
 import type { Message, Session, Subscription, Will } from './session.js';
 import type { OutboxRecord, RetainedRecord } from './storage/types.js';
@@ -54,6 +55,13 @@ export interface ClusterSeam {
   flush(): Promise<void>;
   /** The index gained its first subscription on `filter` (without `$share/`) for `shareGroup`. */
   filterAdded(filter: string, shareGroup: string | null): void;
+  /**
+   * A QoS 1/2 subscription to `$share/<shareGroup>/<filter>` is about to be installed: resolves
+   * once the group takes messages cluster-wide (what is published from then on reaches one of its
+   * members), rejects when that cannot be arranged (the SUBACK then refuses the subscription).
+   * Null when it is so already (another member on this node): nothing to wait for.
+   */
+  sharedGroupReady(filter: string, shareGroup: string): Promise<void> | null;
   /** The index lost its last subscription on `filter` for `shareGroup`. */
   filterRemoved(filter: string, shareGroup: string | null): void;
   /**
@@ -98,8 +106,22 @@ export interface ClusterHost {
    * A message for one shared group on this node (a NATS queue group or the group's JetStream
    * consumer picked this node). Returns the member it went to, or null when no local member took
    * it (none left, or every queue full): the cluster then lets another member have it.
+   * `onlineOnly`: a member whose client is away does not take it (it is not queued in its
+   * session); 'away' when the group's members here are all away.
    */
-  routeShared(msg: Message, shareGroup: string, filter: string): SharedHandoff | null;
+  routeShared(
+    msg: Message,
+    shareGroup: string,
+    filter: string,
+    onlineOnly: boolean,
+  ): SharedHandoff | 'away' | null;
+  /**
+   * The client of `s` went away holding `rec` (a shared-subscription handoff): takes it back from
+   * the session when it is still queued or a QoS 1 PUBLISH not acknowledged — true, and the
+   * cluster offers it to another member. False when it stays with the session (a QoS 2 flow under
+   * way, or no longer held).
+   */
+  withdrawShared(s: Session, rec: OutboxRecord): boolean;
   /** A retained message changed on another node: update the local index only. */
   applyRetained(topic: string, rec: RetainedRecord | null): void;
   /**

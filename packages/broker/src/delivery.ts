@@ -340,6 +340,29 @@ export function completeOutbound(b: DeliveryContext, s: Session, id: number, rec
   }
 }
 
+/**
+ * Takes a message of a shared subscription back from a session whose client is away, for the
+ * cluster to offer to another member (MQTT 5.0 §4.8.2 allows it once the connection is lost):
+ * one still queued, or a QoS 1 PUBLISH sent and not acknowledged (the client may have it: at
+ * least once). False when the session no longer holds it, or for a QoS 2 flow under way, which
+ * stays with its client (exactly once).
+ */
+export function withdrawOutbound(b: DeliveryContext, s: Session, rec: OutboxRecord): boolean {
+  if (rec.state === 'queued') {
+    const q = s.queue;
+    if (q === null || !q.remove(rec)) return false;
+    if (q.length === 0) s.queue = null;
+    if (s.stored) {
+      b.storage.deleteOutbox(s.clientId, rec.seq);
+      b.storageDirty = true;
+    }
+    return true;
+  }
+  if (rec.qos !== 1 || rec.packetId === null || s.inflight?.get(rec.packetId) !== rec) return false;
+  completeOutbound(b, s, rec.packetId, rec);
+  return true;
+}
+
 /** Move queued messages into the in-flight window while there is room. */
 export function pump(b: DeliveryContext, s: Session): void {
   const conn = s.conn;

@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
+import type { ClusterSeam } from './cluster-seam.js';
 import type { Connection } from './connection.js';
 import type { EngineCounters, ListenerMetrics } from './engine-counters.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
@@ -69,6 +70,8 @@ export interface HandlerContext extends DeliveryContext {
   readonly admission: AdmissionGate | null;
   readonly router: MessageRouting;
   readonly retained: RetainedIndex<RetainedRecord>;
+  /** The cluster (issue 15); null on a single node. */
+  readonly cluster: ClusterSeam | null;
   /**
    * Send PUBACK/PUBREC/PUBREL/PUBCOMP. With `needsFlush` the ack waits for the next storage
    * flush; later acks of the same connection queue behind it [MQTT-4.6.0-2..4].

@@ -32,6 +32,15 @@ export class OutboundQueue {
     return rec;
   }
 
+  /** Removes `rec` wherever it is (taken back for another member of its shared group); false when absent. */
+  remove(rec: OutboxRecord): boolean {
+    const i = this.items.indexOf(rec);
+    if (i < 0) return false;
+    this.items.splice(i, 1);
+    this.bytes -= queuedBytes(rec);
+    return true;
+  }
+
   /** Removes the `n` oldest messages (they were sent or expired). */
   removeFirst(n: number): void {
     const items = this.items;

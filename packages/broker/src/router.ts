@@ -51,6 +51,10 @@ export class Router implements MatchVisitor<Subscription> {
   #remote = false;
   /** `routeShared`: the member the message went to. */
   #handoff: SharedHandoff | null = null;
+  /** `routeShared`: only a member whose client is connected may take it. */
+  #onlineOnly = false;
+  /** `routeShared` with `onlineOnly`: the group has members here, none of them online. */
+  #noneOnline = false;
 
   constructor(broker: RouterHost) {
     this.#broker = broker;
@@ -88,19 +92,29 @@ export class Router implements MatchVisitor<Subscription> {
 
   /**
    * A message for one shared group of this node (a NATS queue group or the group's JetStream
-   * consumer picked this node). Returns the member that took it, or null.
+   * consumer picked this node). Returns the member that took it, or null. `onlineOnly`: not to a
+   * member whose client is away (the cluster offers it again, to whichever member is online);
+   * 'away' when the group has members here and none is online.
    */
-  routeShared(msg: Message, group: string, filter: string): SharedHandoff | null {
+  routeShared(
+    msg: Message,
+    group: string,
+    filter: string,
+    onlineOnly: boolean,
+  ): SharedHandoff | 'away' | null {
     this.#onlyFilter = filter;
     this.#onlyGroup = group;
+    this.#onlineOnly = onlineOnly;
+    this.#noneOnline = false;
     this.#remote = true;
     this.#handoff = null;
     try {
       this.#route(msg);
-      return this.#handoff;
+      return this.#noneOnline ? 'away' : this.#handoff;
     } finally {
       this.#onlyFilter = null;
       this.#onlyGroup = null;
+      this.#onlineOnly = false;
       this.#remote = false;
       this.#handoff = null;
     }
@@ -180,12 +194,19 @@ export class Router implements MatchVisitor<Subscription> {
         break;
       }
     }
-    if (pick === -1) pick = group.cursor % n;
+    if (pick === -1) {
+      if (this.#onlineOnly) {
+        this.#noneOnline = true;
+        return;
+      }
+      pick = group.cursor % n;
+    }
     const msg = this.#msg!;
     // A member whose queue is full would refuse: the next member in turn that has room gets it.
     for (let i = 0; i < n; i++) {
       const idx = (pick + i) % n;
       const sub = members[idx]!.value;
+      if (this.#onlineOnly && sub.session.conn?.connected !== true) continue;
       if (hasRoom(this.#broker, sub.session, msg, sub.qos)) {
         pick = idx;
         break;

@@ -421,6 +421,10 @@ async function joinCluster(
       deadAfterMs: c.deadAfterMs,
       isolateAfterMs: c.isolateAfterMs,
       requestTimeoutMs: c.requestTimeoutMs,
+      sharedAckWaitMs: c.sharedAckWaitMs,
+      sharedMaxAckPending: c.sharedMaxAckPending,
+      sharedInFlightPerNode: c.sharedInFlightPerNode,
+      sharedInactiveMs: c.sharedInactiveMs,
       logger,
       registry,
     });

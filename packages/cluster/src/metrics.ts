@@ -14,6 +14,7 @@ export class ClusterMetrics {
   readonly nodesAlive: Gauge;
   readonly natsSubscriptions: Gauge;
   readonly jetstreamErrors: Counter<'op'>;
+  readonly sharedHandedBack: Counter<'reason'>;
 
   constructor(registry: Registry = new Registry()) {
     const registers = [registry];
@@ -79,6 +80,12 @@ export class ClusterMetrics {
       name: 'breakwater_cluster_jetstream_errors_total',
       help: 'JetStream operations that failed, by operation',
       labelNames: ['op'],
+      registers,
+    });
+    this.sharedHandedBack = new Counter({
+      name: 'breakwater_cluster_shared_handed_back_total',
+      help: "QoS 1/2 shared-subscription deliveries this node handed back to the group's consumer (nak), by reason: none_online (the members here are all away: the node stops listening for a while), no_member (none left here, or every queue full), node_full (sharedInFlightPerNode), taken_back (from a client that left), session_ended",
+      labelNames: ['reason'],
       registers,
     });
   }

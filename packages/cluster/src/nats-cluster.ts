@@ -389,6 +389,10 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
   }
 
+  sharedGroupReady(filter: string, shareGroup: string): Promise<void> | null {
+    return this.#sharedDurable.ready(sharedKey(shareGroup, filter), shareGroup, filter);
+  }
+
   filterRemoved(filter: string, shareGroup: string | null): void {
     const map = shareGroup === null ? this.#filters : this.#shared;
     const key = shareGroup === null ? filter : sharedKey(shareGroup, filter);
@@ -443,7 +447,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
                 return;
               }
               this.metrics.received.inc({ kind: 'shared' }, msgs.length);
-              for (const msg of msgs) this.#host!.routeShared(msg, group, filter);
+              for (const msg of msgs) this.#host!.routeShared(msg, group, filter, false);
             },
           }),
         );
@@ -514,6 +518,12 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   sessionChanged(s: Session, event: 'online' | 'offline' | 'ended' | 'subscriptions'): void {
+    if (event === 'online' && s.subscriptions !== null) {
+      // A member back online: the groups whose members here were all away listen again.
+      for (const sub of s.subscriptions.values())
+        if (sub.shareGroup !== null)
+          this.#sharedDurable.memberOnline(sharedKey(sub.shareGroup, sub.topicFilter));
+    }
     this.ownership.sessionChanged(s, event);
   }
 

@@ -27,6 +27,14 @@ export interface ClusterOptions {
   requestTimeoutMs: number;
   /** A resume on another node replays from this much before the session's watermark, ms (clock skew). */
   replaySlackMs: number;
+  /** Ack wait of a shared group's consumer, ms (set when the consumer is created). */
+  sharedAckWaitMs: number;
+  /** Unacked messages per shared group consumer, cluster-wide (set when the consumer is created). */
+  sharedMaxAckPending: number;
+  /** Unsettled deliveries (JetStream messages) one node holds per group consumer; more are handed back. */
+  sharedInFlightPerNode: number;
+  /** A group consumer no node has listened to for this long is removed by JetStream, ms. */
+  sharedInactiveMs: number;
   logger?: Logger;
   /** Metrics registry (the broker's): cluster metrics are added to it. */
   registry?: Registry;
@@ -43,4 +51,8 @@ export const defaultClusterOptions = {
   advertise: null,
   requestTimeoutMs: 3000,
   replaySlackMs: 2000,
+  sharedAckWaitMs: 5000,
+  sharedMaxAckPending: 1024,
+  sharedInFlightPerNode: 64,
+  sharedInactiveMs: 60_000,
 } as const satisfies Partial<ClusterOptions>;

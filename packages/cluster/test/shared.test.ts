@@ -10,7 +10,16 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { type Packet, RawClient } from '@breakwater/testkit';
 import mqtt, { type MqttClient } from 'mqtt';
-import { connectTo, ee, end, eventually, startTestCluster, type TestCluster } from './helpers.js';
+import {
+  collect,
+  connectTo,
+  ee,
+  end,
+  eventually,
+  type Node,
+  startTestCluster,
+  type TestCluster,
+} from './helpers.js';
 
 /** Counts every copy of every payload `client` receives. */
 function tally(client: MqttClient, into: Map<string, number>): void {
@@ -18,6 +27,17 @@ function tally(client: MqttClient, into: Map<string, number>): void {
     const k = p.toString();
     into.set(k, (into.get(k) ?? 0) + 1);
   });
+}
+
+/** Shared-subscription deliveries `node` handed back to JetStream for `reason`. */
+async function handedBack(node: Node, reason: string): Promise<number> {
+  const m = await node.cluster.metrics.sharedHandedBack.get();
+  return m.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
+async function jetstreamErrors(node: Node, op: string): Promise<number> {
+  const m = await node.cluster.metrics.jetstreamErrors.get();
+  return m.values.find((v) => v.labels.op === op)?.value ?? 0;
 }
 
 function total(m: Map<string, number>): number {
@@ -120,7 +140,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
     await end(worker, pub);
   });
 
-  test('a persistent member whose client is away keeps its share in its session; the group goes on', async (t) => {
+  test('a persistent member whose client is away takes nothing: the member online gets the whole share', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b, c] = tc.nodes.map((n) => n.broker.url);
     const awayOpts = {
@@ -140,35 +160,131 @@ describe('cluster: shared subscriptions through group consumers', () => {
     const pub = await connectTo(c!, { clientId: 'sh4-pub', protocolVersion: 5 });
     const n = 40;
     for (let i = 0; i < n; i++) await pub.publishAsync(`off/${i}`, `o${i}`, { qos: 1 });
-    // Node b has no member online: what JetStream gives it waits in the away member's session,
-    // settled (acked) there, so nothing is held unacked for as long as the client stays away.
+    // What JetStream offers node b (no member online there) goes back, and on to the worker.
+    await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
     await eventually(
       () => tc!.nodes.every((node) => node.cluster.sharedUnsettled === 0),
       10_000,
       'every handoff settled',
     );
-    // Listening before the CONNACK: the queued messages follow it at once.
+    // Listening before the CONNACK: anything queued in its session would follow at once.
     const back = mqtt.connect(b!, { ...awayOpts, reconnectPeriod: 0 });
     const gotBack = new Map<string, number>();
     tally(back, gotBack);
     const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
     assert.equal(connack.sessionPresent, true, 'the session held on b resumes there');
+    await pub.publishAsync('off/last', 'last', { qos: 1 }); // after it in the group's order
     await eventually(
-      () => total(gotWorker) + total(gotBack) >= n,
+      () => gotWorker.has('last') || gotBack.has('last'),
       10_000,
-      `${n} delivered (worker ${total(gotWorker)}, back ${total(gotBack)})`,
+      'the last message delivered',
     );
-    await new Promise((r) => setTimeout(r, 500));
-    const all = new Map<string, number>(gotWorker);
-    for (const [k, v] of gotBack) all.set(k, (all.get(k) ?? 0) + v);
-    assert.equal(all.size, n);
+    for (let i = 0; i < n; i++) assert.ok(!gotBack.has(`o${i}`), `o${i} not queued for the away member`);
     assert.deepEqual(
-      [...all].filter(([, v]) => v !== 1),
+      [...gotWorker].filter(([, v]) => v !== 1),
       [],
       'no duplicates',
     );
-    assert.ok(total(gotBack) > 0, 'the away member kept its share');
     await end(worker, back, pub);
+  });
+
+  test('the only member away: what is published meanwhile reaches it when it resumes on another node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    const opts = {
+      clientId: 'sh9',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    const first = await connectTo(b!, opts);
+    await first.subscribeAsync('$share/g9/away/+', { qos: 1 });
+    await first.endAsync();
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh9-pub', protocolVersion: 5 });
+    const before = await handedBack(tc.nodes[1]!, 'none_online');
+    const n = 20;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`away/${i}`, `w${i}`, { qos: 1 });
+    // Node b, the only one listening to the group, was offered them and handed back what it got
+    // (no member online there; it then stops listening for a while) before the resume.
+    await eventually(
+      async () => (await handedBack(tc!.nodes[1]!, 'none_online')) > before,
+      10_000,
+      'node b handed the messages back',
+    );
+    const back = mqtt.connect(a!, { ...opts, reconnectPeriod: 0 });
+    const got = new Map<string, number>();
+    tally(back, got);
+    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+    assert.equal(connack.sessionPresent, true, 'the session came along to a');
+    await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
+    await end(back, pub);
+  });
+
+  test('the only member away and its node gone: what is published meanwhile reaches it on another node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const d = await tc.addNode(1);
+    const opts = {
+      clientId: 'sh11',
+      clean: false,
+      protocolVersion: 5 as const,
+      properties: { sessionExpiryInterval: 300 },
+    };
+    try {
+      const first = await connectTo(d.broker.url, opts);
+      await first.subscribeAsync('$share/g11/gone2/+', { qos: 1 });
+      await first.endAsync();
+      await d.cluster.settled();
+      const pub = await connectTo(tc.nodes[2]!.broker.url, { clientId: 'sh11-pub', protocolVersion: 5 });
+      const before = await handedBack(d, 'none_online');
+      const n = 20;
+      for (let i = 0; i < n; i++) await pub.publishAsync(`gone2/${i}`, `z${i}`, { qos: 1 });
+      await eventually(
+        async () => (await handedBack(d, 'none_online')) > before,
+        10_000,
+        'node d was offered them',
+      );
+      await tc.stopNode(d); // with its memory storage: what it had queued would be gone
+      const back = mqtt.connect(tc.nodes[0]!.broker.url, { ...opts, reconnectPeriod: 0 });
+      const got = new Map<string, number>();
+      tally(back, got);
+      const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
+      assert.equal(connack.sessionPresent, true, 'the session came along to a');
+      await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
+      await end(back, pub);
+    } finally {
+      if (tc.nodes.includes(d)) await tc.stopNode(d);
+    }
+  });
+
+  test('a member whose client goes away: its unacknowledged QoS 1 messages go to the other member', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b, c] = tc.nodes.map((n) => n.broker.url);
+    // Persistent, never acknowledges (raw client), then its connection drops: the session stays.
+    const silent = await RawClient.connect(Number(new URL(b!).port), { protocolVersion: 5 });
+    await silent.connect({ clientId: 'sh10-b', clean: false, properties: { sessionExpiryInterval: 300 } });
+    silent.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g10/held/+', qos: 1 }],
+    } as Packet);
+    await silent.next('suback');
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const pub = await connectTo(c!, { clientId: 'sh10-pub', protocolVersion: 5 });
+    const n = 10;
+    for (let i = 0; i < n; i++) await pub.publishAsync(`held/${i}`, `h${i}`, { qos: 1 });
+    const silentGot = () => silent.received.filter((p) => p.cmd === 'publish').length;
+    await eventually(() => silentGot() === n, 10_000, `the silent member got ${n} (${silentGot()})`);
+    const worker = await connectTo(a!, { clientId: 'sh10-a', protocolVersion: 5 });
+    const gotWorker = new Map<string, number>();
+    tally(worker, gotWorker);
+    await worker.subscribeAsync('$share/g10/held/+', { qos: 1 });
+    await tc.nodes[0]!.cluster.settled();
+    const before = await handedBack(tc.nodes[1]!, 'taken_back');
+    silent.socket.destroy();
+    await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
+    assert.equal(await handedBack(tc.nodes[1]!, 'taken_back'), before + n, 'taken back from the session');
+    await end(worker, pub);
   });
 
   test('the group consumer is a shared durable that JetStream removes when no node listens', async (t) => {
@@ -183,7 +299,129 @@ describe('cluster: shared subscriptions through group consumers', () => {
         assert.ok((ci.config.max_ack_pending ?? 0) > 0, 'max_ack_pending bounded');
       }
     }
-    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`. One each, whatever the number of member nodes.
-    assert.equal(names.length, 4, `group consumers: ${names}`);
+    // g1: `sh` and `sh.>`; g2: `jobs2.*`; g4: `off.*`; g9: `away.*`; g10: `held.*`; g11:
+    // `gone2.*`. One each, whatever the number of member nodes.
+    assert.equal(names.length, 7, `group consumers: ${names}`);
+  });
+
+  test("QoS 1 published on another node right after the first member's SUBACK reaches the group (20 groups)", async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, , c] = tc.nodes.map((n) => n.broker.url);
+    const pub = await connectTo(c!, { clientId: 'sh5-pub', protocolVersion: 5 });
+    for (let i = 0; i < 20; i++) {
+      // A new group each time: this member is its first, anywhere in the cluster.
+      const member = await connectTo(a!, { clientId: `sh5-m${i}`, protocolVersion: 5 });
+      const granted = await member.subscribeAsync(`$share/g5x${i}/first/${i}`, { qos: 1 });
+      assert.equal(granted[0]?.qos, 1, 'granted QoS 1');
+      const got = collect(member, 1, 10_000);
+      await pub.publishAsync(`first/${i}`, `f${i}`, { qos: 1 });
+      const [m] = await got;
+      assert.equal(m?.payload, `f${i}`, `iteration ${i}`);
+      await end(member);
+    }
+    await end(pub);
+  });
+
+  test('the SUBACK that waits for a new group consumer is not overtaken by the next SUBACK', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const b = tc.nodes[1]!.broker.url;
+    const raw = await RawClient.connect(Number(new URL(b).port), { protocolVersion: 5 });
+    await raw.connect({ clientId: 'sh6-b', clean: true });
+    // Pipelined: the first waits for its group consumer, the second needs nothing.
+    raw.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [{ topic: '$share/g6/order/+', qos: 1 }],
+    } as Packet);
+    raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'order/plain', qos: 1 }] } as Packet);
+    const first = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    const second = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    assert.deepEqual([first.messageId, second.messageId], [1, 2], 'SUBACKs in SUBSCRIBE order');
+    assert.deepEqual(first.granted, [1]);
+    assert.deepEqual(second.granted, [1]);
+    await raw.end();
+  });
+
+  test('the cluster.shared* options: the consumer is created with them, and a node holds at most sharedInFlightPerNode', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const d = await tc.addNode(0, {
+      sharedAckWaitMs: 7000,
+      sharedMaxAckPending: 300,
+      sharedInactiveMs: 30_000,
+      sharedInFlightPerNode: 2,
+    });
+    try {
+      // The member on d never acknowledges: what d hands it stays unsettled there.
+      const silent = await RawClient.connect(Number(new URL(d.broker.url).port), { protocolVersion: 5 });
+      await silent.connect({ clientId: 'sh8-d', clean: true });
+      silent.send({
+        cmd: 'subscribe',
+        messageId: 1,
+        subscriptions: [{ topic: '$share/g8/cap/+', qos: 1 }],
+      } as Packet);
+      await silent.next('suback');
+      const infos = [];
+      for await (const ci of d.cluster.jsm.consumers.list(d.cluster.streamName)) {
+        if (ci.name.startsWith('bws_') && ci.config.filter_subject?.includes('.cap.')) infos.push(ci);
+      }
+      assert.equal(infos.length, 1, 'the group consumer, created by d');
+      assert.equal(infos[0]!.config.ack_wait, 7000 * 1e6);
+      assert.equal(infos[0]!.config.max_ack_pending, 300);
+      assert.equal(infos[0]!.config.inactive_threshold, 30_000 * 1e6);
+      const worker = await connectTo(tc.nodes[0]!.broker.url, { clientId: 'sh8-a', protocolVersion: 5 });
+      const gotWorker = new Map<string, number>();
+      tally(worker, gotWorker);
+      await worker.subscribeAsync('$share/g8/cap/+', { qos: 1 });
+      await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+      const pub = await connectTo(tc.nodes[2]!.broker.url, { clientId: 'sh8-pub', protocolVersion: 5 });
+      const n = 20;
+      for (let i = 0; i < n; i++) await pub.publishAsync(`cap/${i}`, `c${i}`, { qos: 1 });
+      const silentGot = () => silent.received.filter((p) => p.cmd === 'publish').length;
+      await eventually(
+        () => silentGot() + gotWorker.size >= n,
+        15_000,
+        `${n} delivered (silent ${silentGot()}, worker ${gotWorker.size})`,
+      );
+      assert.ok(silentGot() <= 2, `d held at most 2 (its member got ${silentGot()})`);
+      silent.socket.destroy(); // its clean session ends: what it held goes to the worker
+      await eventually(() => gotWorker.size === n, 15_000, `the worker got all ${n} (${gotWorker.size})`);
+      await end(worker, pub);
+    } finally {
+      await tc.stopNode(d);
+    }
+  });
+
+  // Last: it deletes the message stream.
+  test('a group consumer that cannot be made: SUBACK 0x80, the subscription not installed, the next SUBACK after it', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const node = tc.nodes[1]!;
+    await node.cluster.jsm.streams.delete(node.cluster.streamName);
+    const subscriptions = async () => (await node.broker.metrics.subscriptions.get()).values[0]?.value ?? 0;
+    const before = await subscriptions();
+    const failuresBefore = await jetstreamErrors(node, 'shared_subscribe');
+    const raw = await RawClient.connect(Number(new URL(node.broker.url).port), { protocolVersion: 5 });
+    await raw.connect({ clientId: 'sh7-b', clean: true });
+    raw.send({
+      cmd: 'subscribe',
+      messageId: 1,
+      subscriptions: [
+        { topic: '$share/g7/gone/+', qos: 1 },
+        { topic: 'gone/#/bad', qos: 1 },
+        { topic: '$share/g7b/gone/+', qos: 2 },
+      ],
+    } as Packet);
+    raw.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'gone/plain', qos: 1 }] } as Packet);
+    const first = (await raw.next('suback', 15_000)) as Packet & { messageId: number; granted: number[] };
+    const second = (await raw.next('suback')) as Packet & { messageId: number; granted: number[] };
+    assert.deepEqual([first.messageId, second.messageId], [1, 2], 'SUBACKs in SUBSCRIBE order');
+    assert.deepEqual(first.granted, [0x80, 0x8f, 0x80], 'Unspecified error; the invalid filter 0x8F');
+    assert.deepEqual(second.granted, [1]);
+    assert.equal(await subscriptions(), before + 1, 'only the plain subscription was installed');
+    assert.equal(
+      await jetstreamErrors(node, 'shared_subscribe'),
+      failuresBefore + 2,
+      'counted, once per group',
+    );
+    await raw.end();
   });
 });

@@ -292,6 +292,34 @@ export const ClusterSchema = Type.Object(
       default: 500,
       description: '`breakwater node drain` and isolation evict clients at this rate (per second).',
     }),
+    sharedAckWaitMs: Type.Integer({
+      minimum: 1000,
+      maximum: 600_000,
+      default: 5000,
+      description:
+        "Ack wait of a shared group's JetStream consumer (QoS 1/2 `$share/…`), ms: a message held by a member whose node died goes to another member after this. Taken when the group's consumer is created (an existing one keeps its value).",
+    }),
+    sharedMaxAckPending: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 1024,
+      description:
+        "Unacknowledged QoS 1/2 messages of one shared group's consumer, cluster-wide; at the limit JetStream pauses the group. Taken when the group's consumer is created (an existing one keeps its value).",
+    }),
+    sharedInFlightPerNode: Type.Integer({
+      minimum: 1,
+      maximum: 65_535,
+      default: 64,
+      description:
+        "Unsettled deliveries of one shared group's consumer that the members on one node may hold; more are handed back for members elsewhere.",
+    }),
+    sharedInactiveMs: Type.Integer({
+      minimum: 5000,
+      maximum: 604_800_000,
+      default: 60_000,
+      description:
+        "A shared group's consumer that no node has listened to for this long (its last member left) is removed by JetStream, ms. Taken when the group's consumer is created (an existing one keeps its value).",
+    }),
   },
   { ...strict, default: {} },
 );

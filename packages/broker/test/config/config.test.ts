@@ -84,6 +84,41 @@ describe('config: defaults', () => {
     }
   });
 
+  test('cluster.shared*: the group consumer settings; 0, a fraction, text or out of range is refused naming the key', () => {
+    const c = validateConfig({}).cluster;
+    assert.deepEqual(
+      [c.sharedAckWaitMs, c.sharedMaxAckPending, c.sharedInFlightPerNode, c.sharedInactiveMs],
+      [5000, 1024, 64, 60_000],
+    );
+    const good = {
+      sharedAckWaitMs: 8000,
+      sharedMaxAckPending: 4096,
+      sharedInFlightPerNode: 8,
+      sharedInactiveMs: 300_000,
+    };
+    assert.deepEqual(
+      Object.fromEntries(
+        Object.keys(good).map((k) => [k, validateConfig({ cluster: good }).cluster[k as keyof typeof good]]),
+      ),
+      good,
+    );
+    const bad: Record<keyof typeof good, unknown[]> = {
+      sharedAckWaitMs: [0, 999, 2.5, '5s', 600_001],
+      sharedMaxAckPending: [0, -1, 1.5, 'lots', 1_000_001],
+      sharedInFlightPerNode: [0, 0.5, 'many', 65_536],
+      sharedInactiveMs: [0, 4999, 60_000.5, '1m'],
+    };
+    for (const [key, values] of Object.entries(bad)) {
+      for (const value of values) {
+        assert.throws(
+          () => validateConfig({ cluster: { [key]: value } }),
+          (err: unknown) => err instanceof ConfigError && new RegExp(`cluster\\.${key}\\b`).test(err.message),
+          `${key}: ${String(value)}`,
+        );
+      }
+    }
+  });
+
   test('mqtt.queueOverflow takes one of its policies only; drop-new is the default', () => {
     assert.equal(validateConfig({}).mqtt.queueOverflow, 'drop-new');
     assert.equal(validateConfig({ mqtt: { queueOverflow: 'disconnect' } }).mqtt.queueOverflow, 'disconnect');
