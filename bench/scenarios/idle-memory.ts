@@ -48,19 +48,24 @@ export interface IdleMemoryResult {
 }
 
 /**
- * Waits until RSS stops moving (< 0.5 % over 2 s) or 15 s pass; returns the last reading. A
+ * Waits until RSS stops moving (< 0.5 % for three 2-s steps, 16 s at least) or 40 s pass. A
  * Node.js broker first gets a full garbage collection (RunningBroker.collectGarbage), so neither
  * reading counts garbage that happens not to be collected yet: without it, five runs of the same
  * Breakwater measured -0.37 to 2.11 KiB per connection.
  */
 async function settledRss(broker: RunningBroker): Promise<{ rssKiB: number; report: NodeMemoryReport | null }> {
-  const deadline = Date.now() + 15_000;
+  // At least 16 s idle: V8's memory reducer shrinks the young generation (grown to tens of MB by
+  // the connect burst) some seconds after allocation stops, and a reading before it would count it.
+  const start = Date.now();
+  const deadline = start + 40_000;
   let last = broker.rssKiB();
+  let stable = 0;
   while (Date.now() < deadline) {
     await sleep(2000);
     const now = broker.rssKiB();
-    if (Math.abs(now - last) < last * 0.005) break;
+    stable = Math.abs(now - last) < last * 0.005 ? stable + 1 : 0;
     last = now;
+    if (stable >= 3 && Date.now() - start >= 16_000) break;
   }
   const report = await broker.collectGarbage();
   return { rssKiB: report?.rssKiB ?? broker.rssKiB(), report };

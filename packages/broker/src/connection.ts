@@ -78,6 +78,16 @@ function uncorkConnection(conn: Connection): void {
  */
 const DEADLINE_BASE = Date.now();
 
+/** Epoch ms (0 = unset) to an offset from DEADLINE_BASE. */
+function toBase(ms: number): number {
+  const d = ms === 0 ? 0 : ms - DEADLINE_BASE;
+  // `| 0` makes V8 store a small integer (the difference of two doubles stays a double).
+  return d === (d | 0) ? d | 0 : d;
+}
+function fromBase(d: number): number {
+  return d === 0 ? 0 : d + DEADLINE_BASE;
+}
+
 const F_SUSPENDED = 1;
 const F_READ_PAUSED = 2;
 const F_CORKED = 4;
@@ -125,12 +135,12 @@ export class Connection implements FrameSink {
   #deadline = 0;
   /** Booleans, one bit each (F_*): seven boolean fields would cost 56 bytes per connection. */
   #flags = F_PROBLEM_INFORMATION | F_WILL_ON_CLOSE;
-  /** Epoch ms when shutdown() ended the stream; the sweep destroys it after CLOSE_LINGER_MS. */
-  closedAt = 0;
-  /** Epoch ms of the CONNACK 0x00 (0: never accepted): a session's lifetime, for flapping. */
-  connectedAt = 0;
-  /** Epoch ms since the socket refused writes (write() === false); 0 while writable. */
-  blockedSince = 0;
+  // Times below are kept relative to DEADLINE_BASE as `deadline` is (see there): an epoch-ms
+  // double in any one connection makes V8 box that field in every connection (16 bytes each).
+  #closedAt = 0;
+  #connectedAt = 0;
+  #blockedSince = 0;
+  #expiresAt = 0;
 
   // FrameSink state.
   headerPart: Buffer | null = null;
@@ -159,8 +169,6 @@ export class Connection implements FrameSink {
   carriedQos2: Set<number> | null = null;
 
   // Guard state (issue 3). Plain fields, no closures: they cost a few bytes per connection.
-  /** Epoch ms when the credentials expire (JWT `exp`); the sweep disconnects then. 0 = never. */
-  expiresAt = 0;
   /**
    * An admission refusal waiting to be answered: at accept (answered when the CONNECT arrives,
    * destroyed at `deadline` otherwise) or a tarpit (answered by the sweep at `deadline`). When its
@@ -188,13 +196,38 @@ export class Connection implements FrameSink {
 
   /** Connect timeout, then keepalive deadline (epoch ms); 0 = none. */
   get deadline(): number {
-    const d = this.#deadline;
-    return d === 0 ? 0 : d + DEADLINE_BASE;
+    return fromBase(this.#deadline);
   }
   set deadline(ms: number) {
-    const d = ms === 0 ? 0 : ms - DEADLINE_BASE;
-    // `| 0` makes V8 store a small integer (the difference of two doubles stays a double).
-    this.#deadline = d === (d | 0) ? d | 0 : d;
+    this.#deadline = toBase(ms);
+  }
+  /** Epoch ms when shutdown() ended the stream; the sweep destroys it after CLOSE_LINGER_MS. */
+  get closedAt(): number {
+    return fromBase(this.#closedAt);
+  }
+  set closedAt(ms: number) {
+    this.#closedAt = toBase(ms);
+  }
+  /** Epoch ms of the CONNACK 0x00 (0: never accepted): a session's lifetime, for flapping. */
+  get connectedAt(): number {
+    return fromBase(this.#connectedAt);
+  }
+  set connectedAt(ms: number) {
+    this.#connectedAt = toBase(ms);
+  }
+  /** Epoch ms since the socket refused writes (write() === false); 0 while writable. */
+  get blockedSince(): number {
+    return fromBase(this.#blockedSince);
+  }
+  set blockedSince(ms: number) {
+    this.#blockedSince = toBase(ms);
+  }
+  /** Epoch ms when the credentials expire (JWT `exp`); the sweep disconnects then. 0 = never. */
+  get expiresAt(): number {
+    return fromBase(this.#expiresAt);
+  }
+  set expiresAt(ms: number) {
+    this.#expiresAt = toBase(ms);
   }
 
   #flag(bit: number): boolean {

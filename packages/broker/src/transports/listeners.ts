@@ -6,6 +6,8 @@ import type { AdmissionGate } from '../guard/admission/gate.js';
 import { type BrokerLimits, defaultLimits } from '../options.js';
 import type { ByteStream } from '../byte-stream.js';
 import { createTcpServer, type TcpServer } from './tcp.js';
+import { TcpHandleServer } from './tcp-handle-server.js';
+import { TcpHandleStream } from './tcp-handle-stream.js';
 import { createTlsServer } from './tls.js';
 import type { ListenerAddress, ListenerSpec, StreamHandler } from './types.js';
 import { createWebSocketServer } from './ws.js';
@@ -64,8 +66,10 @@ function admissionCheck(gate: AdmissionGate, spec: ListenerSpec): (socket: ByteS
     // No peer address: reading it allocates per socket, and the gate does not use it at accept.
     const v = gate.onAccept(name, undefined);
     if (v.ok) {
-      // on, not once: 'close' fires once anyway, and once() allocates a wrapper per socket.
-      socket.on('close', onClose);
+      // A TcpHandleStream carries a bit, closed through its server's hook (Listeners); other
+      // sockets get a listener (on, not once: 'close' fires once anyway, and once() allocates).
+      if (socket instanceof TcpHandleStream) socket.admitted = true;
+      else socket.on('close', onClose);
       return;
     }
     if (v.tarpitMs > 0 && spec.type === 'tcp') {
@@ -125,7 +129,8 @@ type TrackingServer = TcpServer & { [kSockets]?: Set<ByteStream> };
 // One shared pair of functions instead of a closure per socket (idle memory: DESIGN.md, issue 2).
 function trackSocket(this: TrackingServer, socket: ByteStream): void {
   this[kSockets]?.add(socket);
-  socket.on('close', untrackSocket);
+  // A TcpHandleStream is untracked by its server's close hook (Listeners constructor).
+  if (!(socket instanceof TcpHandleStream)) socket.on('close', untrackSocket);
 }
 function untrackSocket(this: ByteStream & { server?: TrackingServer | null }): void {
   this.server?.[kSockets]?.delete(this);
@@ -206,6 +211,15 @@ export class Listeners {
       if (options.admission) server.prependListener('connection', admissionCheck(options.admission, spec));
       (server as TrackingServer)[kSockets] = entry.sockets;
       server.on('connection', trackSocket);
+      if (server instanceof TcpHandleServer) {
+        const { sockets } = entry;
+        const gate = options.admission;
+        const name = spec.name;
+        server.onClose = (stream) => {
+          sockets.delete(stream);
+          if (stream.admitted) gate?.onConnectionClosed(name);
+        };
+      }
       server.on('tlsClientError', (err: Error, socket: net.Socket) => {
         this.#logger?.debug(
           { listener: spec.name, err: err.message, remote: socket.remoteAddress },

@@ -41,10 +41,18 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
   #closing = false;
   /** As net.Server: sockets beyond this many are closed at accept (library use without admission). */
   maxConnections = 0;
+  /** The listener's name: each stream's ConnectionInfo.listener. */
+  readonly listener: string;
+  /**
+   * Called as each accepted stream closes: the listeners' per-connection bookkeeping, one hook per
+   * server instead of a close listener per connection.
+   */
+  onClose: ((stream: TcpHandleStream) => void) | null = null;
 
-  constructor(binding: TcpBinding) {
+  constructor(binding: TcpBinding, listener: string) {
     super();
     this.#binding = binding;
+    this.listener = listener;
   }
 
   get listening(): boolean {
@@ -88,12 +96,13 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
       return;
     }
     this.#connections++;
-    this.emit('connection', new TcpHandleStream(this.#binding, client, this));
+    this.emit('connection', new TcpHandleStream(client, this));
   }
 
   /** @internal From each accepted stream once its handle is closed. */
-  onStreamClosed(): void {
+  onStreamClosed(stream: TcpHandleStream): void {
     this.#connections--;
+    this.onClose?.(stream);
     if (this.#closing && this.#connections === 0) this.#closed();
   }
 

@@ -17,7 +17,8 @@
  * - 'error' is emitted on the next tick and 'close' once the handle is closed, after 'error'.
  */
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
-import type { ShutdownRequest, TcpBinding, TcpHandle, WriteRequest } from './tcp-binding.js';
+import type { ConnectionInfo } from '../options.js';
+import { loadTcpBinding, type ShutdownRequest, type TcpBinding, type TcpHandle, type WriteRequest } from './tcp-binding.js';
 
 /** net.Socket's default writable high-water mark. */
 const HIGH_WATER_MARK = 16 * 1024;
@@ -50,19 +51,18 @@ function uvError(errno: number, syscall: string): NodeJS.ErrnoException {
   return err;
 }
 
+// Arrays of exactly the listeners: push() would grow a 2-element array to 17 slots (176 bytes).
 function addListener(list: Listeners, fn: Listener): Listeners {
   if (list === null) return fn;
   if (typeof list === 'function') return [list, fn];
-  list.push(fn);
-  return list;
+  return [...list, fn];
 }
 
 function removeListener(list: Listeners, fn: Listener): Listeners {
   if (list === fn) return null;
   if (list === null || typeof list === 'function') return list;
-  const i = list.indexOf(fn);
-  if (i >= 0) list.splice(i, 1);
-  return list.length === 0 ? null : list.length === 1 ? list[0]! : list;
+  const rest = list.filter((f) => f !== fn);
+  return rest.length === 0 ? null : rest.length === 1 ? rest[0]! : rest;
 }
 
 function emit(stream: TcpHandleStream, list: Listeners, arg?: unknown): void {
@@ -99,13 +99,22 @@ function emitDrain(stream: TcpHandleStream): void {
 const UV_EOF = [...getSystemErrorMap()].find(([, [name]]) => name === 'EOF')?.[0] ?? -4095;
 const UV_ENOTCONN = [...getSystemErrorMap()].find(([, [name]]) => name === 'ENOTCONN')?.[0] ?? -107;
 
-/** What accepted the connection: counts it until it closes. */
+/** What accepted the connection: names the listener, and is told when the connection closes. */
 export interface TcpStreamOwner {
-  onStreamClosed(): void;
+  readonly listener: string;
+  onStreamClosed(stream: TcpHandleStream): void;
 }
 
-export class TcpHandleStream {
-  readonly #binding: TcpBinding;
+/** Null on a Node.js without the binding; no TcpHandleStream is created then (tcp.ts falls back). */
+const binding = loadTcpBinding() as TcpBinding;
+
+const F_ADMITTED = 512;
+
+/**
+ * Also the connection's ConnectionInfo (listener, transport, peer address), which saves a
+ * separate object per connection.
+ */
+export class TcpHandleStream implements ConnectionInfo {
   readonly #handle: TcpHandle;
   /** The accepting server: told of the close, and the listeners reach their bookkeeping through it. */
   readonly server: TcpStreamOwner;
@@ -119,11 +128,8 @@ export class TcpHandleStream {
   #onClose: Listeners = null;
   #onDrain: Listeners = null;
   #onFinish: Listeners = null;
-  /** Read lazily: most connections are never asked for their peer address. */
-  #peer: { address?: string; port?: number } | null = null;
 
-  constructor(binding: TcpBinding, handle: TcpHandle, server: TcpStreamOwner) {
-    this.#binding = binding;
+  constructor(handle: TcpHandle, server: TcpStreamOwner) {
     this.#handle = handle;
     this.server = server;
     handle.owner = this;
@@ -144,6 +150,14 @@ export class TcpHandleStream {
   get writableLength(): number {
     return this.#pending;
   }
+  get listener(): string {
+    return this.server.listener;
+  }
+  get transport(): 'tcp' {
+    return 'tcp';
+  }
+  // Asked of the kernel each time rather than kept: most connections are asked once (at CONNECT)
+  // or never, and a cached peer name would cost an object and a string per connection.
   get remoteAddress(): string | undefined {
     return this.#peerName().address;
   }
@@ -152,12 +166,20 @@ export class TcpHandleStream {
   }
 
   #peerName(): { address?: string; port?: number } {
-    if (this.#peer === null) {
-      const out: { address?: string; port?: number } = {};
-      if ((this.#flags & F_CLOSED) === 0) this.#handle.getpeername(out);
-      this.#peer = out;
-    }
-    return this.#peer;
+    const out: { address?: string; port?: number } = {};
+    if ((this.#flags & F_CLOSED) === 0) this.#handle.getpeername(out);
+    return out;
+  }
+
+  /**
+   * Admitted by the listener's admission check (and so owed `onConnectionClosed` at close): a
+   * bit here instead of a close listener per connection.
+   */
+  get admitted(): boolean {
+    return (this.#flags & F_ADMITTED) !== 0;
+  }
+  set admitted(on: boolean) {
+    this.#flags = on ? this.#flags | F_ADMITTED : this.#flags & ~F_ADMITTED;
   }
 
   on(event: string, fn: Listener): this {
@@ -246,7 +268,7 @@ export class TcpHandleStream {
 
   /** @internal From libuv through onHandleRead. */
   onRead(buffer: ArrayBuffer | undefined): void {
-    const b = this.#binding;
+    const b = binding;
     const nread = b.state[b.kReadBytesOrError]!;
     if (nread > 0 && buffer !== undefined) {
       emit(this, this.#onData, Buffer.from(buffer, b.state[b.kArrayBufferOffset]!, nread));
@@ -300,7 +322,7 @@ export class TcpHandleStream {
 
   #dispatch(data: Buffer | Buffer[], bytes: number): void {
     if ((this.#flags & F_DESTROYED) !== 0) return;
-    const b = this.#binding;
+    const b = binding;
     const req = b.newWriteRequest();
     req.handle = this.#handle;
     req.oncomplete = onWriteComplete;
@@ -343,7 +365,7 @@ export class TcpHandleStream {
     if ((this.#flags & (F_ENDING | F_DESTROYED)) !== 0) return this;
     this.uncork();
     this.#flags |= F_ENDING;
-    const req = this.#binding.newShutdownRequest();
+    const req = binding.newShutdownRequest();
     req.handle = this.#handle;
     req.oncomplete = onShutdownComplete;
     const err = this.#handle.shutdown(req);
@@ -404,7 +426,7 @@ export class TcpHandleStream {
     this.#onEnd = null;
     this.#onDrain = null;
     this.#onFinish = null;
-    this.server.onStreamClosed();
+    this.server.onStreamClosed(this);
     emit(this, list);
     this.#onError = null;
   }

@@ -2,13 +2,9 @@ import net from 'node:net';
 import type { ConnectionInfo } from '../options.js';
 import { loadTcpBinding } from './tcp-binding.js';
 import { TcpHandleServer } from './tcp-handle-server.js';
+import type { TcpHandleStream } from './tcp-handle-stream.js';
 import type { StreamHandler } from './types.js';
 
-/** Where a TCP connection's peer address is read from: a net.Socket or a TcpHandleStream. */
-interface PeerSource {
-  readonly remoteAddress: string | undefined;
-  readonly remotePort: number | undefined;
-}
 
 /**
  * Peer info of a TCP connection, read from the socket only when asked. `socket.remoteAddress`
@@ -17,9 +13,9 @@ interface PeerSource {
  */
 class TcpConnectionInfo implements ConnectionInfo {
   readonly listener: string;
-  readonly #socket: PeerSource;
+  readonly #socket: net.Socket;
 
-  constructor(listener: string, socket: PeerSource) {
+  constructor(listener: string, socket: net.Socket) {
     this.listener = listener;
     this.#socket = socket;
   }
@@ -60,10 +56,11 @@ export function createTcpServer(
 ): TcpServer {
   const binding = engine === 'handle' ? loadTcpBinding() : null;
   if (binding !== null) {
-    const server = new TcpHandleServer(binding);
-    server.on('connection', (stream) => {
+    const server = new TcpHandleServer(binding, listener);
+    server.on('connection', (stream: TcpHandleStream) => {
       if (stream.destroyed) return;
-      handler.handle(stream, new TcpConnectionInfo(listener, stream));
+      // The stream is its own ConnectionInfo (one object less per connection).
+      handler.handle(stream, stream);
     });
     return server;
   }
