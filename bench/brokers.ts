@@ -173,7 +173,8 @@ async function launch(
     rssKiB: () => readRssKiB(pid),
     cpuMs: () => readCpuMs(pid),
     alive: () => child.exitCode === null && child.signalCode === null,
-    collectGarbage: () => (memoryReport === null ? Promise.resolve(null) : collectGarbage(child, memoryReport)),
+    collectGarbage: () =>
+      memoryReport === null ? Promise.resolve(null) : collectGarbage(child, memoryReport),
     async stop() {
       await stopChild(child);
       cleanup();
@@ -269,7 +270,9 @@ export async function startBroker(
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), `bench-${name}-`));
   const gc = options.gcOnSignal === true ? join(dir, 'memory-report.json') : null;
-  const gcFlags = gc ? ['--expose-gc', '--import', pathToFileURL(join(ROOT, 'bench/peers/gc-on-signal.mjs')).href] : [];
+  const gcFlags = gc
+    ? ['--expose-gc', '--import', pathToFileURL(join(ROOT, 'bench/peers/gc-on-signal.mjs')).href]
+    : [];
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   switch (name) {
     case 'mosquitto': {

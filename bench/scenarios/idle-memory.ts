@@ -53,7 +53,9 @@ export interface IdleMemoryResult {
  * reading counts garbage that happens not to be collected yet: without it, five runs of the same
  * Breakwater measured -0.37 to 2.11 KiB per connection.
  */
-async function settledRss(broker: RunningBroker): Promise<{ rssKiB: number; report: NodeMemoryReport | null }> {
+async function settledRss(
+  broker: RunningBroker,
+): Promise<{ rssKiB: number; report: NodeMemoryReport | null }> {
   // At least 16 s idle: V8's memory reducer shrinks the young generation (grown to tens of MB by
   // the connect burst) some seconds after allocation stops, and a reading before it would count it.
   const start = Date.now();
@@ -139,7 +141,8 @@ async function measure(
     if (dropped > 0) notes.push(`${dropped} connections closed by the broker while idle`);
     if (!done) notes.push(`only ${held} of ${s.devices} connected after 120 s`);
     const warmHeld = fleets.length > 1 ? fleets[0]!.stats().connected : 0;
-    if (warmHeld < opts.warmupConnections) notes.push(`${warmHeld} of ${opts.warmupConnections} warm-up connections held`);
+    if (warmHeld < opts.warmupConnections)
+      notes.push(`${warmHeld} of ${opts.warmupConnections} warm-up connections held`);
     return {
       ok: held > 0,
       note: notes.length ? notes.join('; ') : null,
@@ -209,7 +212,17 @@ export function idleMemoryMarkdown(
   const bw = results.breakwater;
   out.push(
     table(
-      ['broker', 'connections', 'live KiB/conn', 'heap B/conn', 'RSS before KiB', 'RSS after KiB', 'RSS KiB/conn', 'ratio BW/peer', 'notes'],
+      [
+        'broker',
+        'connections',
+        'live KiB/conn',
+        'heap B/conn',
+        'RSS before KiB',
+        'RSS after KiB',
+        'RSS KiB/conn',
+        'ratio BW/peer',
+        'notes',
+      ],
       Object.entries(results).map(([name, r]) => [
         name,
         fmtNumber(r.connections),
@@ -218,7 +231,9 @@ export function idleMemoryMarkdown(
         fmtNumber(r.rssBeforeKiB),
         fmtNumber(r.rssAfterKiB),
         r.ok ? fmtNumber(r.kibPerConnection, 2) : 'n/a',
-        name !== 'breakwater' && bw?.ok && r.ok ? fmtRatio(bw.liveKibPerConnection, r.liveKibPerConnection) : '',
+        name !== 'breakwater' && bw?.ok && r.ok
+          ? fmtRatio(bw.liveKibPerConnection, r.liveKibPerConnection)
+          : '',
         r.note ?? '',
       ]),
     ),

@@ -2,16 +2,16 @@ import { once } from 'node:events';
 import type net from 'node:net';
 import {
   Broker,
-  type ByteStream,
-  createTcpServer,
-  type TcpEngine,
   type BrokerHooks,
   type BrokerLimits,
   BrokerMetrics,
   type BrokerStorage,
+  type ByteStream,
   type Clock,
   type ClusterBinding,
+  createTcpServer,
   MemoryStorage,
+  type TcpEngine,
 } from '@breakwater/broker';
 
 export interface TestBrokerOptions {

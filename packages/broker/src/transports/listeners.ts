@@ -1,10 +1,10 @@
 import type net from 'node:net';
 import type { Logger } from 'pino';
 import type { WebSocketServer } from 'ws';
+import type { ByteStream } from '../byte-stream.js';
 import { BreakwaterError } from '../errors.js';
 import type { AdmissionGate } from '../guard/admission/gate.js';
 import { type BrokerLimits, defaultLimits } from '../options.js';
-import type { ByteStream } from '../byte-stream.js';
 import { createTcpServer, type TcpServer } from './tcp.js';
 import { TcpHandleServer } from './tcp-handle-server.js';
 import { TcpHandleStream } from './tcp-handle-stream.js';
@@ -179,7 +179,7 @@ export class Listeners {
           server = createTcpServer(handler, spec.name, spec.engine ?? 'handle', () =>
             this.#logger?.warn(
               { listener: spec.name, node: process.version },
-              "this Node.js has no usable internal TCP handle binding: listener uses node:net (about 2 KiB more per idle connection)",
+              'this Node.js has no usable internal TCP handle binding: listener uses node:net (about 2 KiB more per idle connection)',
             ),
           );
           break;

@@ -39,6 +39,7 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
   #address: net.AddressInfo | null = null;
   #connections = 0;
   #closing = false;
+  #emittedClose = false;
   /** As net.Server: sockets beyond this many are closed at accept (library use without admission). */
   maxConnections = 0;
   /** The listener's name: each stream's ConnectionInfo.listener. */
@@ -88,7 +89,10 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
   onConnection(status: number, client: TcpHandle | undefined): void {
     if (status !== 0 || client === undefined) {
       // EMFILE and friends: the listener logs it; the kernel keeps the connection queued.
-      this.emit('error', listenError(status, 'accept', this.#address?.address ?? '', this.#address?.port ?? 0));
+      this.emit(
+        'error',
+        listenError(status, 'accept', this.#address?.address ?? '', this.#address?.port ?? 0),
+      );
       return;
     }
     if (this.#closing || (this.maxConnections > 0 && this.#connections >= this.maxConnections)) {
@@ -111,6 +115,15 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
    * connection has closed too.
    */
   close(callback?: (err?: Error) => void): this {
+    if (this.#emittedClose) {
+      // As net.Server: closing a closed server is an error for the callback, not a wait forever.
+      if (callback !== undefined) {
+        const err = new Error('Server is not running.') as NodeJS.ErrnoException;
+        err.code = 'ERR_SERVER_NOT_RUNNING';
+        process.nextTick(callback, err);
+      }
+      return this;
+    }
     if (callback !== undefined) this.once('close', callback);
     if (this.#closing) return this;
     this.#closing = true;
@@ -125,7 +138,6 @@ export class TcpHandleServer extends EventEmitter implements TcpStreamOwner {
     return this;
   }
 
-  #emittedClose = false;
   #closed(): void {
     if (this.#emittedClose) return;
     this.#emittedClose = true;

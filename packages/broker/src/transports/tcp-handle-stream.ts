@@ -18,7 +18,13 @@
  */
 import { getSystemErrorMap, getSystemErrorName } from 'node:util';
 import type { ConnectionInfo } from '../options.js';
-import { loadTcpBinding, type ShutdownRequest, type TcpBinding, type TcpHandle, type WriteRequest } from './tcp-binding.js';
+import {
+  loadTcpBinding,
+  type ShutdownRequest,
+  type TcpBinding,
+  type TcpHandle,
+  type WriteRequest,
+} from './tcp-binding.js';
 
 /** net.Socket's default writable high-water mark. */
 const HIGH_WATER_MARK = 16 * 1024;
@@ -327,7 +333,9 @@ export class TcpHandleStream implements ConnectionInfo {
     req.handle = this.#handle;
     req.oncomplete = onWriteComplete;
     req.data = data;
-    const err = Array.isArray(data) ? this.#handle.writev(req, data, true) : this.#handle.writeBuffer(req, data);
+    const err = Array.isArray(data)
+      ? this.#handle.writev(req, data, true)
+      : this.#handle.writeBuffer(req, data);
     if (err !== 0) {
       this.destroy(uvError(err, 'write'));
       return;

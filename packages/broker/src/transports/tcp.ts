@@ -5,7 +5,6 @@ import { TcpHandleServer } from './tcp-handle-server.js';
 import type { TcpHandleStream } from './tcp-handle-stream.js';
 import type { StreamHandler } from './types.js';
 
-
 /**
  * Peer info of a TCP connection, read from the socket only when asked. `socket.remoteAddress`
  * allocates and caches a peername object and an address string on every socket: about 130 bytes

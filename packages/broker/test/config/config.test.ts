@@ -224,6 +224,23 @@ describe('config: errors name the key and the file', () => {
     assert.deepEqual(err.problems, ['listeners[0].backlog must be an integer between 1 and 65535 (got 0)']);
   });
 
+  test('a tcp listener engine other than handle or net names the listener key', () => {
+    const err = configError(() =>
+      validateConfig(
+        { listeners: [{ name: 'a', type: 'tcp', port: 0, engine: 'uv' }] },
+        { source: 'f.yaml' },
+      ),
+    );
+    assert.equal(err.problems.length, 1);
+    assert.match(err.problems[0]!, /^listeners\[0\]\.engine must be one of/);
+    assert.match(err.problems[0]!, /handle/);
+    const ok = validateConfig(
+      { listeners: [{ name: 'a', type: 'tcp', port: 0, engine: 'net' }] },
+      { source: 'f.yaml' },
+    );
+    assert.equal(ok.listeners[0]!.engine, 'net');
+  });
+
   test('a missing required key', () => {
     const err = configError(() =>
       validateConfig({ listeners: [{ name: 'a', type: 'tcp' }] }, { source: 'f.yaml' }),
