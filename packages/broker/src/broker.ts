@@ -26,6 +26,7 @@ import { deliver, resumeDeliveries } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
+import { IntakeBudget } from './intake-budget.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import { sendConnack } from './handlers/connack.js';
 import { refuse as refuseConnect } from './handlers/connect.js';
@@ -91,6 +92,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly admission: AdmissionGate | null;
   /** @internal */ readonly router: Router;
   /** @internal */ readonly counters: EngineCounters;
+  /** @internal Bytes read from all clients per event-loop turn (ConnectionHost). */
+  readonly intake: IntakeBudget;
   /** @internal Drops by full session queues (DeliveryContext). */
   readonly queueDrops: QueueDropReports;
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
@@ -116,6 +119,7 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.counters = new EngineCounters(this.metrics);
+    this.intake = new IntakeBudget(Number(process.env.BW_INTAKE ?? 1024 * 1024));
     this.queueDrops = new QueueDropReports(this.counters, (r) => this.#queueDropsReported(r));
     // Before the registry, store and router read it.
     if (options.cluster !== undefined) this.cluster = options.cluster.attach(this);
