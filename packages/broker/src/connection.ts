@@ -289,7 +289,7 @@ export class Connection implements FrameSink, IntakeWaiter {
       this.onBacklog(chunk);
       return;
     }
-    if (this.#flag(F_INTAKE_WAIT) || !b.intake.admit(chunk.length)) {
+    if (this.#flag(F_INTAKE_WAIT) || !b.intake.admit()) {
       this.#waitForIntake(chunk);
       return;
     }
@@ -309,9 +309,9 @@ export class Connection implements FrameSink, IntakeWaiter {
     this.broker.intake.wait(this);
   }
 
-  intakeResume(): number {
+  intakeResume(): void {
     this.#setFlag(F_INTAKE_WAIT, false);
-    if (this.state === ConnState.Closed || this.suspended) return 0;
+    if (this.state === ConnState.Closed || this.suspended) return;
     const backlog = this.backlog;
     this.backlog = null;
     if (backlog !== null) feedFrames(this, backlog);
@@ -322,7 +322,6 @@ export class Connection implements FrameSink, IntakeWaiter {
       this.backlog === null
     )
       this.stream.resume();
-    return backlog === null ? 0 : backlog.length;
   }
 
   maxInboundPacketSize(): number {

@@ -17,11 +17,8 @@
 
 /** What the budget asks of a waiting connection. */
 export interface IntakeWaiter {
-  /**
-   * Its turn: framing the input kept while waiting, then reading again. Returns the bytes it
-   * framed (charged to the new turn).
-   */
-  intakeResume(): number;
+  /** Its turn: framing the input kept while waiting, then reading again. */
+  intakeResume(): void;
 }
 
 function renew(budget: IntakeBudget): void {
@@ -29,44 +26,45 @@ function renew(budget: IntakeBudget): void {
 }
 
 export class IntakeBudget {
-  /** Bytes per turn; 0 = no budget (every chunk is framed when it arrives). */
-  readonly perTurn: number;
-  #remaining: number;
-  #scheduled = false;
+  /** Longest intake per turn, ms; 0 = no budget (every chunk is framed when it arrives). */
+  readonly maxTurnMs: number;
+  readonly #now: () => number;
+  /** A turn is under way (a renew is scheduled for its end). */
+  #inTurn = false;
+  #turnStart = 0;
+  #spent = false;
   /** Waiting connections, FIFO from `#head`. */
   #waiting: IntakeWaiter[] = [];
   #head = 0;
-  /** Times a connection had to wait (metric: how often the budget was reached). */
+  /** Times a connection had to wait (how often the budget was reached). */
   deferrals = 0;
 
-  constructor(perTurn: number) {
-    this.perTurn = perTurn;
-    this.#remaining = perTurn;
+  constructor(maxTurnMs: number, now: () => number = performance.now.bind(performance)) {
+    this.maxTurnMs = maxTurnMs;
+    this.#now = now;
   }
 
   /**
-   * A chunk of `bytes` arrived. True: frame it now (charged to this turn). False: the turn's
-   * budget is spent; the caller keeps the chunk, stops reading and `wait()`s.
+   * Input arrived. True: handle it now. False: this turn's budget is spent; a connection keeps
+   * the input, stops reading and `wait()`s; a cluster drops what it cannot hold back.
    */
-  admit(bytes: number): boolean {
-    if (this.perTurn === 0) return true;
-    if (this.#remaining <= 0) return false;
-    this.#remaining -= bytes;
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(renew, this);
+  admit(): boolean {
+    if (this.maxTurnMs === 0) return true;
+    if (!this.#inTurn) {
+      this.#startTurn(this.#now());
+      return true;
     }
-    return true;
+    if (this.#spent) return false;
+    if (this.#now() - this.#turnStart < this.maxTurnMs) return true;
+    this.#spent = true;
+    return false;
   }
 
   /** `w` holds input and stopped reading: `intakeResume()` is called on a later turn. */
   wait(w: IntakeWaiter): void {
     this.deferrals++;
     this.#waiting.push(w);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(renew, this);
-    }
+    if (!this.#inTurn) this.#startTurn(this.#now());
   }
 
   /** Connections waiting for a turn (tests, diagnostics). */
@@ -74,15 +72,31 @@ export class IntakeBudget {
     return this.#waiting.length - this.#head;
   }
 
-  /** @internal End of a turn (check phase): a new budget, the waiting connections served first. */
+  #startTurn(at: number): void {
+    this.#inTurn = true;
+    this.#spent = false;
+    this.#turnStart = at;
+    setImmediate(renew, this);
+  }
+
+  /**
+   * @internal End of a turn (check phase): the waiting connections are served first, in the
+   * order they stopped, within the next turn's budget; what is left waits for the turn after.
+   */
   renew(): void {
-    this.#scheduled = false;
-    let remaining = this.perTurn;
+    this.#inTurn = false;
     const q = this.#waiting;
-    while (remaining > 0 && this.#head < q.length) {
+    if (this.#head === q.length) return;
+    const start = this.#now();
+    this.#startTurn(start);
+    while (this.#head < q.length) {
       const w = q[this.#head]!;
       q[this.#head++] = undefined as unknown as IntakeWaiter;
-      remaining -= w.intakeResume();
+      w.intakeResume();
+      if (this.#now() - start >= this.maxTurnMs) {
+        this.#spent = true;
+        break;
+      }
     }
     if (this.#head === q.length) {
       q.length = 0;
@@ -90,12 +104,6 @@ export class IntakeBudget {
     } else if (this.#head > 1024 && this.#head * 2 > q.length) {
       q.splice(0, this.#head);
       this.#head = 0;
-    }
-    this.#remaining = remaining;
-    // What the waiting used counts against the next turn too; the rest waits for it.
-    if (remaining < this.perTurn || this.#head < q.length) {
-      this.#scheduled = true;
-      setImmediate(renew, this);
     }
   }
 }

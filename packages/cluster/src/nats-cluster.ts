@@ -53,7 +53,7 @@ import {
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
 import { DurableFeed } from './durable-feed.js';
-import { decodeEnvelopes, EnvelopeBatch } from './envelope.js';
+import { decodeEnvelopes, EnvelopeBatch, envelopeCount } from './envelope.js';
 import { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
@@ -402,6 +402,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   #onRemote(data: Uint8Array, filter: string): void {
+    const host = this.#host!;
+    if (!host.admitRemote()) {
+      host.droppedRemote(envelopeCount(data));
+      return;
+    }
     let msgs: Message[];
     try {
       msgs = decodeEnvelopes(data);
@@ -410,7 +415,6 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       return;
     }
     this.#receivedLive.inc(msgs.length);
-    const host = this.#host!;
     for (const msg of msgs) host.routeRemote(msg, filter);
   }
 
@@ -436,6 +440,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
             queue,
             callback: (err, m) => {
               if (err !== null) return;
+              const host = this.#host!;
+              if (!host.admitRemote()) {
+                host.droppedRemote(envelopeCount(m.data));
+                return;
+              }
               let msgs: Message[];
               try {
                 msgs = decodeEnvelopes(m.data);
@@ -443,7 +452,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
                 return;
               }
               this.metrics.received.inc({ kind: 'shared' }, msgs.length);
-              for (const msg of msgs) this.#host!.routeShared(msg, group, filter);
+              for (const msg of msgs) host.routeShared(msg, group, filter);
             },
           }),
         );

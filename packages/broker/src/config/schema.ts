@@ -185,6 +185,11 @@ const limitSchemas = {
     default: defaultLimits.maxClientIdLength,
     description: 'Longest client id accepted.',
   }),
+  intakeBudgetMs: Type.Union([Type.Integer({ minimum: 0, maximum: 10_000 }), Type.Null()], {
+    default: defaultLimits.intakeBudgetMs,
+    description:
+      'Per event-loop turn, client input is framed for at most this long (ms); the other clients wait for the next turn, TCP pushing back. In a cluster, QoS 0 from other nodes is routed for at most this long per turn, the rest dropped (counted as `cluster_overload`). Keeps the NATS connection, subscribers and /metrics serviced under overload. 0 = no limit; null = 10 in a cluster, no limit on a single node.',
+  }),
 } satisfies Record<keyof BrokerLimits, TSchema>;
 
 export const MqttLimitsSchema = Type.Object(limitSchemas, { ...strict, default: {} });
