@@ -26,11 +26,11 @@ import { deliver, resumeDeliveries } from './delivery.js';
 import { DurableAcks } from './durable-acks.js';
 import type { AcceptedConnect, AckCmd, HandlerContext } from './engine-context.js';
 import { EngineCounters, type ListenerMetrics } from './engine-counters.js';
-import { IntakeBudget } from './intake-budget.js';
 import type { AdmissionGate } from './guard/admission/gate.js';
 import { sendConnack } from './handlers/connack.js';
 import { refuse as refuseConnect } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
+import { IntakeBudget } from './intake-budget.js';
 import { BrokerMetrics } from './metrics.js';
 import {
   type BrokerObserver,
@@ -129,7 +129,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.counters = new EngineCounters(this.metrics);
-    const budgetMs = this.limits.intakeBudgetMs ?? (options.cluster !== undefined ? CLUSTER_INTAKE_BUDGET_MS : 0);
+    const budgetMs =
+      this.limits.intakeBudgetMs ?? (options.cluster !== undefined ? CLUSTER_INTAKE_BUDGET_MS : 0);
     this.intake = new IntakeBudget(budgetMs);
     this.#remoteIntake = new IntakeBudget(budgetMs);
     this.queueDrops = new QueueDropReports(this.counters, (r) => this.#queueDropsReported(r));

@@ -5,6 +5,7 @@ export {
   EnvelopeBatch,
   EnvelopeError,
   encodeEnvelope,
+  envelopeCount,
   envelopeOrigin,
 } from './envelope.js';
 export { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';

@@ -8,6 +8,7 @@ import {
   EnvelopeBatch,
   encodeEnvelope,
   encodeTopic,
+  envelopeCount,
   envelopeOrigin,
   filterSubjects,
   mqttMatches,
@@ -110,6 +111,10 @@ describe('envelope', () => {
     });
     // A single envelope decodes as a list of one.
     assert.equal(decodeEnvelopes(encodeEnvelope(msgs[3]!, 'n')).length, 1);
+    // A batch dropped unread is counted by message, from the record lengths alone.
+    assert.equal(envelopeCount(batch.bytes()), 50);
+    assert.equal(envelopeCount(encodeEnvelope(msgs[3]!, 'n')), 1);
+    assert.equal(envelopeCount(Buffer.from('not an envelope')), 0);
   });
 
   test('a truncated batch is refused, not misread', () => {
