@@ -421,6 +421,7 @@ async function joinCluster(
       deadAfterMs: c.deadAfterMs,
       isolateAfterMs: c.isolateAfterMs,
       requestTimeoutMs: c.requestTimeoutMs,
+      liveConnections: c.liveConnections,
       logger,
       registry,
     });

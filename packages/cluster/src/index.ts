@@ -20,5 +20,7 @@ export {
   encodeLevel,
   encodeTopic,
   filterSubjects,
+  liveToken,
   publishSubject,
+  topicShard,
 } from './subjects.js';

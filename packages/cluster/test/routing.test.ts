@@ -92,6 +92,34 @@ describe('cluster: one logical broker over NATS', () => {
     await end(pub, sub, del, late);
   });
 
+  test('QoS 0 over the shard connections: every topic arrives once, never echoed to its own node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b] = tc.nodes.map((n) => n.broker.url);
+    const topics = Array.from({ length: 24 }, (_, i) => `echo/${i}`);
+    const local = await connectTo(a!, { clientId: 'sub-echo-a' });
+    const remote = await connectTo(b!, { clientId: 'sub-echo-b' });
+    await local.subscribeAsync('echo/#', { qos: 0 });
+    await remote.subscribeAsync('echo/#', { qos: 0 });
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const localGot: string[] = [];
+    local.on('message', (topic, payload) => localGot.push(`${topic} ${payload}`));
+    const atB = collect(remote, topics.length);
+    const pubA = await connectTo(a!, { clientId: 'pub-echo-a' });
+    for (const topic of topics) pubA.publish(topic, 'one', { qos: 0 });
+    assert.deepEqual((await atB).map((m) => m.topic).sort(), [...topics].sort());
+    // Node b publishes on every topic after node a's messages reached it: an echo of a's own
+    // messages (same shard, same connection) would reach node a before these.
+    const pubB = await connectTo(b!, { clientId: 'pub-echo-b' });
+    for (const topic of topics) pubB.publish(topic, 'two', { qos: 0 });
+    await eventually(
+      () => localGot.filter((m) => m.endsWith(' two')).length === topics.length,
+      5000,
+      'b reached a',
+    );
+    assert.equal(localGot.filter((m) => m.endsWith(' one')).length, topics.length, 'each once, no echo');
+    await end(local, remote, pubA, pubB);
+  });
+
   test('QoS 0 from another node beyond the turn budget is dropped and counted by message', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b] = tc.nodes.map((n) => n.broker.url);

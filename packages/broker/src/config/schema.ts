@@ -286,6 +286,13 @@ export const ClusterSchema = Type.Object(
       default: 3000,
       description: 'Timeout of one JetStream request (publish ack, KV write), ms.',
     }),
+    liveConnections: Type.Integer({
+      minimum: 1,
+      maximum: 16,
+      default: 4,
+      description:
+        'NATS connections per node for QoS 0 between nodes, spread by topic (one topic stays on one): a node receiving a flood reads each once per event-loop turn, and NATS closes one that lets 64 MiB wait (max_pending) as a slow consumer. Each distinct filter is a NATS subscription on each. Every node must use the same number.',
+    }),
     drainRatePerSec: Type.Integer({
       minimum: 1,
       default: 500,
