@@ -174,7 +174,8 @@ function assignment(sc: ClusterScenario, ports: number[]): ClientSpec[][] {
 
 /**
  * Where the broker dropped messages during the run, per node ("node 0: slow_consumer 1,234"), from
- * `breakwater_messages_dropped_total`; null when nothing was dropped or there is no HTTP port.
+ * `breakwater_messages_dropped_total`, and how often a node lost its NATS connection; null when
+ * nothing was dropped or lost, or there is no HTTP port.
  */
 async function droppedByNode(httpPorts: number[]): Promise<string | null> {
   const parts: string[] = [];
@@ -187,6 +188,9 @@ async function droppedByNode(httpPorts: number[]): Promise<string | null> {
         .filter((m) => Number(m[2]) > 0)
         .map((m) => `${m[1]} ${fmtNumber(Number(m[2]))}`);
       if (drops.length > 0) parts.push(`node ${i} dropped: ${drops.join(', ')}`);
+      // NATS closing a node as a slow consumer loses what it held for the node: dropped, uncounted.
+      const lost = /^breakwater_cluster_nats_disconnects_total (\d+)/m.exec(text);
+      if (lost !== null && Number(lost[1]) > 0) parts.push(`node ${i} NATS disconnects: ${lost[1]}`);
     } catch (err) {
       parts.push(`node ${i}: metrics unreadable (${(err as Error).message})`);
     }

@@ -30,6 +30,7 @@ import type { AdmissionGate } from './guard/admission/gate.js';
 import { sendConnack } from './handlers/connack.js';
 import { refuse as refuseConnect } from './handlers/connect.js';
 import { toStoredProperties } from './handlers/publish.js';
+import { IntakeBudget } from './intake-budget.js';
 import { BrokerMetrics } from './metrics.js';
 import {
   type BrokerObserver,
@@ -80,6 +81,14 @@ export interface ServerPublish {
   properties?: mqtt.IPublishPacket['properties'];
 }
 
+/**
+ * `limits.intakeBudgetMs` in a cluster when not set: a node must read its NATS connection often
+ * enough that NATS never holds 64 MiB for it (nats-server's max_pending: then it closes the node
+ * as a slow consumer and what it held is lost), about 2 MiB per turn (libuv reads 32 × 64 KiB).
+ * Measured on the 3-node fan-in bench (issue 15).
+ */
+const CLUSTER_INTAKE_BUDGET_MS = 10;
+
 export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly metrics: BrokerMetrics;
   /** @internal */ readonly limits: Readonly<BrokerLimits>;
@@ -91,6 +100,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly admission: AdmissionGate | null;
   /** @internal */ readonly router: Router;
   /** @internal */ readonly counters: EngineCounters;
+  /** @internal Bytes read from all clients per event-loop turn (ConnectionHost). */
+  readonly intake: IntakeBudget;
   /** @internal Drops by full session queues (DeliveryContext). */
   readonly queueDrops: QueueDropReports;
   /** @internal Set by every storage mutation; the PUBLISH handler resets and reads it. */
@@ -103,6 +114,8 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   readonly #observers: InProcessObservers;
   readonly #acks: DurableAcks;
   readonly #conns = new Set<Connection>();
+  /** Routing QoS 0 from other nodes, per event-loop turn (ClusterHost.admitRemote). */
+  readonly #remoteIntake: IntakeBudget;
   #sweepTimer: TimerHandle | null = null;
   #started = false;
   #closing = false;
@@ -116,6 +129,10 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
     this.hooks = options.hooks ?? null;
     this.admission = options.admission ?? null;
     this.counters = new EngineCounters(this.metrics);
+    const budgetMs =
+      this.limits.intakeBudgetMs ?? (options.cluster !== undefined ? CLUSTER_INTAKE_BUDGET_MS : 0);
+    this.intake = new IntakeBudget(budgetMs);
+    this.#remoteIntake = new IntakeBudget(budgetMs);
     this.queueDrops = new QueueDropReports(this.counters, (r) => this.#queueDropsReported(r));
     // Before the registry, store and router read it.
     if (options.cluster !== undefined) this.cluster = options.cluster.attach(this);
@@ -387,6 +404,14 @@ export class Broker implements HandlerContext, ConnectionHost, ClusterHost {
   }
 
   /** @internal ClusterHost: a message from another node, for the local subscriptions on `filter`. */
+  admitRemote(): boolean {
+    return this.#remoteIntake.admit();
+  }
+
+  droppedRemote(count: number): void {
+    this.counters.drop('cluster_overload', count);
+  }
+
   routeRemote(msg: Message, filter: string | null): void {
     this.router.routeRemote(msg, filter);
   }

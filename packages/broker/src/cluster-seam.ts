@@ -103,6 +103,16 @@ export interface ClusterHost {
    */
   routeRemote(msg: Message, filter: string | null): void;
   /**
+   * QoS 0 arrived from another node (core NATS, no flow control): true to route it, false when
+   * this event-loop turn's budget for it is spent (intake-budget.ts). Then the cluster drops it
+   * and reports it (`droppedRemote`): reading on and dropping keeps the node's NATS connection
+   * drained, where not reading would get it closed as a slow consumer (and everything NATS held
+   * for it lost, uncounted).
+   */
+  admitRemote(): boolean;
+  /** `count` QoS 0 messages from another node dropped because `admitRemote` refused them. */
+  droppedRemote(count: number): void;
+  /**
    * A message for one shared group on this node (a NATS queue group or the group's JetStream
    * consumer picked this node). Returns the member it went to, or null when no local member took
    * it (none left, or every queue full): the cluster then lets another member have it.

@@ -11,6 +11,7 @@ import type { ByteStream } from './byte-stream.js';
 import type { Clock } from './clock.js';
 import type { EngineCounters } from './engine-counters.js';
 import type { AdmissionRefusal } from './guard/admission/verdict.js';
+import type { IntakeBudget, IntakeWaiter } from './intake-budget.js';
 import type { BrokerMetrics } from './metrics.js';
 import type { BrokerLimits, ConnectionInfo } from './options.js';
 import type { OutboundTopicAliases } from './outbound-aliases.js';
@@ -34,6 +35,16 @@ type StreamWithConn = ByteStream & { [kConn]?: Connection };
 
 /** QoS 0 messages are dropped (counted as slow_consumer) while more than this is buffered unsent. */
 const QOS0_BUFFER_LIMIT = 4 * 1024 * 1024;
+/**
+ * Packets sent in one tick are copied into buffers of up to this size, each written at once. Why
+ * not one write per packet: libuv writes at most IOV_MAX (1024) buffers per syscall and, once the
+ * socket pushed back, one syscall per event-loop turn, so a subscriber owed a backlog of small
+ * packets got 1,024 of them per turn (issue 15: fan-in collapsed to a few hundred msgs/s when
+ * turns lasted seconds).
+ */
+const OUTPUT_CHUNK = 64 * 1024;
+/** First size of a coalescing buffer: most ticks send a few packets. */
+const OUTPUT_INITIAL = 4 * 1024;
 /** How long an ended stream may linger before it is destroyed by the sweep. */
 export const CLOSE_LINGER_MS = 2000;
 
@@ -66,9 +77,8 @@ function onStreamDrain(this: StreamWithConn): void {
 function destroyStream(this: ByteStream): void {
   this.destroy();
 }
-function uncorkConnection(conn: Connection): void {
-  conn.corked = false;
-  conn.stream.uncork();
+function flushConnection(conn: Connection): void {
+  conn.flushOutput();
 }
 
 /**
@@ -96,6 +106,9 @@ const F_WILL_ON_CLOSE = 16;
 const F_HOOK_ADMITTED = 32;
 const F_HANDSHAKE_PENDING = 64;
 const F_OVERFLOW_CLOSING = 128;
+const F_INTAKE_WAIT = 256;
+/** `#out` is a coalescing buffer of ours (else the one packet sent this tick, not copied). */
+const F_OUT_OWNED = 512;
 
 /**
  * What a connection needs of the broker that owns it: the clock, limits and counters, the
@@ -108,6 +121,8 @@ export interface ConnectionHost {
   readonly limits: Readonly<BrokerLimits>;
   readonly logger: Logger;
   readonly metrics: BrokerMetrics;
+  /** Bytes read from all clients per event-loop turn (intake-budget.ts). */
+  readonly intake: IntakeBudget;
   /** Handle one complete packet; false when reading must stop (suspended or closed). */
   dispatchFrame(conn: Connection, frame: Buffer): boolean;
   onConnectionShutdown(
@@ -120,7 +135,7 @@ export interface ConnectionHost {
   onStreamClosed(conn: Connection): void;
 }
 
-export class Connection implements FrameSink {
+export class Connection implements FrameSink, IntakeWaiter {
   readonly broker: ConnectionHost;
   readonly stream: StreamWithConn;
   readonly info: ConnectionInfo;
@@ -146,8 +161,11 @@ export class Connection implements FrameSink {
   headerPart: Buffer | null = null;
   bodyPart: Buffer | null = null;
   bodyFill = 0;
-  /** Input received while suspended (authentication pending). */
+  /** Input received while suspended (authentication pending) or waiting for the intake budget. */
   backlog: Buffer | null = null;
+  /** Output of this tick not written yet (`send`), and its length; written on the next tick. */
+  #out: Buffer | null = null;
+  #outLen = 0;
 
   /** What the client announced in CONNECT (v5); defaults per spec. */
   clientReceiveMaximum = 65535;
@@ -251,7 +269,7 @@ export class Connection implements FrameSink {
   set readPaused(on: boolean) {
     this.#setFlag(F_READ_PAUSED, on);
   }
-  /** The stream is corked until the next tick. */
+  /** Output is held until the next tick (`send`). */
   get corked(): boolean {
     return this.#flag(F_CORKED);
   }
@@ -304,7 +322,39 @@ export class Connection implements FrameSink {
       this.onBacklog(chunk);
       return;
     }
+    if (this.#flag(F_INTAKE_WAIT) || !b.intake.admit()) {
+      this.#waitForIntake(chunk);
+      return;
+    }
     feedFrames(this, chunk);
+  }
+
+  /**
+   * The turn's intake budget is spent: keep `chunk` (a socket chunk is ours, no copy) and stop
+   * reading until the budget serves this connection (`intakeResume`).
+   */
+  #waitForIntake(chunk: Buffer): void {
+    // More input while waiting only when something else resumed the stream (durable acks).
+    this.backlog = this.backlog === null ? chunk : Buffer.concat([this.backlog, chunk]);
+    this.stream.pause();
+    if (this.#flag(F_INTAKE_WAIT)) return;
+    this.#setFlag(F_INTAKE_WAIT, true);
+    this.broker.intake.wait(this);
+  }
+
+  intakeResume(): void {
+    this.#setFlag(F_INTAKE_WAIT, false);
+    if (this.state === ConnState.Closed || this.suspended) return;
+    const backlog = this.backlog;
+    this.backlog = null;
+    if (backlog !== null) feedFrames(this, backlog);
+    if (
+      !this.readPaused &&
+      !this.suspended &&
+      (this.state as number) !== ConnState.Closed &&
+      this.backlog === null
+    )
+      this.stream.resume();
   }
 
   maxInboundPacketSize(): number {
@@ -369,16 +419,62 @@ export class Connection implements FrameSink {
     );
   }
 
-  /** Write one encoded packet; writes are corked and flushed together on the next tick. */
+  /**
+   * Write one encoded packet. The packets of one tick are written together on the next tick: one
+   * packet as it is (a fan-out shares one encoding between subscribers), more copied into
+   * buffers of up to OUTPUT_CHUNK bytes.
+   */
   send(buf: Buffer): void {
     if (this.state === ConnState.Closed) return;
-    const s = this.stream;
-    if (!this.corked) {
-      this.corked = true;
-      s.cork();
-      process.nextTick(uncorkConnection, this);
-    }
     this.broker.counters.bytesOut += buf.length;
+    const out = this.#out;
+    if (out === null) {
+      this.#out = buf;
+      this.#outLen = buf.length;
+      if (!this.corked) {
+        this.corked = true;
+        process.nextTick(flushConnection, this);
+      }
+      return;
+    }
+    const len = this.#outLen;
+    const need = len + buf.length;
+    if (this.#flag(F_OUT_OWNED) && need <= out.length) {
+      buf.copy(out, len);
+      this.#outLen = need;
+      return;
+    }
+    if (need > OUTPUT_CHUNK) {
+      // Full: written now, and `buf` starts the next one.
+      this.#write(this.#flag(F_OUT_OWNED) ? out.subarray(0, len) : out);
+      this.#setFlag(F_OUT_OWNED, false);
+      this.#out = buf;
+      this.#outLen = buf.length;
+      return;
+    }
+    const grown = Buffer.allocUnsafe(Math.min(OUTPUT_CHUNK, Math.max(OUTPUT_INITIAL, need * 2)));
+    out.copy(grown, 0, 0, len);
+    buf.copy(grown, len);
+    this.#out = grown;
+    this.#outLen = need;
+    this.#setFlag(F_OUT_OWNED, true);
+  }
+
+  /** Writes what `send` held this tick (next tick, and before the stream ends). */
+  flushOutput(): void {
+    this.corked = false;
+    const out = this.#out;
+    if (out === null) return;
+    this.#out = null;
+    const len = this.#outLen;
+    this.#outLen = 0;
+    this.#write(this.#flag(F_OUT_OWNED) ? out.subarray(0, len) : out);
+    this.#setFlag(F_OUT_OWNED, false);
+  }
+
+  #write(buf: Buffer): void {
+    const s = this.stream;
+    if (s.destroyed) return;
     if (!s.write(buf) && this.blockedSince === 0) this.blockedSince = this.broker.clock.now();
   }
 
@@ -424,7 +520,7 @@ export class Connection implements FrameSink {
 
   /** Too much unsent data buffered: QoS 0 deliveries are dropped instead of growing the buffer. */
   get congested(): boolean {
-    return this.stream.writableLength > QOS0_BUFFER_LIMIT;
+    return this.stream.writableLength + this.#outLen > QOS0_BUFFER_LIMIT;
   }
 
   onDrain(): void {
@@ -493,10 +589,7 @@ export class Connection implements FrameSink {
     this.headerPart = null;
     b.onConnectionShutdown(this, wasState, reason, publishWill && this.willOnClose);
     const s = this.stream;
-    if (this.corked) {
-      this.corked = false;
-      s.uncork();
-    }
+    this.flushOutput();
     if (!s.destroyed) {
       s.once('finish', destroyStream);
       s.end();

@@ -109,8 +109,8 @@ export class EngineCounters {
     c.inc();
   }
 
-  drop(reason: string): void {
-    this.#drops.set(reason, (this.#drops.get(reason) ?? 0) + 1);
+  drop(reason: string, count = 1): void {
+    this.#drops.set(reason, (this.#drops.get(reason) ?? 0) + count);
   }
 
   sync(): void {

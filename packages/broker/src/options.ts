@@ -59,6 +59,16 @@ export interface BrokerLimits {
   drainTimeoutMs: number;
   /** Longest client id accepted. */
   maxClientIdLength: number;
+  /**
+   * Per event-loop turn, the broker frames client input for at most this long, ms; clients beyond
+   * it wait for the next turn (TCP pushes back on them). In a cluster, QoS 0 from other nodes is
+   * routed for at most this long per turn too, the rest dropped and counted (`cluster_overload`).
+   * Keeps turns short under overload, so subscribers' sockets, the NATS connection, timers and
+   * /metrics are serviced (intake-budget.ts). 0 = no limit; null = 10 in a cluster, no limit on a
+   * single node (where it would cost throughput: the paused readers' stop/start, and nothing needs
+   * the turn back as urgently as a cluster's NATS connection does).
+   */
+  intakeBudgetMs: number | null;
 }
 
 export const defaultLimits: Readonly<BrokerLimits> = Object.freeze({
@@ -78,6 +88,7 @@ export const defaultLimits: Readonly<BrokerLimits> = Object.freeze({
   outboundTopicAliasMinLength: 8,
   responseInformation: '$response/{clientId}/',
   drainTimeoutMs: 30_000,
+  intakeBudgetMs: null,
   maxClientIdLength: 256,
 });
 

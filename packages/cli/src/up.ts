@@ -425,6 +425,7 @@ async function joinCluster(
       sharedMaxAckPending: c.sharedMaxAckPending,
       sharedInFlightPerNode: c.sharedInFlightPerNode,
       sharedInactiveMs: c.sharedInactiveMs,
+      liveConnections: c.liveConnections,
       logger,
       registry,
     });

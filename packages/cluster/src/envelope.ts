@@ -135,6 +135,25 @@ export function decodeEnvelopes(data: Uint8Array): Message[] {
 }
 
 /**
+ * How many messages `data` (a single envelope or a batch) holds, from the record lengths alone
+ * (a batch dropped unread is still counted by message). 0 when `data` is not an envelope.
+ */
+export function envelopeCount(data: Uint8Array): number {
+  const buf = asBuffer(data);
+  if (buf[0] === VERSION) return 1;
+  if (buf[0] !== BATCH_VERSION || buf.length < 4) return 0;
+  let o = 2 + buf[1]!;
+  if (o + 2 > buf.length) return 0;
+  o += 2 + buf.readUInt16BE(o);
+  let n = 0;
+  while (o + 4 <= buf.length) {
+    o += 4 + buf.readUInt32BE(o);
+    n++;
+  }
+  return n;
+}
+
+/**
  * The node that published `data` (a single envelope or a batch: one origin for all of it), read
  * from the header alone, so a node can skip its own messages without decoding them. '' when
  * `data` is not an envelope.

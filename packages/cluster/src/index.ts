@@ -5,6 +5,7 @@ export {
   EnvelopeBatch,
   EnvelopeError,
   encodeEnvelope,
+  envelopeCount,
   envelopeOrigin,
 } from './envelope.js';
 export { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
@@ -19,5 +20,7 @@ export {
   encodeLevel,
   encodeTopic,
   filterSubjects,
+  liveToken,
   publishSubject,
+  topicShard,
 } from './subjects.js';

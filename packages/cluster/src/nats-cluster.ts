@@ -23,9 +23,12 @@
  *   that every node with a member listens to, acked when the member completed the flow, so a
  *   message held by a member whose node dies goes to another member (shared-durable.ts).
  *
- * Two NATS connections: routing with echo off (a node never receives what it forwarded itself:
+ * NATS connections: routing with echo off (a node never receives what it forwarded itself:
  * it routed it locally already), and queue groups with echo on (the member picked may be on the
- * publishing node).
+ * publishing node). QoS 0 routing is spread over `liveConnections` connections by topic: shard k
+ * is published and subscribed on connection k only (the first is the main one), so echo stays
+ * off and one topic stays in order, while a node receiving a flood reads k sockets per turn and
+ * NATS holds up to k × max_pending for it before calling it a slow consumer.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type {
@@ -53,7 +56,7 @@ import {
 import { type Logger, pino } from 'pino';
 import type { ClusterContext, HealthListener } from './context.js';
 import { DurableFeed } from './durable-feed.js';
-import { decodeEnvelopes, EnvelopeBatch } from './envelope.js';
+import { decodeEnvelopes, EnvelopeBatch, envelopeCount } from './envelope.js';
 import { KnownGoodSync, type SharedKnownGoodStore } from './known-good-sync.js';
 import { Liveness } from './liveness.js';
 import { ClusterMetrics } from './metrics.js';
@@ -61,7 +64,7 @@ import { type ClusterOptions, defaultClusterOptions } from './options.js';
 import { Ownership } from './ownership.js';
 import { RetainedSync } from './retained-sync.js';
 import { SharedDurable } from './shared-durable.js';
-import { filterSubjects, publishSubject } from './subjects.js';
+import { filterSubjects, liveToken, publishSubject, topicShard } from './subjects.js';
 
 const FAILED = Symbol('failed');
 /** A batch this large is sent at once rather than at the end of the turn (NATS's max_payload is 1 MiB). */
@@ -81,6 +84,8 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   readonly logger: Logger;
   readonly metrics: ClusterMetrics;
   readonly nc: NatsConnection;
+  /** QoS 0 shard connections: `nc`, then the extra ones (`liveConnections`). */
+  readonly #live: NatsConnection[];
   readonly js: JetStreamClient;
   readonly jsm: JetStreamManager;
   readonly streamName: string;
@@ -112,6 +117,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     nc: NatsConnection,
     jsm: JetStreamManager,
     kvs: { sessions: KV; retained: KV; wills: KV; fired: KV; nodes: KV; knownGood: KV },
+    extraLive: NatsConnection[],
   ) {
     this.options = Object.freeze({ ...options });
     this.logger = options.logger ?? pino({ level: 'silent' });
@@ -122,6 +128,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.#forwardedQos2 = this.metrics.forwarded.labels('2');
     this.#receivedLive = this.metrics.received.labels('live');
     this.nc = nc;
+    this.#live = [nc, ...extraLive];
     this.js = nc.jetstream({ timeout: options.requestTimeoutMs });
     this.jsm = jsm;
     this.streamName = `${options.prefix.toUpperCase()}_MSGS`;
@@ -146,18 +153,22 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       ...opts,
     };
     const name = `breakwater ${options.nodeId}`;
-    const nc = await connect({
-      servers: options.servers,
-      name,
-      noEcho: true,
-      ignoreClusterUpdates: !options.discoverServers,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      timeout: options.requestTimeoutMs,
-      pingInterval: 2000,
-      maxPingOut: 2,
-    });
+    const routing = (connName: string) =>
+      connect({
+        servers: options.servers,
+        name: connName,
+        noEcho: true,
+        ignoreClusterUpdates: !options.discoverServers,
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        timeout: options.requestTimeoutMs,
+        pingInterval: 2000,
+        maxPingOut: 2,
+      });
+    const nc = await routing(name);
+    const extraLive: NatsConnection[] = [];
     try {
+      for (let k = 1; k < options.liveConnections; k++) extraLive.push(await routing(`${name} live ${k}`));
       const jsm = await nc.jetstreamManager({ timeout: options.requestTimeoutMs });
       const p = options.prefix;
       const replicas = options.replicas;
@@ -192,8 +203,9 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
         // Known-good credentials: as long as the guard's longest stale-if-error horizon (24 h).
         knownGood: await kv('known_good', { ttl: 24 * 3600_000 }),
       };
-      return new NatsCluster(options, nc, jsm, kvs);
+      return new NatsCluster(options, nc, jsm, kvs, extraLive);
     } catch (err) {
+      for (const c of extraLive) await c.close().catch(() => {});
       await nc.close().catch(() => {});
       throw err;
     }
@@ -268,6 +280,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     await this.#feed.start();
     await this.liveness.start();
     void this.#watchStatus();
+    for (let k = 1; k < this.#live.length; k++) void this.#watchLiveStatus(this.#live[k]!);
   }
 
   /**
@@ -283,6 +296,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     this.#sharedDurable.close();
     await Promise.all([this.ownership.close(), this.retained.close(), this.#knownGood?.close()]);
     await this.#sharedNc?.drain().catch(() => {});
+    for (let k = 1; k < this.#live.length; k++) await this.#live[k]!.drain().catch(() => {});
     await this.nc.drain().catch(() => {});
   }
 
@@ -326,12 +340,15 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   #send(batch: EnvelopeBatch, durable: boolean): void {
-    const subject = publishSubject(this.options.prefix, durable, batch.topic);
     if (!durable) {
       this.#forwardedLive.inc(batch.count);
-      if (!this.nc.isClosed()) this.nc.publish(subject, batch.bytes());
+      const shard = topicShard(batch.topic, this.#live.length);
+      const conn = this.#live[shard]!;
+      if (!conn.isClosed())
+        conn.publish(publishSubject(this.options.prefix, false, batch.topic, shard), batch.bytes());
       return;
     }
+    const subject = publishSubject(this.options.prefix, true, batch.topic);
     if (batch.qos2Count > 0) this.#forwardedQos2.inc(batch.qos2Count);
     if (batch.count > batch.qos2Count) this.#forwardedQos1.inc(batch.count - batch.qos2Count);
     this.track(this.js.publish(subject, batch.bytes()));
@@ -376,15 +393,16 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       entry.refs++;
       return;
     }
-    // QoS 0 only: QoS 1/2 arrive through the durable feed.
-    const subs = filterSubjects(this.options.prefix, filter, '0').map((subject) =>
-      this.nc.subscribe(subject, {
-        callback: (err, m) => {
-          if (err !== null) return;
-          this.#onRemote(m.data, filter);
-        },
-      }),
-    );
+    // QoS 0 only: QoS 1/2 arrive through the durable feed. Each shard on its own connection.
+    const subs: NatsSubscription[] = [];
+    const callback = (err: Error | null, m: { data: Uint8Array }) => {
+      if (err !== null) return;
+      this.#onRemote(m.data, filter);
+    };
+    for (const [k, conn] of this.#live.entries()) {
+      for (const subject of filterSubjects(this.options.prefix, filter, liveToken(k)))
+        subs.push(conn.subscribe(subject, { callback }));
+    }
     this.#filters.set(filter, { refs: 1, subs });
     this.metrics.natsSubscriptions.set(this.#filters.size + this.#shared.size);
   }
@@ -406,6 +424,11 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   }
 
   #onRemote(data: Uint8Array, filter: string): void {
+    const host = this.#host!;
+    if (!host.admitRemote()) {
+      host.droppedRemote(envelopeCount(data));
+      return;
+    }
     let msgs: Message[];
     try {
       msgs = decodeEnvelopes(data);
@@ -414,7 +437,6 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       return;
     }
     this.#receivedLive.inc(msgs.length);
-    const host = this.#host!;
     for (const msg of msgs) host.routeRemote(msg, filter);
   }
 
@@ -435,11 +457,19 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
     const pending = this.#sharedConnection().then(
       (nc) => {
         if (this.#shared.get(key) !== created) return; // removed meanwhile
-        created.subs = filterSubjects(this.options.prefix, filter, '0').map((subject) =>
+        const subjects = this.#live.flatMap((_, k) =>
+          filterSubjects(this.options.prefix, filter, liveToken(k)),
+        );
+        created.subs = subjects.map((subject) =>
           nc.subscribe(subject, {
             queue,
             callback: (err, m) => {
               if (err !== null) return;
+              const host = this.#host!;
+              if (!host.admitRemote()) {
+                host.droppedRemote(envelopeCount(m.data));
+                return;
+              }
               let msgs: Message[];
               try {
                 msgs = decodeEnvelopes(m.data);
@@ -447,7 +477,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
                 return;
               }
               this.metrics.received.inc({ kind: 'shared' }, msgs.length);
-              for (const msg of msgs) this.#host!.routeShared(msg, group, filter, false);
+              for (const msg of msgs) host.routeShared(msg, group, filter, false);
             },
           }),
         );
@@ -473,7 +503,7 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
   async settled(): Promise<void> {
     await Promise.all(this.#subscribing);
     await this.#sharedDurable.settled();
-    await this.nc.flush();
+    for (const conn of this.#live) await conn.flush();
     if (this.#sharedNc !== null) await this.#sharedNc.flush();
   }
 
@@ -493,6 +523,16 @@ export class NatsCluster implements ClusterBinding, ClusterSeam, ClusterContext 
       });
     }
     return this.#sharedPromise;
+  }
+
+  /** A QoS 0 shard connection lost: counted (what NATS held for it is lost); health follows `nc`. */
+  async #watchLiveStatus(conn: NatsConnection): Promise<void> {
+    for await (const s of conn.status()) {
+      if (s.type === Events.Disconnect) {
+        this.metrics.natsDisconnects.inc();
+        this.logger.warn({ server: s.data }, 'NATS connection (QoS 0 shard) lost');
+      }
+    }
   }
 
   async #watchStatus(): Promise<void> {

@@ -23,6 +23,15 @@ export interface ClusterOptions {
   isolateAfterMs: number;
   /** This node's MQTT address for other nodes' redirects (MQTT 5 Server Reference), or null. */
   advertise: string | null;
+  /**
+   * NATS connections for QoS 0 between nodes; QoS 0 is spread over them by topic. One connection
+   * is read at most 2 MiB per event-loop turn (libuv), and NATS closes a connection that lets
+   * 64 MiB wait (nats-server's max_pending) as a slow consumer: a node receiving a flood needs
+   * more than one (the 3-node fan-in bench: one or two slow-consumer closes of node 0 per run with
+   * 1 or 2, none with 4). Each distinct filter is a NATS subscription on each of them. Every node
+   * of a cluster must use the same number.
+   */
+  liveConnections: number;
   /** Timeout of one JetStream request (publish ack, KV operation), ms. */
   requestTimeoutMs: number;
   /** A resume on another node replays from this much before the session's watermark, ms (clock skew). */
@@ -50,6 +59,7 @@ export const defaultClusterOptions = {
   isolateAfterMs: 3000,
   advertise: null,
   requestTimeoutMs: 3000,
+  liveConnections: 4,
   replaySlackMs: 2000,
   sharedAckWaitMs: 5000,
   sharedMaxAckPending: 1024,

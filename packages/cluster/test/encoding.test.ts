@@ -8,10 +8,13 @@ import {
   EnvelopeBatch,
   encodeEnvelope,
   encodeTopic,
+  envelopeCount,
   envelopeOrigin,
   filterSubjects,
+  liveToken,
   mqttMatches,
   publishSubject,
+  topicShard,
 } from '../src/index.js';
 
 const NATS_TOKEN = /^[^\s.*>]+$/;
@@ -39,6 +42,20 @@ describe('subject and key encoding', () => {
     assert.deepEqual(filterSubjects('bw', 'a/#', '0'), ['bw.0.a', 'bw.0.a.>']);
     assert.deepEqual(filterSubjects('bw', '#'), ['bw.*.>']);
     assert.deepEqual(filterSubjects('bw', 'a.b/+', '1'), [`bw.1.${encodeTopic('a.b')}.*`]);
+    assert.deepEqual(filterSubjects('bw', 'a/#', liveToken(2)), ['bw.0-2.a', 'bw.0-2.a.>']);
+  });
+
+  test('QoS 0 shards: a topic always takes one shard, topics spread over all, shard 0 is the plain subject', () => {
+    assert.equal(publishSubject('bw', false, 'a/b', 0), 'bw.0.a.b');
+    assert.equal(publishSubject('bw', false, 'a/b', 3), 'bw.0-3.a.b');
+    assert.equal(topicShard('anything', 1), 0);
+    const counts = [0, 0, 0, 0];
+    for (let i = 0; i < 400; i++) {
+      const s = topicShard(`bench/${i}/data`, 4);
+      assert.equal(topicShard(`bench/${i}/data`, 4), s);
+      counts[s]!++;
+    }
+    for (const c of counts) assert.ok(c > 50, `shards spread: ${counts}`);
   });
 
   test('the MQTT matcher used on replay: wildcards, parent level, and never $ topics for +/#', () => {
@@ -110,6 +127,10 @@ describe('envelope', () => {
     });
     // A single envelope decodes as a list of one.
     assert.equal(decodeEnvelopes(encodeEnvelope(msgs[3]!, 'n')).length, 1);
+    // A batch dropped unread is counted by message, from the record lengths alone.
+    assert.equal(envelopeCount(batch.bytes()), 50);
+    assert.equal(envelopeCount(encodeEnvelope(msgs[3]!, 'n')), 1);
+    assert.equal(envelopeCount(Buffer.from('not an envelope')), 0);
   });
 
   test('a truncated batch is refused, not misread', () => {

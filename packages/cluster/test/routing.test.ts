@@ -91,4 +91,65 @@ describe('cluster: one logical broker over NATS', () => {
     assert.equal(received, 1, 'only the marker: the deleted retained message is not sent');
     await end(pub, sub, del, late);
   });
+
+  test('QoS 0 over the shard connections: every topic arrives once, never echoed to its own node', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b] = tc.nodes.map((n) => n.broker.url);
+    const topics = Array.from({ length: 24 }, (_, i) => `echo/${i}`);
+    const local = await connectTo(a!, { clientId: 'sub-echo-a' });
+    const remote = await connectTo(b!, { clientId: 'sub-echo-b' });
+    await local.subscribeAsync('echo/#', { qos: 0 });
+    await remote.subscribeAsync('echo/#', { qos: 0 });
+    await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
+    const localGot: string[] = [];
+    local.on('message', (topic, payload) => localGot.push(`${topic} ${payload}`));
+    const atB = collect(remote, topics.length);
+    const pubA = await connectTo(a!, { clientId: 'pub-echo-a' });
+    for (const topic of topics) pubA.publish(topic, 'one', { qos: 0 });
+    assert.deepEqual((await atB).map((m) => m.topic).sort(), [...topics].sort());
+    // Node b publishes on every topic after node a's messages reached it: an echo of a's own
+    // messages (same shard, same connection) would reach node a before these.
+    const pubB = await connectTo(b!, { clientId: 'pub-echo-b' });
+    for (const topic of topics) pubB.publish(topic, 'two', { qos: 0 });
+    await eventually(
+      () => localGot.filter((m) => m.endsWith(' two')).length === topics.length,
+      5000,
+      'b reached a',
+    );
+    assert.equal(localGot.filter((m) => m.endsWith(' one')).length, topics.length, 'each once, no echo');
+    await end(local, remote, pubA, pubB);
+  });
+
+  test('QoS 0 from another node beyond the turn budget is dropped and counted by message', async (t) => {
+    if (tc === null) return t.skip('no NATS');
+    const [a, b] = tc.nodes.map((n) => n.broker.url);
+    const nodeB = tc.nodes[1]!.broker;
+    const dropped = async () => {
+      const m = await nodeB.metrics.registry.getSingleMetric('breakwater_messages_dropped_total')?.get();
+      return m?.values.find((v) => v.labels.reason === 'cluster_overload')?.value ?? 0;
+    };
+    const before = await dropped();
+    const sub = await connectTo(b!, { clientId: 'sub-overload' });
+    await sub.subscribeAsync('over/+', { qos: 0 });
+    await tc.nodes[1]!.cluster.settled();
+    let received = 0;
+    sub.on('message', () => received++);
+    // Node b's budget for remote QoS 0 is spent (as in a turn that lasted too long).
+    const broker = nodeB.broker as unknown as { admitRemote(): boolean };
+    broker.admitRemote = () => false;
+    try {
+      const pub = await connectTo(a!, { clientId: 'pub-overload' });
+      for (let i = 0; i < 25; i++) pub.publish(`over/${i % 2}`, `m${i}`, { qos: 0 });
+      await eventually(async () => (await dropped()) - before === 25, 5000, '25 drops counted');
+      assert.equal(received, 0);
+      delete (broker as { admitRemote?: unknown }).admitRemote; // the prototype's again
+      const got = collect(sub, 1);
+      pub.publish('over/0', 'after', { qos: 0 });
+      assert.equal((await got)[0]!.payload, 'after');
+      await end(pub);
+    } finally {
+      delete (broker as { admitRemote?: unknown }).admitRemote;
+    }
+    await end(sub);
+  });
 });

@@ -191,6 +191,11 @@ const limitSchemas = {
     default: defaultLimits.maxClientIdLength,
     description: 'Longest client id accepted.',
   }),
+  intakeBudgetMs: Type.Union([Type.Integer({ minimum: 0, maximum: 10_000 }), Type.Null()], {
+    default: defaultLimits.intakeBudgetMs,
+    description:
+      'Per event-loop turn, client input is framed for at most this long (ms); the other clients wait for the next turn, TCP pushing back. In a cluster, QoS 0 from other nodes is routed for at most this long per turn, the rest dropped (counted as `cluster_overload`). Keeps the NATS connection, subscribers and /metrics serviced under overload. 0 = no limit; null = 10 in a cluster, no limit on a single node.',
+  }),
 } satisfies Record<keyof BrokerLimits, TSchema>;
 
 export const MqttLimitsSchema = Type.Object(limitSchemas, { ...strict, default: {} });
@@ -286,6 +291,13 @@ export const ClusterSchema = Type.Object(
       minimum: 100,
       default: 3000,
       description: 'Timeout of one JetStream request (publish ack, KV write), ms.',
+    }),
+    liveConnections: Type.Integer({
+      minimum: 1,
+      maximum: 16,
+      default: 4,
+      description:
+        'NATS connections per node for QoS 0 between nodes, spread by topic (one topic stays on one): a node receiving a flood reads each once per event-loop turn, and NATS closes one that lets 64 MiB wait (max_pending) as a slow consumer. Each distinct filter is a NATS subscription on each. Every node must use the same number.',
     }),
     drainRatePerSec: Type.Integer({
       minimum: 1,
