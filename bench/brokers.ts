@@ -57,6 +57,8 @@ export interface NodeMemoryReport {
   heapUsed: number;
   /** Resident bytes of the V8 heap's pages (live, garbage and free). */
   heapResident: number;
+  /** Resident bytes per V8 heap space (`new_space` is the young generation). */
+  spaces?: Record<string, number>;
 }
 
 async function collectGarbage(child: ChildProcess, reportFile: string): Promise<NodeMemoryReport | null> {

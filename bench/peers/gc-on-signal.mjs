@@ -14,11 +14,15 @@ process.on('SIGUSR2', () => {
     if (!file) return;
     const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0);
     let heapResident = 0;
-    for (const space of v8.getHeapSpaceStatistics()) heapResident += space.physical_space_size;
+    const spaces = {};
+    for (const space of v8.getHeapSpaceStatistics()) {
+      heapResident += space.physical_space_size;
+      spaces[space.space_name] = space.physical_space_size;
+    }
     const heap = v8.getHeapStatistics();
     writeFileSync(
       file,
-      JSON.stringify({ at: Date.now(), rssKiB, heapUsed: heap.used_heap_size, heapResident }),
+      JSON.stringify({ at: Date.now(), rssKiB, heapUsed: heap.used_heap_size, heapResident, spaces }),
     );
   }, 200);
 });

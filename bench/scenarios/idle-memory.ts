@@ -40,15 +40,22 @@ export interface IdleMemoryResult {
   readonly kibPerConnection: number | null;
   /**
    * The garbage-independent figure: live V8 heap plus RSS outside the V8 heap per connection
-   * (Node.js brokers), RSS per connection (Mosquitto). The row's ratio uses it.
+   * (Node.js brokers), RSS per connection (Mosquitto).
    */
   readonly liveKibPerConnection: number | null;
+  /**
+   * RSS per connection without V8's young generation (rssOutsideYoungGen); plain RSS for
+   * Mosquitto. The row's ratio uses it.
+   */
+  readonly rssOutsideYoungGenKibPerConnection: number | null;
   /** Node.js brokers: live V8 heap bytes per connection. */
   readonly heapBytesPerConnection: number | null;
+  /** Node.js brokers: the memory reports behind the two readings. */
+  readonly reports: { before: NodeMemoryReport | null; after: NodeMemoryReport | null };
 }
 
 /**
- * Waits until RSS stops moving (< 0.5 % for three 2-s steps, 16 s at least) or 40 s pass. A
+ * Waits until RSS stops moving (< 0.5 % for three 2-s steps, 35 s at least) or 60 s pass. A
  * Node.js broker first gets a full garbage collection (RunningBroker.collectGarbage), so neither
  * reading counts garbage that happens not to be collected yet: without it, five runs of the same
  * Breakwater measured -0.37 to 2.11 KiB per connection.
@@ -56,10 +63,11 @@ export interface IdleMemoryResult {
 async function settledRss(
   broker: RunningBroker,
 ): Promise<{ rssKiB: number; report: NodeMemoryReport | null }> {
-  // At least 16 s idle: V8's memory reducer shrinks the young generation (grown to tens of MB by
-  // the connect burst) some seconds after allocation stops, and a reading before it would count it.
+  // At least 35 s idle: V8's memory reducer shrinks the young generation (grown to tens of MB by
+  // the connect burst) about 20 s after allocation stops (seen: 220 -> 151 MB at 10,000
+  // connections), and a reading before it would count 1-3 KiB per connection that goes away.
   const start = Date.now();
-  const deadline = start + 40_000;
+  const deadline = start + 60_000;
   let last = broker.rssKiB();
   let stable = 0;
   while (Date.now() < deadline) {
@@ -67,10 +75,20 @@ async function settledRss(
     const now = broker.rssKiB();
     stable = Math.abs(now - last) < last * 0.005 ? stable + 1 : 0;
     last = now;
-    if (stable >= 3 && Date.now() - start >= 16_000) break;
+    if (stable >= 3 && Date.now() - start >= 35_000) break;
   }
   const report = await broker.collectGarbage();
   return { rssKiB: report?.rssKiB ?? broker.rssKiB(), report };
+}
+
+/**
+ * RSS without V8's young generation: a fixed-size nursery (up to 32 MiB on Node 20) that V8 grows
+ * and shrinks with the allocation rate, not with connections. An idle Breakwater's swung between
+ * 2.8 and 32 MiB over two minutes; at 10,000 connections that alone is 0.3 to 3.3 KiB each.
+ */
+function rssOutsideYoungGen(r: { rssKiB: number; report: NodeMemoryReport | null }): number {
+  const young = r.report?.spaces?.new_space;
+  return young === undefined ? r.rssKiB : r.rssKiB - young / 1024;
 }
 
 /**
@@ -151,10 +169,13 @@ async function measure(
       rssAfterKiB: after.rssKiB,
       kibPerConnection: held > 0 ? (after.rssKiB - before.rssKiB) / held : null,
       liveKibPerConnection: held > 0 ? (liveKiB(after) - liveKiB(before)) / held : null,
+      rssOutsideYoungGenKibPerConnection:
+        held > 0 ? (rssOutsideYoungGen(after) - rssOutsideYoungGen(before)) / held : null,
       heapBytesPerConnection:
         held > 0 && after.report !== null && before.report !== null
           ? (after.report.heapUsed - before.report.heapUsed) / held
           : null,
+      reports: { before: before.report, after: after.report },
     };
   } catch (err) {
     return {
@@ -165,7 +186,9 @@ async function measure(
       rssAfterKiB: null,
       kibPerConnection: null,
       liveKibPerConnection: null,
+      rssOutsideYoungGenKibPerConnection: null,
       heapBytesPerConnection: null,
+      reports: { before: null, after: null },
     };
   } finally {
     for (const f of fleets) await f.stop();
@@ -186,7 +209,7 @@ export async function runIdleMemory(
     const r = await measure(name, opts, infos);
     results[name] = r;
     log(
-      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.liveKibPerConnection, 2)} live KiB/conn (RSS ${fmtNumber(r.kibPerConnection, 2)}) over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
+      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.rssOutsideYoungGenKibPerConnection, 2)} KiB/conn RSS w/o young gen, ${fmtNumber(r.liveKibPerConnection, 2)} live, ${fmtNumber(r.kibPerConnection, 2)} RSS, over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
     );
   }
   return { results, brokers: infos };
@@ -206,7 +229,8 @@ export function idleMemoryMarkdown(
     `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s) from the game-day fleet simulator, on top of ${fmtNumber(opts.warmupConnections)} warm-up connections held throughout, paced at ${fmtNumber(opts.connectsPerSec)} CONNECTs/s (below Breakwater's default admission rate; every broker in its default configuration). ` +
       'Readings before and after the measured connections, so each figure is what one more connection costs. ' +
       'RSS alone is not repeatable for a garbage-collected broker (runs of the same Breakwater gave -0.37 to 2.11 KiB/conn: garbage not yet collected, freed pages reused), so the Node.js brokers (Breakwater, Aedes) run a full GC before each reading and report their memory (bench/peers/gc-on-signal.mjs, preloaded with --expose-gc). ' +
-      '**live KiB/conn** = live V8 heap + RSS outside the V8 heap (native handles, malloc), per connection; for Mosquitto, which has no collector, it is RSS per connection. The ratio (Breakwater / peer, below 1 is better) uses it. RSS KiB/conn is the plain RSS difference after the GC, for reference.',
+      "**RSS w/o young gen KiB/conn** = the RSS difference minus the difference in V8's young generation (a fixed-size nursery, up to 32 MiB on Node 20, that V8 grows and shrinks with the allocation rate, not with connections: an idle Breakwater's swung between 2.8 and 32 MiB over two minutes, 0.3-3.3 KiB per connection at 10,000). The ratio (Breakwater / peer, below 1 is better) uses it. " +
+      '**live KiB/conn** = live V8 heap + RSS outside the V8 heap (native handles, malloc). For Mosquitto, which has no collector, all three figures are its RSS per connection. **RSS KiB/conn** is the plain RSS difference after the GC, young generation included.',
     '',
   );
   const bw = results.breakwater;
@@ -215,8 +239,10 @@ export function idleMemoryMarkdown(
       [
         'broker',
         'connections',
+        'RSS w/o young gen KiB/conn',
         'live KiB/conn',
         'heap B/conn',
+        'young gen before → after KiB',
         'RSS before KiB',
         'RSS after KiB',
         'RSS KiB/conn',
@@ -226,13 +252,17 @@ export function idleMemoryMarkdown(
       Object.entries(results).map(([name, r]) => [
         name,
         fmtNumber(r.connections),
+        r.ok ? fmtNumber(r.rssOutsideYoungGenKibPerConnection, 2) : 'n/a',
         r.ok ? fmtNumber(r.liveKibPerConnection, 2) : 'n/a',
         r.heapBytesPerConnection === null ? '' : fmtNumber(r.heapBytesPerConnection, 0),
+        r.reports.before?.spaces?.new_space !== undefined && r.reports.after?.spaces?.new_space !== undefined
+          ? `${fmtNumber(r.reports.before.spaces.new_space / 1024)} → ${fmtNumber(r.reports.after.spaces.new_space / 1024)}`
+          : '',
         fmtNumber(r.rssBeforeKiB),
         fmtNumber(r.rssAfterKiB),
         r.ok ? fmtNumber(r.kibPerConnection, 2) : 'n/a',
         name !== 'breakwater' && bw?.ok && r.ok
-          ? fmtRatio(bw.liveKibPerConnection, r.liveKibPerConnection)
+          ? fmtRatio(bw.rssOutsideYoungGenKibPerConnection, r.rssOutsideYoungGenKibPerConnection)
           : '',
         r.note ?? '',
       ]),
