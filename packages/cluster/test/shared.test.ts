@@ -40,6 +40,44 @@ async function jetstreamErrors(node: Node, op: string): Promise<number> {
   return m.values.find((v) => v.labels.op === op)?.value ?? 0;
 }
 
+/** MQTT 5 options of a persistent session (Clean Start 0, 300 s expiry): a member that goes away. */
+function persistentMember(clientId: string) {
+  return {
+    clientId,
+    clean: false,
+    protocolVersion: 5 as const,
+    properties: { sessionExpiryInterval: 300 },
+  };
+}
+
+/** The member subscribes to `filter` with QoS 1 on `url`, then disconnects; its session stays. */
+async function subscribeAndLeave(
+  url: string,
+  opts: ReturnType<typeof persistentMember>,
+  filter: string,
+): Promise<void> {
+  const client = await connectTo(url, opts);
+  await client.subscribeAsync(filter, { qos: 1 });
+  await client.endAsync();
+}
+
+/**
+ * The member comes back on `url`, tallying what arrives from before its CONNACK (anything queued
+ * in its session follows at once); asserts that the session resumed.
+ */
+async function resume(
+  url: string,
+  opts: ReturnType<typeof persistentMember>,
+  where: string,
+): Promise<{ client: MqttClient; got: Map<string, number> }> {
+  const client = mqtt.connect(url, { ...opts, reconnectPeriod: 0 });
+  const got = new Map<string, number>();
+  tally(client, got);
+  const [connack] = (await once(ee(client), 'connect')) as [{ sessionPresent: boolean }];
+  assert.equal(connack.sessionPresent, true, `the session resumed on ${where}`);
+  return { client, got };
+}
+
 function total(m: Map<string, number>): number {
   let n = 0;
   for (const v of m.values()) n += v;
@@ -143,15 +181,8 @@ describe('cluster: shared subscriptions through group consumers', () => {
   test('a persistent member whose client is away takes nothing: the member online gets the whole share', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b, c] = tc.nodes.map((n) => n.broker.url);
-    const awayOpts = {
-      clientId: 'sh4-b',
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 300 },
-    };
-    const away = await connectTo(b!, awayOpts);
-    await away.subscribeAsync('$share/g4/off/+', { qos: 1 });
-    await away.endAsync();
+    const awayOpts = persistentMember('sh4-b');
+    await subscribeAndLeave(b!, awayOpts, '$share/g4/off/+');
     const worker = await connectTo(a!, { clientId: 'sh4-a', protocolVersion: 5 });
     const gotWorker = new Map<string, number>();
     tally(worker, gotWorker);
@@ -167,12 +198,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
       10_000,
       'every handoff settled',
     );
-    // Listening before the CONNACK: anything queued in its session would follow at once.
-    const back = mqtt.connect(b!, { ...awayOpts, reconnectPeriod: 0 });
-    const gotBack = new Map<string, number>();
-    tally(back, gotBack);
-    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
-    assert.equal(connack.sessionPresent, true, 'the session held on b resumes there');
+    const { client: back, got: gotBack } = await resume(b!, awayOpts, 'b, where it was held');
     await pub.publishAsync('off/last', 'last', { qos: 1 }); // after it in the group's order
     await eventually(
       () => gotWorker.has('last') || gotBack.has('last'),
@@ -191,15 +217,8 @@ describe('cluster: shared subscriptions through group consumers', () => {
   test('the only member away: what is published meanwhile reaches it when it resumes on another node', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const [a, b, c] = tc.nodes.map((n) => n.broker.url);
-    const opts = {
-      clientId: 'sh9',
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 300 },
-    };
-    const first = await connectTo(b!, opts);
-    await first.subscribeAsync('$share/g9/away/+', { qos: 1 });
-    await first.endAsync();
+    const opts = persistentMember('sh9');
+    await subscribeAndLeave(b!, opts, '$share/g9/away/+');
     await Promise.all(tc.nodes.map((n) => n.cluster.settled()));
     const pub = await connectTo(c!, { clientId: 'sh9-pub', protocolVersion: 5 });
     const before = await handedBack(tc.nodes[1]!, 'none_online');
@@ -212,11 +231,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
       10_000,
       'node b handed the messages back',
     );
-    const back = mqtt.connect(a!, { ...opts, reconnectPeriod: 0 });
-    const got = new Map<string, number>();
-    tally(back, got);
-    const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
-    assert.equal(connack.sessionPresent, true, 'the session came along to a');
+    const { client: back, got } = await resume(a!, opts, 'a');
     await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
     await end(back, pub);
   });
@@ -224,16 +239,9 @@ describe('cluster: shared subscriptions through group consumers', () => {
   test('the only member away and its node gone: what is published meanwhile reaches it on another node', async (t) => {
     if (tc === null) return t.skip('no NATS');
     const d = await tc.addNode(1);
-    const opts = {
-      clientId: 'sh11',
-      clean: false,
-      protocolVersion: 5 as const,
-      properties: { sessionExpiryInterval: 300 },
-    };
+    const opts = persistentMember('sh11');
     try {
-      const first = await connectTo(d.broker.url, opts);
-      await first.subscribeAsync('$share/g11/gone2/+', { qos: 1 });
-      await first.endAsync();
+      await subscribeAndLeave(d.broker.url, opts, '$share/g11/gone2/+');
       await d.cluster.settled();
       const pub = await connectTo(tc.nodes[2]!.broker.url, { clientId: 'sh11-pub', protocolVersion: 5 });
       const before = await handedBack(d, 'none_online');
@@ -245,11 +253,7 @@ describe('cluster: shared subscriptions through group consumers', () => {
         'node d was offered them',
       );
       await tc.stopNode(d); // with its memory storage: what it had queued would be gone
-      const back = mqtt.connect(tc.nodes[0]!.broker.url, { ...opts, reconnectPeriod: 0 });
-      const got = new Map<string, number>();
-      tally(back, got);
-      const [connack] = (await once(ee(back), 'connect')) as [{ sessionPresent: boolean }];
-      assert.equal(connack.sessionPresent, true, 'the session came along to a');
+      const { client: back, got } = await resume(tc.nodes[0]!.broker.url, opts, 'a');
       await eventually(() => got.size === n, 15_000, `all ${n} delivered on a (${got.size})`);
       await end(back, pub);
     } finally {
