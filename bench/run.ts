@@ -7,7 +7,7 @@
  *   npm run bench -- idle-memory  [--brokers ...] [--connections 10000] [--warmup-connections 5000] [--connects-per-sec 600]
  *   npm run bench -- connect-storm [--brokers breakwater,mosquitto,aedes,breakwater-default] [--devices 15000] [--max-connecting 200]
  *   npm run bench -- reboot-storm  [--brokers ...] [--devices 12000] [--reboot-fraction 0.333]
- *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] (issue 13)
+ *   npm run bench -- soak          [--connections 15000] [--duration-min 60] [--workers 3] [--admission default|off] (issue 13)
  *   npm run bench -- topics       (in-process micro-benchmark of topic matching)
  *   npm run bench -- socket-floor [--connections 10000] (an idle connection's cost in Node.js itself: net.Socket vs the bare TCP handle)
  *   npm run bench -- fanout-encode (in-process micro-benchmark of QoS 0 fan-out encoding, v3/v5/Topic Aliases)
@@ -115,6 +115,7 @@ async function main(): Promise<number> {
       churners: { type: 'string', default: '2' },
       'telemetry-interval-s': { type: 'string', default: '60' },
       'keepalive-s': { type: 'string', default: '120' },
+      admission: { type: 'string', default: 'default' },
       note: { type: 'string' },
     },
   });
@@ -220,7 +221,11 @@ async function main(): Promise<number> {
     return 0;
   }
   if (kind === 'soak') {
+    if (values.admission !== 'default' && values.admission !== 'off') {
+      throw new Error(`--admission must be default or off (got ${values.admission})`);
+    }
     const opts: SoakOptions = {
+      admissionOff: values.admission === 'off',
       connections: Number(values.connections ?? 15_000),
       durationMin: Number(values['duration-min']),
       warmupMin: Number(values['warmup-min']),

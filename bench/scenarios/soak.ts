@@ -25,6 +25,12 @@ const WORKER = fileURLToPath(new URL('../soak/worker.ts', import.meta.url));
 const SOURCES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 1}`);
 
 export interface SoakOptions {
+  /**
+   * Admission limits off (`ADMISSION_OFF_CONFIG`, `--admission off`) instead of the defaults: for a
+   * shared host whose neighbours starve the broker, where overload admission refuses reconnects by
+   * design and the soak would measure the neighbours (first attempt: load 37, 4,400 devices left).
+   */
+  readonly admissionOff: boolean;
   readonly connections: number;
   readonly durationMin: number;
   readonly workers: number;
@@ -230,12 +236,10 @@ export async function runSoak(
   progress: (partial: SoakResult) => void,
 ): Promise<{ result: SoakResult; broker: { version: string; launch: string } }> {
   const httpPort = await freePort();
-  // Admission off, as in the storms: on a shared host whose neighbours starve the broker's event
-  // loop, overload admission refuses reconnects by design, and the soak would then measure the
-  // neighbours instead of leaks (first attempt: load average 37, devices fell to 4,400).
+  // Protections on (the defaults) unless told otherwise: see SoakOptions.admissionOff.
   const broker = await startBroker('breakwater', 'auto', {
     httpPort,
-    breakwaterConfig: ADMISSION_OFF_CONFIG,
+    ...(opts.admissionOff ? { breakwaterConfig: ADMISSION_OFF_CONFIG } : {}),
   });
   const info = { version: broker.version, launch: broker.launch };
   const workers: WorkerHandle[] = [];
@@ -511,7 +515,7 @@ export function soakMarkdown(
     '',
     machineMarkdown(machine),
     ...(note ? [`- ${note}`] : []),
-    `- broker: Breakwater ${broker.version}, \`${broker.launch}\` (admission limits off, as in the storms: \`ADMISSION_OFF_CONFIG\`)`,
+    `- broker: Breakwater ${broker.version}, \`${broker.launch}\` (${opts.admissionOff ? 'admission limits off, as in the storms: `ADMISSION_OFF_CONFIG`' : 'default configuration, admission protections on'})`,
     `- load: ${opts.connections} simulated devices in ${opts.workers} processes (MQTT 3.1.1 and 5 alternating by process), ` +
       `keepalive ${opts.keepaliveSec} s, QoS 1 telemetry every ${opts.telemetryIntervalMs / 1000} s per device, SUBSCRIBE to 2 fleet topics on ` +
       `every connect; churn: ${opts.rebootsPerSec} devices/s drop without DISCONNECT and return after 1-3 s, ` +
