@@ -1,5 +1,5 @@
 /**
- * How many bytes the broker reads from its clients in one event-loop turn, all connections
+ * How long the broker spends reading its clients' input in one event-loop turn, all connections
  * together (issue 15: QoS 0 fan-in across cluster nodes).
  *
  * Why: libuv reads up to 32 × 64 KiB from every readable socket per turn. A few dozen flooding
@@ -11,7 +11,7 @@
  * With a budget, a connection that delivers data once the turn's budget is spent keeps that chunk
  * for later and stops reading (TCP pushes back on its client); at the end of the turn (check
  * phase) the budget is renewed and the waiting connections are served first, in the order they
- * stopped, so no connection starves and a turn reads about one budget. Without overload the
+ * stopped, so no connection starves and a turn spends about one budget on input. Without overload the
  * budget is never reached and nothing changes.
  */
 
