@@ -121,7 +121,7 @@ export interface ConnectionHost {
   readonly limits: Readonly<BrokerLimits>;
   readonly logger: Logger;
   readonly metrics: BrokerMetrics;
-  /** Bytes read from all clients per event-loop turn (intake-budget.ts). */
+  /** Time spent on all clients' input per event-loop turn (intake-budget.ts). */
   readonly intake: IntakeBudget;
   /** Handle one complete packet; false when reading must stop (suspended or closed). */
   dispatchFrame(conn: Connection, frame: Buffer): boolean;
