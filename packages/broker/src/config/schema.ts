@@ -73,7 +73,7 @@ export const ListenerSchema = Type.Object(
     engine: Type.Optional(
       stringEnum(['handle', 'net'] as const, {
         description:
-          "How a tcp listener holds its connections. `handle` (default): on Node's internal TCP handle, about 2 KiB less per idle connection than `net`, node:net's Socket (bench/results/socket-floor.md). `handle` falls back to `net`, with a warning, on a Node.js without that binding. Ignored by tls, ws and wss listeners.",
+          "How a tcp listener holds its connections. `handle` (default): on Node's internal TCP handle, about half the memory per idle connection of `net`, node:net's Socket (bench/results/idle-memory.md). `handle` falls back to `net`, with a warning, on a Node.js without that binding. Ignored by tls, ws and wss listeners.",
       }),
     ),
     maxConnections: Type.Optional(

@@ -179,7 +179,7 @@ export class Listeners {
           server = createTcpServer(handler, spec.name, spec.engine ?? 'handle', () =>
             this.#logger?.warn(
               { listener: spec.name, node: process.version },
-              'this Node.js has no usable internal TCP handle binding: listener uses node:net (about 2 KiB more per idle connection)',
+              'this Node.js has no usable internal TCP handle binding: listener uses node:net (about twice the memory per idle connection)',
             ),
           );
           break;

@@ -34,7 +34,7 @@ class TcpConnectionInfo implements ConnectionInfo {
 
 /**
  * How plain-TCP connections are held: `handle` (the default) on Node's internal TCP handle
- * (tcp-handle-stream.ts: ~2 KiB less per idle connection), `net` on node:net's Socket.
+ * (tcp-handle-stream.ts: about half the memory per idle connection), `net` on node:net's Socket.
  */
 export type TcpEngine = 'handle' | 'net';
 
