@@ -299,7 +299,7 @@ async function main(): Promise<number> {
       breakwater,
       connections: Number(values.connections ?? 10_000),
       connectsPerSec: Number(values['connects-per-sec']),
-      warmupConnections: Number(values['warmup-connections'] ?? 5_000),
+      warmupConnections: nonNegativeInt('--warmup-connections', values['warmup-connections'] ?? '5000'),
     };
     const { results, brokers: infos } = await runIdleMemory(opts, log);
     const name = values.name ?? 'idle-memory';
@@ -358,3 +358,10 @@ main().then(
     process.exit(1);
   },
 );
+
+/** A count flag: a whole number ≥ 0, or an error naming the flag. */
+function nonNegativeInt(flag: string, raw: string): number {
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a whole number >= 0 (got ${raw})`);
+  return n;
+}

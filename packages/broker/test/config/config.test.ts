@@ -119,6 +119,32 @@ describe('config: defaults', () => {
     }
   });
 
+  test('mqtt.intakeBudgetMs and cluster.liveConnections: bad values are refused naming the key', () => {
+    const c = validateConfig({});
+    assert.equal(c.cluster.liveConnections, 4);
+    assert.equal(validateConfig({ mqtt: { intakeBudgetMs: 25 } }).mqtt.intakeBudgetMs, 25);
+    assert.equal(validateConfig({ mqtt: { intakeBudgetMs: null } }).mqtt.intakeBudgetMs, null);
+    assert.equal(validateConfig({ cluster: { liveConnections: 1 } }).cluster.liveConnections, 1);
+    const bad: [string, string, unknown][] = [
+      ['mqtt', 'intakeBudgetMs', -1],
+      ['mqtt', 'intakeBudgetMs', 2.5],
+      ['mqtt', 'intakeBudgetMs', '10ms'],
+      ['mqtt', 'intakeBudgetMs', 10_001],
+      ['cluster', 'liveConnections', 0],
+      ['cluster', 'liveConnections', 1.5],
+      ['cluster', 'liveConnections', 17],
+      ['cluster', 'liveConnections', 'four'],
+    ];
+    for (const [section, key, value] of bad) {
+      assert.throws(
+        () => validateConfig({ [section]: { [key]: value } }),
+        (err: unknown) =>
+          err instanceof ConfigError && new RegExp(`${section}\\.${key}\\b`).test(err.message),
+        `${section}.${key}: ${String(value)}`,
+      );
+    }
+  });
+
   test('mqtt.queueOverflow takes one of its policies only; drop-new is the default', () => {
     assert.equal(validateConfig({}).mqtt.queueOverflow, 'drop-new');
     assert.equal(validateConfig({ mqtt: { queueOverflow: 'disconnect' } }).mqtt.queueOverflow, 'disconnect');
