@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -153,6 +154,32 @@ describe('FaultProxy', () => {
     const c = await connect(port);
     await roundTrip(c, 'again');
     c.destroy();
+  });
+
+  it('resetAll() as a killed client is reaped releases every socket (none left half-closed)', async () => {
+    // A test teardown kills a broker, then closes the proxy in the same turn the kernel's FINs
+    // arrive. The proxy passes each FIN on with end(); a reset before that shutdown completed
+    // failed (EINVAL) and left the upstream handle open for good, so the process spun at exit.
+    const tcpHandles = () => process.getActiveResourcesInfo().filter((r) => r === 'TCPSocketWrap').length;
+    const baseline = tcpHandles();
+    const n = 20;
+    for (let round = 0; round < 3; round++) {
+      const client = spawn(
+        process.execPath,
+        [
+          '-e',
+          `let up = 0; for (let i = 0; i < ${n}; i++) require('net').connect(${port}, '127.0.0.1', () => ++up === ${n} && console.log('up')); setInterval(() => {}, 1000);`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      await once(client.stdout!, 'data');
+      await until(`${n} open`, () => proxy.stats().open === n);
+      client.kill('SIGKILL');
+      await once(client, 'exit');
+      proxy.resetAll();
+      await until('every socket released', () => tcpHandles() <= baseline, 10_000);
+    }
+    await until('upstream sockets closed', () => echo.sockets.size === 0);
   });
 
   it('cut() drops everything and refuses new connections until restore()', async () => {

@@ -16,6 +16,17 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 
+/**
+ * Ends a connection with an RST where TCP allows one. A socket whose write side is already ended
+ * (a half-close passed on by a lane) cannot be reset: Node's resetAndDestroy() then fails with
+ * EINVAL and leaves the handle half-closed for good, and the process spins at exit waiting for it
+ * (Node 20). Such a socket is destroyed instead (a FIN, or an RST if data is unread).
+ */
+function abort(socket: net.Socket): void {
+  if (socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 export interface FaultSettings {
   /** Added one-way delay per chunk, both directions (ms). */
   latencyMs?: number;
@@ -222,7 +233,7 @@ export class FaultProxy {
     this.#stats.accepted++;
     if (this.#cut || this.faults.refuse) {
       client.on('error', () => {});
-      client.resetAndDestroy();
+      abort(client);
       return;
     }
     client.setNoDelay(true);
@@ -243,7 +254,7 @@ export class FaultProxy {
       }
     };
     client.on('error', () => upstream.destroy());
-    upstream.on('error', () => client.resetAndDestroy());
+    upstream.on('error', () => abort(client));
     client.on('close', () => {
       onClose();
       if (!upstream.destroyed) upstream.end();
@@ -257,8 +268,8 @@ export class FaultProxy {
   #reset(c: { client: net.Socket; upstream: net.Socket; lanes: Lane[] }): void {
     for (const lane of c.lanes) lane.close();
     this.#connections.delete(c);
-    if (!c.client.destroyed) c.client.resetAndDestroy();
-    if (!c.upstream.destroyed) c.upstream.resetAndDestroy();
+    if (!c.client.destroyed) abort(c.client);
+    if (!c.upstream.destroyed) abort(c.upstream);
   }
 
   #handleApi(req: http.IncomingMessage, res: http.ServerResponse): void {
