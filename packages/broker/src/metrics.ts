@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { countOpenFds } from './guard/admission/fd-usage.js';
 
 /**
  * Every metric the broker exports, in one place so names stay consistent (Prometheus style:
@@ -29,6 +30,21 @@ export class BrokerMetrics {
     if (options.defaultMetrics !== false) {
       // process_open_fds, process_max_fds, nodejs_eventloop_lag_seconds, process_cpu_seconds_total …
       collectDefaultMetrics({ register: this.registry });
+      // prom-client lists /proc/self/fd on every read: an array of one name per socket, which the
+      // control plane's per-second metric history made ~0.5 MB/s of garbage at 15,000 idle
+      // connections. countOpenFds() reads the count in constant time where Linux offers it.
+      if (this.registry.getSingleMetric('process_open_fds') !== undefined) {
+        this.registry.removeSingleMetric('process_open_fds');
+        new Gauge({
+          name: 'process_open_fds',
+          help: 'Number of open file descriptors.',
+          registers,
+          collect() {
+            const open = countOpenFds();
+            if (open !== undefined) this.set(open);
+          },
+        });
+      }
     }
     this.connections = new Gauge({
       name: 'breakwater_connections',

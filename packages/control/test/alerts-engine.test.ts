@@ -421,6 +421,43 @@ describe('RegistrySampler', () => {
     assert.deepEqual(ws.ring.range(T0, T0 + 5000), [[T0 + 5000, 4]]);
   });
 
+  it('runs only the collectors of the metrics it keeps', async () => {
+    // prom-client's active-handle lists are one entry per socket: read every second they were
+    // most of an idle broker's garbage.
+    const { Gauge, Registry } = await import('prom-client');
+    const { RegistrySampler } = await import('../src/metrics-history/sampler.js');
+    const registry = new Registry();
+    let skippedRuns = 0;
+    let keptRuns = 0;
+    new Gauge({
+      name: 'nodejs_active_handles',
+      help: 'x',
+      registers: [registry],
+      collect() {
+        skippedRuns++;
+      },
+    });
+    new Gauge({
+      name: 'breakwater_kept',
+      help: 'x',
+      registers: [registry],
+      collect() {
+        keptRuns++;
+        this.set(keptRuns);
+      },
+    });
+    const history = new MetricHistory();
+    const sampler = new RegistrySampler(registry, history);
+    await sampler.sample(T0);
+    await sampler.sample(T0 + 1000);
+    assert.equal(skippedRuns, 0, 'an excluded metric is not collected');
+    assert.equal(keptRuns, 2);
+    assert.deepEqual(history.series('breakwater_kept')[0]!.ring.range(T0, T0 + 1000), [
+      [T0, 1],
+      [T0 + 1000, 2],
+    ]);
+  });
+
   it('caps the number of series', () => {
     const history = new MetricHistory({ retentionSec: 60, maxSeries: 2 });
     assert.equal(history.record('a', {}, T0, 1), true);

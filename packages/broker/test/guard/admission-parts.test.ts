@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { BreakwaterError, ReasonCode } from '@breakwater/broker';
@@ -7,6 +8,7 @@ import mqttPacket from 'mqtt-packet';
 import {
   type AdmissionRefusal,
   admissionConfigSchema,
+  countOpenFds,
   defaultAdmissionConfig,
   FlapTracker,
   fdHeadroomWarning,
@@ -161,6 +163,23 @@ describe('admission: FD usage', () => {
       seen = read().open;
     }
     assert.ok(seen > before.open, `open FDs ${before.open} → ${seen}`);
+  });
+});
+
+describe('countOpenFds', () => {
+  test('counts the open FDs of this process as listing /proc/self/fd does, and follows opens and closes', (t) => {
+    if (process.platform !== 'linux') return t.skip('Linux only');
+    const listed = () => readdirSync('/proc/self/fd').length - 1; // minus the listing's own FD
+    const before = countOpenFds();
+    assert.equal(before, listed());
+    const fds = Array.from({ length: 25 }, () => openSync('/dev/null', 'r'));
+    try {
+      assert.equal(countOpenFds(), before! + 25);
+      assert.equal(countOpenFds(), listed());
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+    assert.equal(countOpenFds(), before);
   });
 });
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { closeSync, openSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import Fastify from 'fastify';
 import { brokerHttpRoutes, type ReadinessState } from '../../src/http/routes.js';
@@ -28,6 +29,23 @@ describe('brokerHttpRoutes', () => {
     assert.match(res.body, /^process_open_fds \d+$/m);
     assert.match(res.body, /^process_max_fds \d+$/m);
     assert.match(res.body, /^nodejs_eventloop_lag_seconds /m);
+  });
+
+  test('process_open_fds follows the FDs this process opens and closes', async (t) => {
+    if (process.platform !== 'linux') return t.skip('Linux only');
+    const { server } = await app();
+    const read = async () => {
+      const res = await server.inject({ method: 'GET', url: '/metrics' });
+      return Number(/^process_open_fds (\d+)$/m.exec(res.body)?.[1]);
+    };
+    const before = await read();
+    const fds = Array.from({ length: 30 }, () => openSync('/dev/null', 'r'));
+    try {
+      assert.equal(await read(), before + 30);
+    } finally {
+      for (const fd of fds) closeSync(fd);
+    }
+    assert.equal(await read(), before);
   });
 
   test('/healthz is 200 whatever the readiness', async () => {

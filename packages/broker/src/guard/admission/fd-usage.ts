@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
 
 /**
@@ -46,11 +46,31 @@ export function readFdLimit(text?: string): number | undefined {
 }
 
 /**
+ * The number of open FDs of this process, undefined off Linux. Linux 6.2 and later report it as
+ * the size of /proc/self/fd, in constant time; older kernels report 0 there, and the directory
+ * is listed instead, which is O(open FDs): an array of 15,000 names at 15,000 connections.
+ */
+export function countOpenFds(): number | undefined {
+  try {
+    // The listing holds an FD of its own while it reads.
+    return statFdCount() || readdirSync(PROC_FD).length - 1;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The FD count in constant time (Linux ≥ 6.2), 0 where the kernel does not report it. */
+function statFdCount(): number {
+  return statSync(PROC_FD).size;
+}
+
+/**
  * A cheap FD-usage reader for the gate's `fdUsage` dependency. Counting /proc/self/fd is O(open
  * FDs) — tens of milliseconds at 100k sockets — so it never runs synchronously on the connect
  * path after the first call: each call returns the count started by the previous call (or at
  * creation) and starts one asynchronous re-count in the background (`lagsOneCall`). The gate asks
  * at most every `fd.sampleIntervalMs` and adds the accepts/closes it saw since the previous ask.
+ * On Linux ≥ 6.2, which counts in constant time, each call counts now instead.
  * Returns undefined off Linux.
  */
 export function procFdUsage(): (() => FdUsage) | undefined {
@@ -58,6 +78,17 @@ export function procFdUsage(): (() => FdUsage) | undefined {
   if (max === undefined) return undefined;
   let open: number;
   try {
+    open = statFdCount();
+    if (open > 0) {
+      return () => {
+        try {
+          open = statFdCount();
+        } catch {
+          // Keep the previous count: /proc cannot vanish under a running process in practice.
+        }
+        return { open, max };
+      };
+    }
     open = readdirSync(PROC_FD).length;
   } catch {
     return undefined;

@@ -16,7 +16,7 @@ export {
   defaultAdmissionConfig,
   resolveAdmissionConfig,
 } from './config.js';
-export { type FdUsage, fdHeadroomWarning, procFdUsage, readFdLimit } from './fd-usage.js';
+export { countOpenFds, type FdUsage, fdHeadroomWarning, procFdUsage, readFdLimit } from './fd-usage.js';
 export { type FlapLimits, FlapTracker } from './flap-tracker.js';
 export { type AdmissionDeps, AdmissionGate, type AdmissionStats } from './gate.js';
 export { AdmissionMetrics } from './metrics.js';
