@@ -336,10 +336,12 @@ export async function startBroker(
           [...gcFlags, ...NODE_TSX, join(ROOT, 'bench/peers/breakwater-server.ts'), String(port)],
         ]);
       }
+      // Extra Node.js flags for Breakwater alone (a profiler, V8 heap sizing), as for cluster nodes.
+      const nodeArgs = (process.env.BENCH_BROKER_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
       let lastError: Error | null = null;
       for (const [mode, args] of candidates) {
         try {
-          return await launch(name, version, process.execPath, args, port, cleanup, gc);
+          return await launch(name, version, process.execPath, [...nodeArgs, ...args], port, cleanup, gc);
         } catch (err) {
           lastError = err as Error;
           process.stderr.write(`bench: breakwater via ${mode} did not start (${lastError.message})\n`);

@@ -37,6 +37,7 @@ export interface IdleMemoryResult {
   readonly connections: number;
   readonly rssBeforeKiB: number | null;
   readonly rssAfterKiB: number | null;
+  /** Plain RSS per connection after a full GC: the compared figure. */
   readonly kibPerConnection: number | null;
   /**
    * The garbage-independent figure: live V8 heap plus RSS outside the V8 heap per connection
@@ -44,8 +45,8 @@ export interface IdleMemoryResult {
    */
   readonly liveKibPerConnection: number | null;
   /**
-   * RSS per connection without V8's young generation (rssOutsideYoungGen); plain RSS for
-   * Mosquitto. The row's ratio uses it.
+   * RSS per connection without V8's young generation (rssOutsideYoungGen), a diagnostic; plain
+   * RSS for Mosquitto. The row's ratio uses `kibPerConnection`.
    */
   readonly rssOutsideYoungGenKibPerConnection: number | null;
   /** Node.js brokers: live V8 heap bytes per connection. */
@@ -82,9 +83,9 @@ async function settledRss(
 }
 
 /**
- * RSS without V8's young generation: a fixed-size nursery (up to 32 MiB on Node 20) that V8 grows
- * and shrinks with the allocation rate, not with connections. An idle Breakwater's swung between
- * 2.8 and 32 MiB over two minutes; at 10,000 connections that alone is 0.3 to 3.3 KiB each.
+ * RSS without V8's young generation: a nursery (up to 32 MiB on Node 20) that V8 grows with the
+ * garbage that survives collections, not with connections. While the control plane made garbage
+ * every second it went 0.3 -> 32 MiB between the readings, 3.3 KiB per connection at 10,000.
  */
 function rssOutsideYoungGen(r: { rssKiB: number; report: NodeMemoryReport | null }): number {
   const young = r.report?.spaces?.new_space;
@@ -209,7 +210,7 @@ export async function runIdleMemory(
     const r = await measure(name, opts, infos);
     results[name] = r;
     log(
-      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.rssOutsideYoungGenKibPerConnection, 2)} KiB/conn RSS w/o young gen, ${fmtNumber(r.liveKibPerConnection, 2)} live, ${fmtNumber(r.kibPerConnection, 2)} RSS, over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
+      `idle-memory ${name}: ${r.ok ? `${fmtNumber(r.kibPerConnection, 2)} KiB/conn RSS, ${fmtNumber(r.rssOutsideYoungGenKibPerConnection, 2)} w/o young gen, ${fmtNumber(r.liveKibPerConnection, 2)} live, over ${r.connections} connections` : 'n/a'}${r.note ? ` (${r.note})` : ''}`,
     );
   }
   return { results, brokers: infos };
@@ -229,8 +230,9 @@ export function idleMemoryMarkdown(
     `${fmtNumber(opts.connections)} idle MQTT 3.1.1 connections (CONNECT, CONNACK, keepalive 600 s) from the game-day fleet simulator, on top of ${fmtNumber(opts.warmupConnections)} warm-up connections held throughout, paced at ${fmtNumber(opts.connectsPerSec)} CONNECTs/s (below Breakwater's default admission rate; every broker in its default configuration). ` +
       'Readings before and after the measured connections, so each figure is what one more connection costs. ' +
       'RSS alone is not repeatable for a garbage-collected broker (runs of the same Breakwater gave -0.37 to 2.11 KiB/conn: garbage not yet collected, freed pages reused), so the Node.js brokers (Breakwater, Aedes) run a full GC before each reading and report their memory (bench/peers/gc-on-signal.mjs, preloaded with --expose-gc). ' +
-      "**RSS w/o young gen KiB/conn** = the RSS difference minus the difference in V8's young generation (a fixed-size nursery, up to 32 MiB on Node 20, that V8 grows and shrinks with the allocation rate, not with connections: an idle Breakwater's swung between 2.8 and 32 MiB over two minutes, 0.3-3.3 KiB per connection at 10,000). The ratio (Breakwater / peer, below 1 is better) uses it. " +
-      '**live KiB/conn** = live V8 heap + RSS outside the V8 heap (native handles, malloc). For Mosquitto, which has no collector, all three figures are its RSS per connection. **RSS KiB/conn** is the plain RSS difference after the GC, young generation included.',
+      '**RSS KiB/conn** is the plain RSS difference after the GC; the ratio (Breakwater / peer, below 1 is better) compares it. Two diagnostics stand beside it: ' +
+      "**RSS w/o young gen KiB/conn** = the RSS difference minus the difference in V8's young generation (a nursery of up to 32 MiB on Node 20 that V8 grows with the rate of garbage that survives a collection, not with connections; it stays the same between the readings unless the broker makes garbage while idle: it went 0.3 -> 32 MiB, 3.3 KiB per connection, until the control plane's metric history stopped collecting per-socket lists every second; bench/results/young-gen-cap.md), and " +
+      '**live KiB/conn** = live V8 heap + RSS outside the V8 heap (native handles, malloc), which does not depend on how freed pages are reused. For Mosquitto, which has no collector, all three figures are its RSS per connection.',
     '',
   );
   const bw = results.breakwater;
@@ -239,19 +241,21 @@ export function idleMemoryMarkdown(
       [
         'broker',
         'connections',
+        'RSS KiB/conn',
+        'ratio BW/peer',
         'RSS w/o young gen KiB/conn',
         'live KiB/conn',
         'heap B/conn',
         'young gen before → after KiB',
         'RSS before KiB',
         'RSS after KiB',
-        'RSS KiB/conn',
-        'ratio BW/peer',
         'notes',
       ],
       Object.entries(results).map(([name, r]) => [
         name,
         fmtNumber(r.connections),
+        r.ok ? fmtNumber(r.kibPerConnection, 2) : 'n/a',
+        name !== 'breakwater' && bw?.ok && r.ok ? fmtRatio(bw.kibPerConnection, r.kibPerConnection) : '',
         r.ok ? fmtNumber(r.rssOutsideYoungGenKibPerConnection, 2) : 'n/a',
         r.ok ? fmtNumber(r.liveKibPerConnection, 2) : 'n/a',
         r.heapBytesPerConnection === null ? '' : fmtNumber(r.heapBytesPerConnection, 0),
@@ -260,10 +264,6 @@ export function idleMemoryMarkdown(
           : '',
         fmtNumber(r.rssBeforeKiB),
         fmtNumber(r.rssAfterKiB),
-        r.ok ? fmtNumber(r.kibPerConnection, 2) : 'n/a',
-        name !== 'breakwater' && bw?.ok && r.ok
-          ? fmtRatio(bw.rssOutsideYoungGenKibPerConnection, r.rssOutsideYoungGenKibPerConnection)
-          : '',
         r.note ?? '',
       ]),
     ),
