@@ -458,6 +458,27 @@ describe('RegistrySampler', () => {
     ]);
   });
 
+  it('keeps CPU time and event-loop lag fresh, though prom-client sets them from metrics it does not keep', async () => {
+    const { collectDefaultMetrics, Registry } = await import('prom-client');
+    const { RegistrySampler } = await import('../src/metrics-history/sampler.js');
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
+    const history = new MetricHistory();
+    const sampler = new RegistrySampler(registry, history);
+    await sampler.sample(T0);
+    // 200 ms of CPU on the event loop: CPU time grows by as much.
+    const until = Date.now() + 200;
+    while (Date.now() < until) {}
+    await new Promise((r) => setTimeout(r, 50));
+    await sampler.sample(T0 + 1000);
+    const cpu = history.series('process_cpu_seconds_total')[0]?.ring.at(T0 + 1000);
+    assert.ok(cpu !== undefined && cpu >= 0.1, `CPU seconds per second recorded: ${cpu}`);
+    const lag = history.series('nodejs_eventloop_lag_p99_seconds')[0]?.ring.at(T0 + 1000);
+    // The percentiles have no value until their driver's collector has run once.
+    assert.ok(lag !== undefined && lag > 0, `event-loop lag p99 recorded: ${lag}`);
+    assert.deepEqual(history.series('process_cpu_user_seconds_total'), [], 'the driver is not recorded');
+  });
+
   it('caps the number of series', () => {
     const history = new MetricHistory({ retentionSec: 60, maxSeries: 2 });
     assert.equal(history.record('a', {}, T0, 1), true);

@@ -10,6 +10,24 @@ export const SAMPLED_PROCESS_METRICS: readonly string[] = [
   'nodejs_eventloop_lag_p99_seconds',
 ];
 
+/**
+ * prom-client sets some default metrics from another metric's collector: the CPU counters from
+ * `process_cpu_user_seconds_total`'s, the event-loop lag percentiles from
+ * `nodejs_eventloop_lag_seconds`' (which also starts the next measurement window). A kept metric's
+ * collector runs before it (the registry lists it first), its value unrecorded.
+ */
+const SET_BY: Readonly<Record<string, string>> = {
+  process_cpu_seconds_total: 'process_cpu_user_seconds_total',
+  process_cpu_system_seconds_total: 'process_cpu_user_seconds_total',
+  nodejs_eventloop_lag_min_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_max_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_mean_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_stddev_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_p50_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_p90_seconds: 'nodejs_eventloop_lag_seconds',
+  nodejs_eventloop_lag_p99_seconds: 'nodejs_eventloop_lag_seconds',
+};
+
 export interface RegistrySamplerOptions {
   /** Which metric names to keep (default: `breakwater_*` plus SAMPLED_PROCESS_METRICS). */
   include?: (name: string) => boolean;
@@ -41,13 +59,21 @@ export class RegistrySampler {
   readonly #registry: Registry;
   readonly #history: MetricHistory;
   readonly #include: (name: string) => boolean;
+  /** Metrics collected but not recorded: they set kept metrics' values (SET_BY). */
+  readonly #drivers: ReadonlySet<string>;
   readonly #previous = new Map<string, { value: number; atMs: number }>();
   #lastSampleAt: number | null = null;
 
   constructor(registry: Registry, history: MetricHistory, options: RegistrySamplerOptions = {}) {
     this.#registry = registry;
     this.#history = history;
-    this.#include = options.include ?? defaultInclude;
+    const include = options.include ?? defaultInclude;
+    this.#include = include;
+    this.#drivers = new Set(
+      Object.entries(SET_BY)
+        .filter(([kept, by]) => include(kept) && !include(by))
+        .map(([, by]) => by),
+    );
   }
 
   async sample(atMs: number): Promise<void> {
@@ -56,9 +82,12 @@ export class RegistrySampler {
     // every open socket (together ~1.4 MB/s of garbage at 15,000 idle connections, which kept
     // V8's young generation at its 32 MiB maximum on an idle broker).
     for (const { name } of this.#registry.getMetricsAsArray()) {
-      if (!this.#include(name)) continue;
+      const kept = this.#include(name);
+      if (!kept && !this.#drivers.has(name)) continue;
       const metric = this.#registry.getSingleMetric(name);
-      if (metric !== undefined) this.#record((await metric.get()) as unknown as JsonMetric, atMs);
+      if (metric === undefined) continue;
+      const json = await metric.get();
+      if (kept) this.#record(json as unknown as JsonMetric, atMs);
     }
     this.#lastSampleAt = atMs;
   }
